@@ -1,0 +1,121 @@
+"""The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow)."""
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import add_config_arguments, config_from_args
+from .errors import UserError
+
+PROG = "digit-recognizer"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import find_kaggle_input, load_data
+    from .fileio import publish_name, run_folder
+    from .metrics import format_confusion
+    from .pipeline import run_training
+    import numpy as np
+
+    cfg = config_from_args(args)
+    data_dir = args.data or find_kaggle_input()
+    clock = time.perf_counter()
+    data = load_data(data_dir, cache=not args.no_cache)
+    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+    with run_folder(args.out) as temp:
+        metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
+        final = publish_name(temp)
+    print(f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {cfg.epochs}; "
+          f"fit {metrics['timings_seconds']['fit']:.2f}s")
+    print(format_confusion(np.array(metrics["confusion_matrix"])))
+    if cfg.refit:
+        print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
+    print(f"run folder: {final}")
+    print(f"submission: {final / 'submission.csv'}")
+    print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import load_data
+    from .fileio import write_text  # noqa: F401  (keeps the atomic writer close at hand)
+    from .model import load_model
+    from .submission import write_submission
+    from .train import predict, resolve_device, to_device
+
+    model, _ = load_model(args.model)
+    device = resolve_device(args.device)
+    data = load_data(args.data, cache=not args.no_cache)
+    labels = predict(model.to(device), to_device(data.test_images, device)).argmax(1).cpu().numpy()
+    out = args.out or args.model.parent / "predict-submission.csv"
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists; pass --out with a new name or --force to replace it")
+    write_submission(out, labels)
+    print(f"submission: {out} ({len(labels)} rows)")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data import SAMPLE_DIR
+    from .submission import score
+
+    solution = args.solution or SAMPLE_DIR / "solution.csv.gz"
+    accuracy = score(args.submission, solution)
+    print(f"accuracy: {accuracy:.4f} ({args.submission} against {solution})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train with validation and write a submission into a new run folder")
+    train.add_argument("--data", type=Path, help="folder with train.csv and test.csv (or Kaggle's zip); "
+                       "default: Kaggle's input when found, else the embedded sample")
+    train.add_argument("--out", type=Path, default=Path("submissions"), help="where run folders go (default: submissions)")
+    train.add_argument("--no-cache", action="store_true", help="parse the CSVs even when a cached parse is current")
+    add_config_arguments(train)
+    train.set_defaults(handler=cmd_train)
+
+    pred = commands.add_parser("predict", help="write a submission from a saved model")
+    pred.add_argument("--model", type=Path, required=True, help="a run's model.pt")
+    pred.add_argument("--data", type=Path, help="folder with test.csv (default: the embedded sample)")
+    pred.add_argument("--out", type=Path, help="submission path (default: predict-submission.csv beside the model)")
+    pred.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pred.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    pred.add_argument("--no-cache", action="store_true", help="parse the CSVs even when a cached parse is current")
+    pred.set_defaults(handler=cmd_predict)
+
+    sc = commands.add_parser("score", help="accuracy of a submission against a solution file")
+    sc.add_argument("submission", type=Path)
+    sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
+    sc.set_defaults(handler=cmd_score)
+    return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so that every cleanup path runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{PROG}: {what}; no run folder was left behind and earlier runs are untouched", file=sys.stderr)
+        return 130

@@ -1,0 +1,77 @@
+"""The one training configuration, and the command-line flags made from it."""
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    val_fraction: float = 0.1
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    deskew: bool = True
+    refit: bool = False
+    device: str = "auto"
+
+    def check(self) -> "Config":
+        """Raise UserError for values no run could use."""
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise UserError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
+        return self
+
+    def changes(self) -> dict:
+        """Fields that differ from the defaults: what makes this run different from a plain one."""
+        default = Config()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
+
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+HELP = {
+    "seed": "random seed for the split, initialisation and batch order",
+    "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
+    "epochs": "passes over the training split",
+    "batch_size": "examples per optimiser step",
+    "lr": "peak learning rate",
+    "weight_decay": "L2 penalty on the weights",
+    "optimizer": "optimiser",
+    "schedule": "learning-rate schedule over the run",
+    "deskew": "straighten each digit by its second moments before the linear layer",
+    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions",
+    "device": "where to train: auto picks CUDA when available",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
+                            help=f"{HELP[f.name]} (default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a Config from a saved run, ignoring keys an older or newer kit wrote."""
+    known = {f.name for f in fields(Config)}
+    return dataclasses.replace(Config(), **{k: v for k, v in values.items() if k in known})

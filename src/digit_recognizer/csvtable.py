@@ -1,0 +1,138 @@
+"""Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
+
+The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
+fails, or a value is out of range, does a slower scan run to name the exact line and column.
+"""
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+PIXELS = [f"pixel{i}" for i in range(784)]
+TRAIN_COLUMNS = ["label", *PIXELS]
+TEST_COLUMNS = PIXELS
+BOM = b"\xef\xbb\xbf"
+# After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
+_NOT_CSV_DIGITS = re.compile(rb"[^0-9,\r\n]")
+
+
+def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int]) -> np.ndarray:
+    """Parse CSV bytes with exactly `columns` into an (rows, columns) uint8 array.
+
+    `limits` maps a column name to its largest allowed value (pixels: 255, label: 9).
+    Raises UserError naming the file, line and column of the first problem.
+    """
+    body, first_line = _split_header(name, raw, columns)
+    bad = _NOT_CSV_DIGITS.search(body)
+    if bad:
+        _raise_bad_cell(name, body, first_line, bad.start(), columns, limits)
+    try:
+        table = pd.read_csv(io.BytesIO(body), header=None, dtype=np.int32, engine="c", na_filter=False)
+    except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
+        _diagnose(name, body, first_line, columns, limits)
+        raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
+    values = table.to_numpy()
+    if values.shape[1] != len(columns):
+        _diagnose(name, body, first_line, columns, limits)
+    maxima = np.array([limits[c] for c in columns])
+    if (values > maxima).any():
+        _diagnose(name, body, first_line, columns, limits)
+    return np.ascontiguousarray(values, dtype=np.uint8)
+
+
+def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int]:
+    """Check the header line; return the body and the file line number the body starts on."""
+    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
+    if not raw.strip():
+        raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
+    end = raw.find(b"\n")
+    header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
+    header = header_line.decode("utf-8", errors="replace").strip().split(",")
+    problem = header_problem(header, columns)
+    if problem:
+        raise UserError(f"{name}: header: {problem}")
+    if not body.strip():
+        raise UserError(f"{name}: has a header but no data rows")
+    return body, 2
+
+
+def header_problem(header: list[str], columns: list[str]) -> str:
+    """Describe how `header` differs from `columns`, or return '' when they match."""
+    if header == columns:
+        return ""
+    seen = set()
+    for name in header:
+        if name in seen:
+            return f"column '{name}' appears more than once"
+        seen.add(name)
+    missing = [c for c in columns if c not in seen]
+    extra = [h for h in header if h not in set(columns)]
+    if missing and not extra:
+        return f"missing column{'s' if len(missing) > 1 else ''} {_names(missing)}"
+    if extra and not missing:
+        return f"unexpected column{'s' if len(extra) > 1 else ''} {_names(extra)}; expected exactly {_names(columns)}"
+    if missing and extra:
+        return f"unexpected column {_names(extra)} where {_names(missing)} was expected"
+    position = next(i for i, (h, c) in enumerate(zip(header, columns)) if h != c)
+    return f"column {position + 1} is '{header[position]}', expected '{columns[position]}' (columns out of order)"
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _diagnose(name: str, body: bytes, first_line: int, columns: list[str], limits: dict[str, int]) -> None:
+    """Scan line by line for the first problem and raise it; return if none is found."""
+    for offset, line in enumerate(body.split(b"\n")):
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue  # blank lines are skipped, as pandas does
+        where = f"{name}: line {first_line + offset}"
+        cells = line.split(b",")
+        if len(cells) != len(columns):
+            raise UserError(f"{where}: has {len(cells)} fields, expected {len(columns)} ({columns[0]}..{columns[-1]})")
+        for column, cell in zip(columns, cells):
+            _check_cell(f"{where}, column {column}", cell, limits[column])
+
+
+def _check_cell(where: str, cell: bytes, limit: int) -> None:
+    what = f"expected an integer 0-{limit}"
+    if not cell.strip():
+        raise UserError(f"{where}: empty cell, {what}")
+    if not cell.isdigit():
+        text = cell.decode("utf-8", errors="replace")
+        raise UserError(f"{where}: {what}, got '{text[:20]}'")
+    if int(cell) > limit:
+        raise UserError(f"{where}: {what}, got {int(cell)}")
+
+
+def _raise_bad_cell(name, body, first_line, position, columns, limits) -> None:
+    """Report the cell holding a character that cannot be part of a digit CSV."""
+    line_start = body.rfind(b"\n", 0, position) + 1
+    line_end = body.find(b"\n", position)
+    line = body[line_start:line_end if line_end >= 0 else len(body)].rstrip(b"\r")
+    index = body.count(b",", line_start, position)
+    line_no = first_line + body.count(b"\n", 0, line_start)
+    if index >= len(columns):
+        raise UserError(f"{name}: line {line_no}: has {len(line.split(b','))} fields, expected {len(columns)}")
+    column = columns[index]
+    _check_cell(f"{name}: line {line_no}, column {column}", line.split(b",")[index], limits[column])
+    raise UserError(f"{name}: line {line_no}, column {column}: unexpected character")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is a .gz."""
+    import gzip
+
+    try:
+        data = path.read_bytes()
+        return gzip.decompress(data) if path.suffix == ".gz" else data
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})") from None

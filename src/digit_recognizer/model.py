@@ -1,0 +1,71 @@
+"""Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels."""
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .deskew import deskew
+from .errors import UserError
+
+N_PIXELS = 784
+N_CLASSES = 10
+MODEL_FORMAT = 1
+
+
+class SoftmaxRegression(nn.Module):
+    """Logits = W x + b on preprocessed pixels; cross-entropy turns them into a softmax model.
+
+    The preprocessing (deskew flag, per-pixel mean and std fitted on the training split) is part
+    of the model, so a saved model predicts raw Kaggle pixels exactly as it did in training.
+    """
+
+    def __init__(self, use_deskew: bool = True, std_floor: float = 0.1):
+        super().__init__()
+        self.use_deskew = use_deskew
+        self.std_floor = std_floor
+        self.linear = nn.Linear(N_PIXELS, N_CLASSES)
+        # Zero start: the loss is convex, so this costs nothing and makes runs reproducible by construction.
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.register_buffer("mean", torch.zeros(N_PIXELS))
+        self.register_buffer("std", torch.ones(N_PIXELS))
+
+    def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (n, 784) -> float ink in [0, 1], deskewed when enabled."""
+        ink = pixels.to(self.mean.dtype) / 255.0
+        return deskew(ink) if self.use_deskew else ink
+
+    def fit_standardizer(self, prepared: torch.Tensor) -> None:
+        """Per-pixel statistics of the training split only; a floor keeps never-inked pixels tame."""
+        self.mean.copy_(prepared.mean(0))
+        self.std.copy_(prepared.std(0).clamp_min(self.std_floor))
+
+    def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
+        return (prepared - self.mean) / self.std
+
+    def features_of(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.standardize(self.prepare(pixels))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features_of(pixels))
+
+
+def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "std_floor": model.std_floor,
+                "state_dict": state, **extra}, path)
+
+
+def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
+    """Load a model saved by save_model; the dict holds what was saved beside it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such model file") from None
+    except Exception as exc:  # torch raises many types for a file that is not a saved model
+        raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
+    model = SoftmaxRegression(bool(saved["use_deskew"]), float(saved["std_floor"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved

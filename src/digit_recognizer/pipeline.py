@@ -1,0 +1,83 @@
+"""One training run from data to outputs: split, fit, validate, (refit), predict, write."""
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data import DigitData
+from .metrics import confusion_matrix, per_class_accuracy
+from .model import save_model
+from .split import stratified_split
+from .submission import write_submission
+from .train import fit, predict, resolve_device, to_device
+from .fileio import atomic_write, write_json
+
+
+def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: float = 0.0) -> dict:
+    """Train with validation, write submission.csv, model.pt and metrics.json into out_dir; return the metrics."""
+    timings = {"load": load_seconds}
+    clock = time.perf_counter()
+    device = resolve_device(cfg.device)
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
+    pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
+    test_pixels = to_device(data.test_images, device)
+    split = [to_device(idx, device) for idx in (train_idx, val_idx)]
+    timings["to_device"] = time.perf_counter() - clock
+
+    result = fit(cfg, pixels[split[0]], labels[split[0]], pixels[split[1]], labels[split[1]])
+    timings["fit"] = result.seconds
+    validation = validation_report(result.model, pixels[split[1]], labels[split[1]])
+    model, refit = result.model, None
+    if cfg.refit:
+        refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
+        model, timings["refit"] = refitted.model, refitted.seconds
+        refit = {"epochs": result.best_epoch, "examples": len(labels)}
+
+    clock = time.perf_counter()
+    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
+    timings["predict"] = time.perf_counter() - clock
+    metrics = {
+        "data": data.source,
+        "examples": {"train": len(train_idx), "validation": len(val_idx), "test": len(test_labels)},
+        **validation,
+        "best_epoch": result.best_epoch,
+        "refit": refit,
+        "history": result.history,
+        "config": asdict(cfg),
+        "device": describe_device(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "timings_seconds": timings,
+    }
+    clock = time.perf_counter()
+    write_outputs(out_dir, model, test_labels, metrics)
+    timings["write"] = time.perf_counter() - clock
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> dict:
+    probabilities = predict(model, pixels)
+    loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
+    predicted = probabilities.argmax(1).cpu().numpy()
+    truth = labels.cpu().numpy()
+    confusion = confusion_matrix(truth, predicted)
+    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+
+
+def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
+    write_submission(out_dir / "submission.csv", test_labels)
+    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"]}
+    atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

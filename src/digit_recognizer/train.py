@@ -1,0 +1,123 @@
+"""Training: the whole dataset on the device, shuffled index slices, the best epoch kept."""
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import Config
+from .errors import UserError
+from .model import SoftmaxRegression
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class FitResult:
+    model: SoftmaxRegression
+    best_epoch: int  # 1-based; 0 when nothing was validated (refit)
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
+    seconds: float = 0.0
+
+
+def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
+        val_labels: torch.Tensor | None = None, epochs: int | None = None, desc: str = "train") -> FitResult:
+    """Train a fresh model on device tensors; with validation data keep the best epoch's weights."""
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = SoftmaxRegression(cfg.deskew).to(pixels.device)
+    with torch.no_grad():
+        prepared = model.prepare(pixels)
+        model.fit_standardizer(prepared)
+        features = model.standardize(prepared)
+        val_features = model.features_of(val_pixels) if val_pixels is not None else None
+    epochs = epochs or cfg.epochs
+    steps_per_epoch = math.ceil(len(features) / cfg.batch_size)
+    optimizer = make_optimizer(cfg, model)
+    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
+    targets = labels.long()
+    tracker = BestEpoch(model) if val_features is not None else None
+    history = []
+    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        order = torch.randperm(len(features), device=features.device, generator=generator)
+        loss_sum = torch.zeros((), device=features.device)
+        for step, batch in enumerate(order.split(cfg.batch_size)):
+            set_lr(optimizer, cfg, ((epoch - 1) * steps_per_epoch + step) / (epochs * steps_per_epoch))
+            loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(batch)
+        record = {"epoch": epoch, "train_loss": loss_sum / len(features)}
+        if tracker is not None:
+            record.update(tracker.update(epoch, val_features, val_labels.long()))
+        # One host sync per epoch, for the progress bar; none inside the step loop.
+        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
+    bar.close()
+    best_epoch = tracker.restore() if tracker is not None else 0
+    return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
+    # L2 on the weights only: penalising the bias would shift the class priors.
+    groups = [{"params": [model.linear.weight], "weight_decay": cfg.weight_decay},
+              {"params": [model.linear.bias], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
+    """Cosine decay from the peak to zero over the run, or a constant rate."""
+    scale = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * scale
+
+
+class BestEpoch:
+    """Keeps, on the device and without host syncs, the weights of the best validation epoch."""
+
+    def __init__(self, model: SoftmaxRegression):
+        self.model = model
+        self.best = {k: v.detach().clone() for k, v in model.linear.state_dict().items()}
+        self.best_accuracy = torch.full((), -1.0, device=model.mean.device)
+        self.best_epoch = torch.zeros((), dtype=torch.long, device=model.mean.device)
+
+    @torch.no_grad()
+    def update(self, epoch: int, features: torch.Tensor, targets: torch.Tensor) -> dict:
+        logits = self.model.linear(features)
+        accuracy = (logits.argmax(1) == targets).float().mean()
+        better = accuracy > self.best_accuracy
+        for name, value in self.model.linear.state_dict().items():
+            self.best[name].copy_(torch.where(better, value, self.best[name]))
+        self.best_accuracy = torch.where(better, accuracy, self.best_accuracy)
+        self.best_epoch = torch.where(better, torch.full_like(self.best_epoch, epoch), self.best_epoch)
+        return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": accuracy}
+
+    def restore(self) -> int:
+        self.model.linear.load_state_dict(self.best)
+        return int(self.best_epoch.item())
+
+
+@torch.no_grad()
+def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Class probabilities (n, 10) for uint8 pixels, computed in chunks to bound memory."""
+    model.eval()
+    return torch.cat([model(part).softmax(1) for part in pixels.split(chunk)]) if len(pixels) else \
+        torch.empty(0, 10, device=pixels.device)
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
