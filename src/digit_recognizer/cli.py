@@ -14,16 +14,21 @@ PROG = "digit-recognizer"
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import find_kaggle_input, load_data
+
+    cfg = config_from_args(args)
+    if cfg.device == "cuda":  # say so before the data is parsed, not after
+        from .train import resolve_device
+        resolve_device(cfg.device)
+    data_dir = args.data or find_kaggle_input()
+    clock = time.perf_counter()
+    data = load_data(data_dir, cache=not args.no_cache)
+    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+    # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
     from .fileio import publish_name, run_folder
     from .metrics import format_confusion
     from .pipeline import run_training
     import numpy as np
 
-    cfg = config_from_args(args)
-    data_dir = args.data or find_kaggle_input()
-    clock = time.perf_counter()
-    data = load_data(data_dir, cache=not args.no_cache)
-    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     with run_folder(args.out) as temp:
         metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
         final = publish_name(temp)
@@ -67,8 +72,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is reported like every other user mistake: one line, exit 2."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix(PROG).strip()
+        self.exit(2, f"{PROG}: error: {command + ': ' if command else ''}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
+    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -113,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        # One line, whatever text from the user's file the message quotes.
+        print(f"{PROG}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"

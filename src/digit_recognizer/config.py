@@ -1,6 +1,7 @@
 """The one training configuration, and the command-line flags made from it."""
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 from .errors import UserError
@@ -27,10 +28,10 @@ class Config:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise UserError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
+        if not 0 < self.lr < math.inf:
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
         return self
 
     def changes(self) -> dict:

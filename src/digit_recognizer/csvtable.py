@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .errors import UserError
 
@@ -18,6 +17,7 @@ TEST_COLUMNS = PIXELS
 BOM = b"\xef\xbb\xbf"
 # After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
 _NOT_CSV_DIGITS = re.compile(rb"[^0-9,\r\n]")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int]) -> np.ndarray:
@@ -30,6 +30,13 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
     bad = _NOT_CSV_DIGITS.search(body)
     if bad:
         _raise_bad_cell(name, body, first_line, bad.start(), columns, limits)
+    lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
+    if lone_cr:
+        line_no = first_line + body.count(b"\n", 0, lone_cr.start())
+        raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
+                        f"ending in LF or CRLF")
+    import pandas as pd  # here, not at the top: a bad file or flag is reported without its ~0.5 s import
+
     try:
         table = pd.read_csv(io.BytesIO(body), header=None, dtype=np.int32, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
@@ -38,9 +45,11 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
     values = table.to_numpy()
     if values.shape[1] != len(columns):
         _diagnose(name, body, first_line, columns, limits)
+        raise UserError(f"{name}: has {values.shape[1]} columns, expected {len(columns)}")  # never silently wrong
     maxima = np.array([limits[c] for c in columns])
     if (values > maxima).any():
         _diagnose(name, body, first_line, columns, limits)
+        raise UserError(f"{name}: a value is out of range; expected pixels 0-255 and labels 0-9")
     return np.ascontiguousarray(values, dtype=np.uint8)
 
 
@@ -51,6 +60,8 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
     header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
+    if b"\r" in header_line.strip():
+        raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
     header = header_line.decode("utf-8", errors="replace").strip().split(",")
     problem = header_problem(header, columns)
     if problem:
@@ -67,7 +78,7 @@ def header_problem(header: list[str], columns: list[str]) -> str:
     seen = set()
     for name in header:
         if name in seen:
-            return f"column '{name}' appears more than once"
+            return f"column {name!r} appears more than once"
         seen.add(name)
     missing = [c for c in columns if c not in seen]
     extra = [h for h in header if h not in set(columns)]
@@ -78,11 +89,11 @@ def header_problem(header: list[str], columns: list[str]) -> str:
     if missing and extra:
         return f"unexpected column {_names(extra)} where {_names(missing)} was expected"
     position = next(i for i, (h, c) in enumerate(zip(header, columns)) if h != c)
-    return f"column {position + 1} is '{header[position]}', expected '{columns[position]}' (columns out of order)"
+    return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:3])
+    shown = ", ".join(repr(n[:40]) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
@@ -106,7 +117,7 @@ def _check_cell(where: str, cell: bytes, limit: int) -> None:
         raise UserError(f"{where}: empty cell, {what}")
     if not cell.isdigit():
         text = cell.decode("utf-8", errors="replace")
-        raise UserError(f"{where}: {what}, got '{text[:20]}'")
+        raise UserError(f"{where}: {what}, got {text[:20]!r}")
     if int(cell) > limit:
         raise UserError(f"{where}: {what}, got {int(cell)}")
 

@@ -14,6 +14,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
+KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
 
 
 @dataclass
@@ -41,11 +42,15 @@ def load_data(data: Path | None, cache: bool = True) -> DigitData:
         return _load_pair("embedded sample", SAMPLE_DIR / "train.csv.gz", SAMPLE_DIR / "test.csv.gz", cache=False)
     if data.is_file() and data.suffix == ".zip":
         return _load_zip(data)
+    if data.is_file() and data.name in KAGGLE_FILES:
+        data = data.parent  # `--data input/train.csv` means the folder it is in
     if data.is_file():
         raise UserError(f"{data}: --data takes the folder holding train.csv and test.csv "
-                        f"(or Kaggle's digit-recognizer.zip), not a single file")
+                        f"(or Kaggle's digit-recognizer.zip), not a single file; name it train.csv or test.csv "
+                        f"in a folder beside the other and pass that folder")
     if not data.is_dir():
-        raise UserError(f"{data}: no such folder; --data takes the folder holding train.csv and test.csv")
+        raise UserError(f"{data}: no such {'file' if data.suffix == '.zip' else 'folder'}; "
+                        f"--data takes the folder holding train.csv and test.csv (or Kaggle's digit-recognizer.zip)")
     return _load_pair(str(data), _find_csv(data, "train"), _find_csv(data, "test"), cache)
 
 

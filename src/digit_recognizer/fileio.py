@@ -3,8 +3,9 @@ import json
 import os
 import secrets
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
+from itertools import takewhile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,6 +41,7 @@ def run_folder(root: Path) -> Iterator[Path]:
     On any failure (an exception, Ctrl-C, SIGTERM) the hidden folder is removed, so `root` holds
     exactly what it held before. A finished run's name is never reused.
     """
+    created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
     root.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
     while (root / run_id).exists():
@@ -53,6 +55,9 @@ def run_folder(root: Path) -> Iterator[Path]:
         temp = final
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
+        for folder in created:  # nor the folders made for it (rmdir removes only empty ones)
+            with suppress(OSError):
+                folder.rmdir()
         raise
 
 

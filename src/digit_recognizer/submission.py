@@ -34,12 +34,12 @@ def check_submission(path: Path, n_rows: int | None) -> tuple[np.ndarray | None,
         return None, [f"{path}: the file is empty; expected the header '{HEADER}' and one row per test image"]
     problems = []
     if lines[0].strip() != HEADER:
-        problems.append(f"{path}: line 1: header is '{lines[0][:60]}', expected exactly '{HEADER}'")
+        problems.append(f"{path}: line 1: header is {lines[0][:60]!r}, expected exactly '{HEADER}'")
     rows = lines[1:]
     if n_rows is not None and len(rows) != n_rows:
         problems.append(f"{path}: has {len(rows)} rows, expected {n_rows} (one per test image)")
     ids, labels = _parse_rows(path, rows, problems)
-    _check_ids(path, ids, n_rows if n_rows is not None else len(rows), problems)
+    _check_ids(path, ids, n_rows if n_rows is not None else len(rows), problems, len(ids) == len(rows))
     if problems:
         return None, problems
     order = np.argsort(ids)
@@ -53,10 +53,10 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
         where = f"{path}: line {line_no}"
         if len(cells) != 2:
             problems.append(f"{where}: has {len(cells)} fields, expected 2 (ImageId,Label)")
-        elif not cells[0].strip().isdigit():
-            problems.append(f"{where}: ImageId '{cells[0][:20]}' is not a positive integer")
-        elif not (cells[1].strip().isdigit() and int(cells[1]) <= 9):
-            problems.append(f"{where}: Label '{cells[1][:20]}' is not an integer 0-9")
+        elif not _digits(cells[0]):
+            problems.append(f"{where}: ImageId {cells[0][:20]!r} is not a positive integer")
+        elif not (_digits(cells[1]) and int(cells[1]) <= 9):
+            problems.append(f"{where}: Label {cells[1][:20]!r} is not an integer 0-9")
         else:
             ids.append(int(cells[0]))
             labels.append(int(cells[1]))
@@ -67,7 +67,12 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
     return ids, labels
 
 
-def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str]) -> None:
+def _digits(cell: str) -> bool:
+    """ASCII digits only: str.isdigit() alone accepts '²' (which int() refuses) and '５' (which Kaggle would)."""
+    return cell.strip().isascii() and cell.strip().isdigit()
+
+
+def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all_parsed: bool) -> None:
     seen = set()
     for image_id in ids:
         if image_id in seen:
@@ -77,7 +82,7 @@ def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str]) -> 
     outside = sorted(i for i in seen if not 1 <= i <= n_rows)
     if outside:
         problems.append(f"{path}: ImageId {outside[0]} is outside 1..{n_rows}")
-    elif len(seen) < n_rows and len(seen) == len(ids) and not problems:
+    elif len(seen) < n_rows and all_parsed:
         missing = next(i for i in range(1, n_rows + 1) if i not in seen)
         problems.append(f"{path}: ImageId {missing} is missing; expected every ImageId 1..{n_rows}")
 
