@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from conftest import run_cli
-from digit_recognizer.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
 from digit_recognizer.data import SAMPLE_DIR, load_data
 from digit_recognizer.submission import check_submission
 
@@ -65,11 +64,11 @@ def zipped(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def train_with(**files) -> callable:
-    """A case that trains on data/ after writing `files` there (train_csv=bytes, or None to delete)."""
+def train_with(files: dict[str, bytes | None]) -> callable:
+    """A case that trains on data/ after writing `files` there (file name -> bytes, or None to delete)."""
     def setup(work: Path) -> list[str]:
         for name, data in files.items():
-            path = work / "data" / name.replace("_csv", ".csv").replace("_gz", ".gz").replace("_zip", ".zip").replace("_", "-")
+            path = work / "data" / name
             path.unlink() if data is None else path.write_bytes(data)
         return ["train", "--data", "data", "--out", "submissions"]
     return setup
@@ -103,72 +102,87 @@ def submission(rows: list[str], header: str = "ImageId,Label") -> bytes:
 
 
 GOOD_ROWS = SOLUTION[1:]
-T, P = "data/train.csv", "data/test.csv"
+TR, TE = "data/train.csv", "data/test.csv"
 CASES = {
     # train.csv / test.csv: missing, empty, header only
-    "train missing": (train_with(train_csv=None), [f"{T}: no such file"]),
-    "test missing": (train_with(test_csv=None), [f"{P}: no such file"]),
+    "train missing": (train_with({"train.csv": None}), [f"{TR}: no such file"]),
+    "test missing": (train_with({"test.csv": None}), [f"{TE}: no such file"]),
     "data folder missing": (train_on("nowhere"), ["nowhere: no such folder"]),
-    "zip not unpacked": (train_with(train_csv=None, test_csv=None, digit_recognizer_zip=zipped({"train.csv": b""})),
-                         [f"{T}: no such file", "(unzip data/digit-recognizer.zip there, or pass the zip itself as --data)"]),
-    "train empty": (train_with(train_csv=b""), [f"{T}: the file is empty"]),
-    "test empty": (train_with(test_csv=b"\n\n"), [f"{P}: the file is empty"]),
-    "train header only": (train_with(train_csv=text(TRAIN[:1])), [f"{T}: has a header but no data rows"]),
-    "test header only": (train_with(test_csv=text(TEST[:1], "\r\n")), [f"{P}: has a header but no data rows"]),
+    "zip not unpacked": (train_with({"train.csv": None, "test.csv": None, "digit-recognizer.zip": zipped({})}),
+                         [f"{TR}: no such file", "(unzip data/digit-recognizer.zip there, or pass the zip itself"]),
+    "train empty": (train_with({"train.csv": b""}), [f"{TR}: the file is empty"]),
+    "test empty": (train_with({"test.csv": b"\n\n"}), [f"{TE}: the file is empty"]),
+    "train header only": (train_with({"train.csv": text(TRAIN[:1])}), [f"{TR}: has a header but no data rows"]),
+    "test header only": (train_with({"test.csv": text(TEST[:1], "\r\n")}), [f"{TE}: has a header but no data rows"]),
     # columns: wrong, missing, extra, duplicated, out of order, train/test swapped
-    "wrong column": (train_with(train_csv=text([TRAIN[0].replace("pixel5,", "pixelx,"), *TRAIN[1:]])),
-                     [f"{T}: header:", "'pixelx'", "'pixel5'"]),
-    "missing column": (train_with(train_csv=text(drop_column(TRAIN, 785 - 1))), [f"{T}: header: missing column 'pixel783'"]),
-    "extra column": (train_with(test_csv=text([TEST[0] + ",extra", *(r + ",0" for r in TEST[1:])])),
-                     [f"{P}: header: unexpected column 'extra'"]),
-    "duplicated column": (train_with(train_csv=text([TRAIN[0].replace("pixel6,", "pixel5,"), *TRAIN[1:]])),
-                          [f"{T}: header: column 'pixel5' appears more than once"]),
-    "columns out of order": (train_with(train_csv=text([TRAIN[0].replace("pixel1,pixel2,", "pixel2,pixel1,"), *TRAIN[1:]])),
-                             [f"{T}: header: column 3 is 'pixel2', expected 'pixel1'"]),
-    "train given as test": (train_with(test_csv=text(TRAIN)), [f"{P}: header: unexpected column 'label'"]),
-    "test given as train": (train_with(train_csv=text(TEST)), [f"{T}: header: missing column 'label'"]),
-    "binary file": (train_with(train_csv=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"), [f"{T}: header:"]),
+    "wrong column": (train_with({"train.csv": text([TRAIN[0].replace("pixel5,", "pixelx,"), *TRAIN[1:]])}),
+                     [f"{TR}: header:", "'pixelx'", "'pixel5'"]),
+    "missing column": (train_with({"train.csv": text(drop_column(TRAIN, 785 - 1))}),
+                       [f"{TR}: header: missing column 'pixel783'"]),
+    "extra column": (train_with({"test.csv": text([TEST[0] + ",extra", *(r + ",0" for r in TEST[1:])])}),
+                     [f"{TE}: header: unexpected column 'extra'"]),
+    "duplicated column": (train_with({"train.csv": text([TRAIN[0].replace("pixel6,", "pixel5,"), *TRAIN[1:]])}),
+                          [f"{TR}: header: column 'pixel5' appears more than once"]),
+    "columns out of order": (train_with({"train.csv": text([TRAIN[0].replace("pixel1,pixel2,", "pixel2,pixel1,"),
+                                                            *TRAIN[1:]])}),
+                             [f"{TR}: header: column 3 is 'pixel2', expected 'pixel1'"]),
+    "train given as test": (train_with({"test.csv": text(TRAIN)}), [f"{TE}: header: unexpected column 'label'"]),
+    "test given as train": (train_with({"train.csv": text(TEST)}), [f"{TR}: header: missing column 'label'"]),
+    "binary file": (train_with({"train.csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"}), [f"{TR}: header:"]),
     # cells
-    "non-numeric pixel": (train_with(train_csv=text(set_cell(TRAIN, 3, "pixel100", "abc"))),
-                          [f"{T}: line 4, column pixel100: expected an integer 0-255, got 'abc'"]),
-    "empty cell": (train_with(train_csv=text(set_cell(TRAIN, 5, "pixel0", ""))), [f"{T}: line 6, column pixel0: empty cell"]),
-    "NaN": (train_with(test_csv=text(set_cell(TEST, 2, "pixel783", "NaN"))), [f"{P}: line 3, column pixel783:", "'NaN'"]),
-    "negative pixel": (train_with(train_csv=text(set_cell(TRAIN, 2, "pixel3", "-1"))), [f"{T}: line 3, column pixel3:", "'-1'"]),
-    "pixel above 255": (train_with(test_csv=text(set_cell(TEST, 1, "pixel400", "256"))),
-                        [f"{P}: line 2, column pixel400: expected an integer 0-255, got 256"]),
-    "non-integer pixel": (train_with(train_csv=text(set_cell(TRAIN, 9, "pixel9", "12.5"))), [f"{T}: line 10, column pixel9:", "'12.5'"]),
-    "full-width digit": (train_with(train_csv=text(set_cell(TRAIN, 1, "pixel9", "\uff11"))), [f"{T}: line 2, column pixel9:"]),
-    "label above 9": (train_with(train_csv=text(set_cell(TRAIN, 30, "label", "10"))),
-                      [f"{T}: line 31, column label: expected an integer 0-9, got 10"]),
-    "negative label": (train_with(train_csv=text(set_cell(TRAIN, 1, "label", "-1"))), [f"{T}: line 2, column label:", "'-1'"]),
-    "non-integer label": (train_with(train_csv=text(set_cell(TRAIN, 4, "label", "3.0"))), [f"{T}: line 5, column label:", "'3.0'"]),
+    "non-numeric pixel": (train_with({"train.csv": text(set_cell(TRAIN, 3, "pixel100", "abc"))}),
+                          [f"{TR}: line 4, column pixel100: expected an integer 0-255, got 'abc'"]),
+    "empty cell": (train_with({"train.csv": text(set_cell(TRAIN, 5, "pixel0", ""))}),
+                   [f"{TR}: line 6, column pixel0: empty cell"]),
+    "NaN": (train_with({"test.csv": text(set_cell(TEST, 2, "pixel783", "NaN"))}),
+            [f"{TE}: line 3, column pixel783:", "'NaN'"]),
+    "negative pixel": (train_with({"train.csv": text(set_cell(TRAIN, 2, "pixel3", "-1"))}),
+                       [f"{TR}: line 3, column pixel3:", "'-1'"]),
+    "pixel above 255": (train_with({"test.csv": text(set_cell(TEST, 1, "pixel400", "256"))}),
+                        [f"{TE}: line 2, column pixel400: expected an integer 0-255, got 256"]),
+    "non-integer pixel": (train_with({"train.csv": text(set_cell(TRAIN, 9, "pixel9", "12.5"))}),
+                          [f"{TR}: line 10, column pixel9:", "'12.5'"]),
+    "full-width digit": (train_with({"train.csv": text(set_cell(TRAIN, 1, "pixel9", "\uff11"))}),
+                         [f"{TR}: line 2, column pixel9:"]),
+    "label above 9": (train_with({"train.csv": text(set_cell(TRAIN, 30, "label", "10"))}),
+                      [f"{TR}: line 31, column label: expected an integer 0-9, got 10"]),
+    "negative label": (train_with({"train.csv": text(set_cell(TRAIN, 1, "label", "-1"))}),
+                       [f"{TR}: line 2, column label:", "'-1'"]),
+    "non-integer label": (train_with({"train.csv": text(set_cell(TRAIN, 4, "label", "3.0"))}),
+                          [f"{TR}: line 5, column label:", "'3.0'"]),
     # rows
-    "ragged row, short": (train_with(train_csv=text([*TRAIN[:4], TRAIN[4].rsplit(",", 1)[0], *TRAIN[5:]])),
-                          [f"{T}: line 5: has 784 fields, expected 785"]),
-    "ragged row, long": (train_with(test_csv=text([*TEST[:2], TEST[2] + ",0", *TEST[3:]])),
-                         [f"{P}: line 3: has 785 fields, expected 784"]),
-    "lone carriage return": (train_with(train_csv=text(TRAIN[:3]) + TRAIN[3].encode() + b"\r" + text(TRAIN[4:])),
-                             [f"{T}: line 4: a carriage return without a line feed"]),
-    "old Mac line endings": (train_with(test_csv=text(TEST, "\r")), [f"{P}: line 1: a carriage return without a line feed"]),
-    "a class absent": (train_with(train_csv=text([r for r in TRAIN if not r.startswith("7,")])),
-                       [f"{T}: no examples of digit 7;"]),
-    "one-row train": (train_with(train_csv=text(TRAIN[:2])), [f"{T}: no examples of digits 1, 2, 3"]),
+    "ragged row, short": (train_with({"train.csv": text([*TRAIN[:4], TRAIN[4].rsplit(",", 1)[0], *TRAIN[5:]])}),
+                          [f"{TR}: line 5: has 784 fields, expected 785"]),
+    "ragged row, long": (train_with({"test.csv": text([*TEST[:2], TEST[2] + ",0", *TEST[3:]])}),
+                         [f"{TE}: line 3: has 785 fields, expected 784"]),
+    "lone carriage return": (train_with({"train.csv": text(TRAIN[:3]) + TRAIN[3].encode() + b"\r" + text(TRAIN[4:])}),
+                             [f"{TR}: line 4: a carriage return without a line feed"]),
+    "old Mac line endings": (train_with({"test.csv": text(TEST, "\r")}),
+                             [f"{TE}: line 1: a carriage return without a line feed"]),
+    "a class absent": (train_with({"train.csv": text([r for r in TRAIN if not r.startswith("7,")])}),
+                       [f"{TR}: no examples of digit 7;"]),
+    "one-row train": (train_with({"train.csv": text(TRAIN[:2])}), [f"{TR}: no examples of digits 1, 2, 3"]),
     # archives and single files
-    "unknown single file": (train_on("data/mnist.csv", text(TRAIN)), ["data/mnist.csv: --data takes the folder", "not a single file"]),
+    "unknown single file": (train_on("data/mnist.csv", text(TRAIN)),
+                            ["data/mnist.csv: --data takes the folder", "not a single file"]),
     "zip missing": (train_on("digit-recognizer.zip"), ["digit-recognizer.zip: no such file"]),
-    "zip corrupt": (train_on("digit-recognizer.zip", b"PK\x03\x04 not really"), ["digit-recognizer.zip: not a readable zip file"]),
+    "zip corrupt": (train_on("digit-recognizer.zip", b"PK\x03\x04 not really"),
+                    ["digit-recognizer.zip: not a readable zip file"]),
     "zip without test.csv": (train_on("digit-recognizer.zip", zipped({"train.csv": text(TRAIN)})),
                              ["digit-recognizer.zip: the zip holds no test.csv"]),
     "zip with a bad cell": (train_on("digit-recognizer.zip", zipped({"train.csv": text(set_cell(TRAIN, 2, "pixel7", "x")),
                                                                      "test.csv": text(TEST)})),
                             ["digit-recognizer.zip:train.csv: line 3, column pixel7:"]),
-    "gz corrupt": (train_with(train_csv=None, train_csv_gz=b"not gzip at all"), [f"{T}.gz: cannot be read"]),
-    "gz truncated": (train_with(test_csv=None, test_csv_gz=gzip.compress(text(TEST))[:-20]), [f"{P}.gz: cannot be read"]),
+    "gz corrupt": (train_with({"train.csv": None, "train.csv.gz": b"not gzip at all"}), [f"{TR}.gz: cannot be read"]),
+    "gz truncated": (train_with({"test.csv": None, "test.csv.gz": gzip.compress(text(TEST))[:-20]}),
+                     [f"{TE}.gz: cannot be read"]),
     # flags
+    "--out is a file": (flags("--out", "submissions/notes.txt"), ["submissions/notes.txt: cannot hold run folders"]),
     "val-fraction 0": (flags("--val-fraction", "0"), ["--val-fraction must be between 0 and 1"]),
     "val-fraction 1": (flags("--val-fraction", "1"), ["--val-fraction must be between 0 and 1"]),
     "val-fraction nan": (flags("--val-fraction", "nan"), ["--val-fraction must be between 0 and 1"]),
-    "val-fraction leaves a class without validation": (flags(), ["--val-fraction 0.1 leaves digit 0", "no validation example"]),
+    "val-fraction leaves a class without validation": (flags(),
+                                                       ["--val-fraction 0.1 leaves digit 0", "no validation example"]),
     # This one fails after the run folder exists, and with --out not there before: nothing may remain.
     "val-fraction leaves a class without training": (flags("--val-fraction", "0.9", "--out", "fresh/runs"),
                                                      ["leaves digit 0", "no training example"]),
@@ -189,16 +203,25 @@ CASES = {
     "submission header only": (score(submission([])), ["sub.csv: has 0 rows, expected 10"]),
     "submission too few rows": (score(submission(GOOD_ROWS[:-1])), ["sub.csv: has 9 rows, expected 10"]),
     "submission too many rows": (score(submission([*GOOD_ROWS, "11,1"])), ["sub.csv: has 11 rows, expected 10"]),
-    "submission ImageId missing, another out of range": (score(submission([*GOOD_ROWS[:3], *GOOD_ROWS[4:], "11,1"])), ["sub.csv: ImageId 11 is outside 1..10"]),
-    "submission ImageId duplicated": (score(submission([*GOOD_ROWS[:3], "3,3", *GOOD_ROWS[4:]])), ["sub.csv: ImageId 3 appears more than once"]),
+    "submission ImageId missing, another out of range": (score(submission([*GOOD_ROWS[:3], *GOOD_ROWS[4:], "11,1"])),
+                                                         ["sub.csv: ImageId 11 is outside 1..10"]),
+    "submission ImageId duplicated": (score(submission([*GOOD_ROWS[:3], "3,3", *GOOD_ROWS[4:]])),
+                                      ["sub.csv: ImageId 3 appears more than once"]),
     "submission ImageId 0": (score(submission(["0,0", *GOOD_ROWS[1:]])), ["sub.csv: ImageId 0 is outside 1..10"]),
-    "submission ImageId negative": (score(submission(["-1,0", *GOOD_ROWS[1:]])), ["sub.csv: line 2: ImageId '-1' is not a positive integer"]),
-    "submission label 10": (score(submission([*GOOD_ROWS[:4], "5,10", *GOOD_ROWS[5:]])), ["sub.csv: line 6: Label '10' is not an integer 0-9"]),
-    "submission label decimal": (score(submission([*GOOD_ROWS[:4], "5,5.0", *GOOD_ROWS[5:]])), ["sub.csv: line 6: Label '5.0'"]),
-    "submission label superscript": (score(submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]])), ["sub.csv: line 6: Label '\u00b2'"]),
-    "submission label empty": (score(submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]])), ["sub.csv: line 6: Label ''"]),
-    "submission ragged row": (score(submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]])), ["sub.csv: line 6: has 1 fields, expected 2"]),
-    "solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"), ["solution.csv: line 2: Label 'x'"]),
+    "submission ImageId negative": (score(submission(["-1,0", *GOOD_ROWS[1:]])),
+                                    ["sub.csv: line 2: ImageId '-1' is not a positive integer"]),
+    "submission label 10": (score(submission([*GOOD_ROWS[:4], "5,10", *GOOD_ROWS[5:]])),
+                            ["sub.csv: line 6: Label '10' is not an integer 0-9"]),
+    "submission label decimal": (score(submission([*GOOD_ROWS[:4], "5,5.0", *GOOD_ROWS[5:]])),
+                                 ["sub.csv: line 6: Label '5.0'"]),
+    "submission label superscript": (score(submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]])),
+                                     ["sub.csv: line 6: Label '\u00b2'"]),
+    "submission label empty": (score(submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]])),
+                               ["sub.csv: line 6: Label ''"]),
+    "submission ragged row": (score(submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]])),
+                              ["sub.csv: line 6: has 1 fields, expected 2"]),
+    "solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"),
+                           ["solution.csv: line 2: Label 'x'"]),
 }
 
 

@@ -48,7 +48,8 @@ def tables(draw):
     maxima = np.array([limits[c] for c in columns])
     grid = [[str(v) for v in row] for row in rng.integers(0, maxima + 1, size=(n_rows, len(columns)))]
     for _ in range(draw(st.integers(0, 3)) if n_rows else 0):
-        grid[draw(st.integers(0, n_rows - 1))][draw(st.integers(0, len(columns) - 1))] = draw(TOKENS if broken else VALID)
+        row, column = draw(st.integers(0, n_rows - 1)), draw(st.integers(0, len(columns) - 1))
+        grid[row][column] = draw(TOKENS if broken else VALID)
 
     header, header_ok = edit_header(draw, columns) if broken else (columns, True)
     ragged = draw(st.integers(-1, n_rows - 1)) if n_rows and broken else -1  # a row with one cell too few or many
@@ -139,5 +140,6 @@ def test_parse_table_never_fails_unexpectedly():
         given(tables())(check_one))
     property_test()
     total = counts["parsed"] + counts["rejected"]
-    print(f"\nfuzz: {total} examples ran ({counts['parsed']} parsed exactly, {counts['rejected']} rejected with UserError)")
+    print(f"\nfuzz: {total} examples ran ({counts['parsed']} parsed exactly, "
+          f"{counts['rejected']} rejected with UserError)")
     assert total >= EXAMPLES // 2 and counts["parsed"] > EXAMPLES // 10 and counts["rejected"] > EXAMPLES // 10

@@ -9,6 +9,8 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import UserError
+
 INCOMPLETE_PREFIX = ".incomplete-"
 
 
@@ -42,7 +44,10 @@ def run_folder(root: Path) -> Iterator[Path]:
     exactly what it held before. A finished run's name is never reused.
     """
     created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or a folder we may not write in
+        raise UserError(f"{root}: cannot hold run folders ({exc.strerror}); --out takes a folder") from None
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()
