@@ -414,14 +414,23 @@ def describe_changes(committed: str, kernel: Kernel) -> str:
     if gone:
         parts.append(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} no longer part of the kernel")
     if old[""] != new[""]:
-        old_items = preamble_imports(old[""])
-        new_imports = [f"{name}.py" for name in kernel.modules
-                       if old_items is None or kernel.imports_of[name] - old_items]
-        parts.append(f"the imports of {', '.join(new_imports)} changed" if new_imports and old_items is not None
-                     else "the header or imports changed")
+        parts += import_changes(preamble_imports(old[""]), kernel)
     if old.get("run") != new["run"]:
         parts.append("the run block changed")
     return "; ".join(parts) or "the layout changed"
+
+
+def import_changes(old_items: set[tuple] | None, kernel: Kernel) -> list[str]:
+    """Which modules brought new imports, and which imports no module needs any more."""
+    if old_items is None:
+        return ["the header or imports changed"]
+    added_by = [f"{name}.py" for name in kernel.modules if kernel.imports_of[name] - old_items]
+    dropped = old_items - set().union(*kernel.imports_of.values())
+    parts = [f"the imports of {', '.join(added_by)} changed"] if added_by else []
+    if dropped:
+        names = sorted(f"{item[1]}.{item[2]}" if item[0] == "from" else item[1] for item in dropped)
+        parts.append(f"no module imports {', '.join(names)} any more")
+    return parts or ["the header changed"]
 
 
 def preamble_imports(text: str) -> set[tuple] | None:
