@@ -120,3 +120,16 @@ def test_output_defaults_to_kaggle_working_on_kaggle(monkeypatch):
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")
     if not Path("/kaggle/working").is_dir():
         assert default_output() == Path("output")
+
+
+def test_kernel_runs_as_a_notebook_cell(monkeypatch, capsys):
+    """In a notebook cell there is no __file__, and sys.argv holds Jupyter's flags, which must be ignored."""
+    if Path("/kaggle/input").exists():
+        pytest.skip("needs a machine without /kaggle/input, so that the kernel's search finds nothing")
+    monkeypatch.setitem(sys.modules, "ipykernel", type(sys)("ipykernel"))
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    code = compile((ROOT / KERNEL_FILE).read_text(encoding="utf-8"), "<cell>", "exec")
+    with pytest.raises(SystemExit) as caught:
+        exec(code, {"__name__": "__main__"})
+    assert caught.value.code == 2
+    assert "/kaggle/input: looked in it" in capsys.readouterr().err

@@ -69,7 +69,12 @@ def build_kernel(package_dir: Path = PACKAGE_DIR) -> Kernel:
     parts = [kernel_header(order), import_block(modules[name].hoisted for name in order)]
     parts += [module_section(modules[name]) for name in order]
     parts.append(section_heading("run") + "\n\n" + RUN_BLOCK)
-    return Kernel("\n\n".join(part.rstrip("\n") + "\n" for part in parts), order, imports_of)
+    text = "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
+    try:
+        compile(text, str(KERNEL_FILE), "exec", dont_inherit=True)
+    except SyntaxError as exc:  # a bundler bug, not the user's: say where, so it can be fixed
+        raise UserError(f"the bundled kernel would not compile: line {exc.lineno}: {exc.msg}") from None
+    return Kernel(text, order, imports_of)
 
 
 def collect_modules(package_dir: Path) -> dict[str, InlinedModule]:
