@@ -54,10 +54,10 @@ class UserError(Exception):
 class Config:
     seed: int = 0
     val_fraction: float = 0.1
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 0.01
-    weight_decay: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 0  # 0: auto, see batch_size_for
+    lr: float = 0.003
+    weight_decay: float = 1e-3
     optimizer: str = "adam"
     schedule: str = "cosine"
     deskew: bool = True
@@ -68,14 +68,23 @@ class Config:
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size < 0:
+            raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0:
             raise UserError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
         return self
+
+    def batch_size_for(self, n_examples: int) -> int:
+        """Auto batch size: 256, grown on big data to keep about 64 steps an epoch.
+
+        Small data needs many small steps; on Kaggle's 42,000 rows the same number of larger steps
+        reaches the same validation accuracy in a fraction of the time (see README).
+        """
+        return self.batch_size or max(256, -(-n_examples // 64))
 
     def changes(self) -> dict:
         """Fields that differ from the defaults: what makes this run different from a plain one."""
@@ -88,7 +97,7 @@ HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
     "epochs": "passes over the training split",
-    "batch_size": "examples per optimiser step",
+    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 64 steps an epoch on big data",
     "lr": "peak learning rate",
     "weight_decay": "L2 penalty on the weights",
     "optimizer": "optimiser",
@@ -410,7 +419,8 @@ def format_confusion(confusion: np.ndarray) -> str:
 # Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 #
 # The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
-# classifier). The whole batch is warped by one affine_grid + grid_sample call on the device.
+# classifier). The whole batch is warped by one grid_sample call on the device; the sampling grid is
+# built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
 
 SIDE = 28
 CHUNK = 8192  # bounds the sampling grid's memory (CHUNK * 28 * 28 * 2 floats)
@@ -423,36 +433,31 @@ def deskew(images: torch.Tensor) -> torch.Tensor:
 
 def _deskew_chunk(flat: torch.Tensor) -> torch.Tensor:
     images = flat.view(-1, 1, SIDE, SIDE)
-    theta = shear_to_upright(images[:, 0])
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = upright_grid(images[:, 0])
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped.reshape(len(flat), SIDE * SIDE)
 
 
-def shear_to_upright(images: torch.Tensor) -> torch.Tensor:
-    """Per-image affine matrices (n, 2, 3) mapping output to input, in grid_sample's [-1, 1] units.
+def upright_grid(images: torch.Tensor) -> torch.Tensor:
+    """Sampling grid (n, 28, 28, 2) in grid_sample's [-1, 1] units, from the images' moments.
 
-    Output pixel (x, y) reads input (x + alpha * y + tx, y + ty): alpha = cov(x, y) / var(y) removes
-    the slant, and (tx, ty) moves the centre of mass to the middle of the frame.
+    Output pixel (x, y) reads input (x + alpha * (y - c) + cx - c, y + cy - c), c the frame's centre:
+    alpha = cov(x, y) / var(y) removes the slant, and the centre of mass moves to the middle.
     """
     coords = torch.arange(SIDE, dtype=images.dtype, device=images.device)
-    mass = images.sum(dim=(1, 2)).clamp_min(1e-6)
     rows, cols = images.sum(dim=2), images.sum(dim=1)  # ink per row (y) and per column (x)
-    cy = rows @ coords / mass
-    cx = cols @ coords / mass
-    dy = coords[None, :] - cy[:, None]
-    dx = coords[None, :] - cx[:, None]
-    var_y = (rows * dy**2).sum(1) / mass
-    cov_xy = torch.einsum("nyx,ny,nx->n", images, dy, dx) / mass
-    alpha = torch.where(var_y > 1e-6, cov_xy / var_y.clamp_min(1e-6), torch.zeros_like(var_y))
-    centre = (SIDE - 1) / 2
-    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0] = 1
-    theta[:, 0, 1] = alpha
-    theta[:, 0, 2] = (cx - centre) / (SIDE / 2)
-    theta[:, 1, 1] = 1
-    theta[:, 1, 2] = (cy - centre) / (SIDE / 2)
-    return theta
+    mass = rows.sum(1).clamp_min(1e-6)
+    cy, cx = rows @ coords / mass, cols @ coords / mass
+    var_y = rows @ coords.square() / mass - cy.square()
+    cov_xy = (images @ coords) @ coords / mass - cx * cy  # sum over y, x of ink * x * y
+    alpha = torch.where(var_y > 1e-3, cov_xy / var_y.clamp_min(1e-3), torch.zeros_like(var_y))
+    centre, half = (SIDE - 1) / 2, SIDE / 2
+    y_out = (coords - centre)[None, :, None]  # (1, 28, 1), pixels from the centre
+    x_out = (coords - centre)[None, None, :]  # (1, 1, 28)
+    x_in = x_out + alpha[:, None, None] * y_out + (cx - centre)[:, None, None]
+    y_in = (y_out + (cy - centre)[:, None, None]).expand_as(x_in)
+    # grid_sample's units with align_corners=False: pixel p (from the centre) sits at p / half.
+    return torch.stack((x_in, y_in), dim=-1) / half
 
 
 # ======== from digit_recognizer/model.py ==========================================================
@@ -470,10 +475,9 @@ class SoftmaxRegression(nn.Module):
     of the model, so a saved model predicts raw Kaggle pixels exactly as it did in training.
     """
 
-    def __init__(self, use_deskew: bool = True, std_floor: float = 0.1):
+    def __init__(self, use_deskew: bool = True):
         super().__init__()
         self.use_deskew = use_deskew
-        self.std_floor = std_floor
         self.linear = nn.Linear(N_PIXELS, N_CLASSES)
         # Zero start: the loss is convex, so this costs nothing and makes runs reproducible by construction.
         nn.init.zeros_(self.linear.weight)
@@ -487,9 +491,13 @@ class SoftmaxRegression(nn.Module):
         return deskew(ink) if self.use_deskew else ink
 
     def fit_standardizer(self, prepared: torch.Tensor) -> None:
-        """Per-pixel statistics of the training split only; a floor keeps never-inked pixels tame."""
+        """Centre each pixel on its training-split mean and scale all by one shared std.
+
+        One shared scale, not one per pixel: dividing each pixel by its own std blows up the
+        near-empty border pixels, and on validation it loses to plain centring (see README).
+        """
         self.mean.copy_(prepared.mean(0))
-        self.std.copy_(prepared.std(0).clamp_min(self.std_floor))
+        self.std.fill_((prepared - self.mean).square().mean().sqrt().clamp_min(1e-6).item())
 
     def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
         return (prepared - self.mean) / self.std
@@ -503,8 +511,7 @@ class SoftmaxRegression(nn.Module):
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "std_floor": model.std_floor,
-                "state_dict": state, **extra}, path)
+    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
@@ -517,7 +524,7 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
         raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
         raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
-    model = SoftmaxRegression(bool(saved["use_deskew"]), float(saved["std_floor"]))
+    model = SoftmaxRegression(bool(saved["use_deskew"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval(), saved
 
@@ -722,7 +729,8 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    steps_per_epoch = math.ceil(len(features) / cfg.batch_size)
+    batch_size = cfg.batch_size_for(len(features))
+    steps_per_epoch = math.ceil(len(features) / batch_size)
     optimizer = make_optimizer(cfg, model)
     generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
     targets = labels.long()
@@ -732,7 +740,7 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     for epoch in bar:
         order = torch.randperm(len(features), device=features.device, generator=generator)
         loss_sum = torch.zeros((), device=features.device)
-        for step, batch in enumerate(order.split(cfg.batch_size)):
+        for step, batch in enumerate(order.split(batch_size)):
             set_lr(optimizer, cfg, ((epoch - 1) * steps_per_epoch + step) / (epochs * steps_per_epoch))
             loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
             optimizer.zero_grad(set_to_none=True)
@@ -844,6 +852,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         "timings_seconds": timings,
     }
     clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
