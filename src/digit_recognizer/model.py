@@ -31,7 +31,7 @@ class SoftmaxRegression(nn.Module):
 
     def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 pixels (n, 784) -> float ink in [0, 1], deskewed when enabled."""
-        ink = pixels.to(self.mean.dtype) / 255.0
+        ink = pixels.to(self.mean.dtype).div_(255.0)
         return deskew(ink) if self.use_deskew else ink
 
     def fit_standardizer(self, prepared: torch.Tensor) -> None:
@@ -41,10 +41,13 @@ class SoftmaxRegression(nn.Module):
         near-empty border pixels, and on validation it loses to plain centring (see README).
         """
         self.mean.copy_(prepared.mean(0))
-        self.std.fill_((prepared - self.mean).square().mean().sqrt().clamp_min(1e-6).item())
+        # Variance about the per-pixel means, E[x^2] - E[mean^2], without a copy of the data.
+        mean_square = torch.linalg.vector_norm(prepared).square() / prepared.numel()
+        self.std.fill_(0).add_((mean_square - self.mean.square().mean()).clamp_min(1e-12).sqrt())
 
     def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
-        return (prepared - self.mean) / self.std
+        """In place: `prepared` is always a fresh tensor from prepare()."""
+        return prepared.sub_(self.mean).div_(self.std)
 
     def features_of(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.standardize(self.prepare(pixels))

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
