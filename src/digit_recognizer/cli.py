@@ -29,11 +29,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = publish_name(temp)
     print(f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {cfg.epochs}; "
           f"fit {metrics['timings_seconds']['fit']:.2f}s")
+    print("validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:")
     print(format_confusion(np.array(metrics["confusion_matrix"])))
     if cfg.refit:
         print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
     print(f"run folder: {final}")
     print(f"submission: {final / 'submission.csv'}")
+    if metrics.get("pictures"):
+        print(f"pictures: {', '.join(metrics['pictures'])} in the run folder")
     print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
     return 0
 
