@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("submission", type=Path)
     sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
     sc.set_defaults(handler=cmd_score)
+    from .runs import add_commands
+    add_commands(commands)
     return parser
 
 
