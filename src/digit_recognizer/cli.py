@@ -34,9 +34,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.refit:
         print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
     print(f"run folder: {final}")
-    print(f"submission: {final / 'submission.csv'}")
     if metrics.get("pictures"):
         print(f"pictures: {', '.join(metrics['pictures'])} in the run folder")
+    print(f"submission: {final / 'submission.csv'}")
     print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
     return 0
 
