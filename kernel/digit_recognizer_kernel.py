@@ -10,7 +10,7 @@
 #     python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Each section below is one module of the package, dependencies first, so it reads top to bottom:
-#     errors, config, csvtable, data, metrics, deskew, model, split, fileio, submission, train, pipeline, kernel_main
+#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, train, pipeline, kernel_main
 
 
 import argparse
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+import torch._dynamo
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -408,7 +409,7 @@ def per_class_accuracy(confusion: np.ndarray) -> list[float]:
 
 def format_confusion(confusion: np.ndarray) -> str:
     """A text table: true digits down, predictions across, per-class accuracy on the right."""
-    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + "    acc"
+    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"
     lines = [header]
     for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
         lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
@@ -423,19 +424,20 @@ def format_confusion(confusion: np.ndarray) -> str:
 # built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
 
 SIDE = 28
-CHUNK = 8192  # bounds the sampling grid's memory (CHUNK * 28 * 28 * 2 floats)
+# Chunks keep the sampling grid (CHUNK * 28 * 28 * 2 floats) small enough to stay in cache and to be
+# reused by the allocator, instead of paging in fresh memory for the whole batch.
+CHUNK = 2048
 
 
 def deskew(images: torch.Tensor) -> torch.Tensor:
-    """Deskew a float batch (n, 784) with ink in [0, 1]; returns the same shape."""
-    return torch.cat([_deskew_chunk(chunk) for chunk in images.split(CHUNK)]) if len(images) else images
-
-
-def _deskew_chunk(flat: torch.Tensor) -> torch.Tensor:
-    images = flat.view(-1, 1, SIDE, SIDE)
-    grid = upright_grid(images[:, 0])
-    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return warped.reshape(len(flat), SIDE * SIDE)
+    """Deskew a float batch (n, 784) with ink in [0, 1]; returns a new tensor of the same shape."""
+    out = torch.empty_like(images)
+    for start in range(0, len(images), CHUNK):
+        chunk = images[start:start + CHUNK].view(-1, 1, SIDE, SIDE)
+        warped = F.grid_sample(chunk, upright_grid(chunk[:, 0]), mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        out[start:start + CHUNK] = warped.view(len(chunk), SIDE * SIDE)
+    return out
 
 
 def upright_grid(images: torch.Tensor) -> torch.Tensor:
@@ -451,13 +453,14 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
     var_y = rows @ coords.square() / mass - cy.square()
     cov_xy = (images @ coords) @ coords / mass - cx * cy  # sum over y, x of ink * x * y
     alpha = torch.where(var_y > 1e-3, cov_xy / var_y.clamp_min(1e-3), torch.zeros_like(var_y))
-    centre, half = (SIDE - 1) / 2, SIDE / 2
-    y_out = (coords - centre)[None, :, None]  # (1, 28, 1), pixels from the centre
-    x_out = (coords - centre)[None, None, :]  # (1, 1, 28)
-    x_in = x_out + alpha[:, None, None] * y_out + (cx - centre)[:, None, None]
-    y_in = (y_out + (cy - centre)[:, None, None]).expand_as(x_in)
-    # grid_sample's units with align_corners=False: pixel p (from the centre) sits at p / half.
-    return torch.stack((x_in, y_in), dim=-1) / half
+    # grid_sample's units with align_corners=False: a pixel p from the centre sits at p / (SIDE / 2).
+    centred = (coords - (SIDE - 1) / 2) / (SIDE / 2)
+    x_shift = alpha[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28): per output row
+    y_in = centred + (cy - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28)
+    grid = torch.empty(len(images), SIDE, SIDE, 2, dtype=images.dtype, device=images.device)
+    grid[..., 0] = centred + x_shift[:, :, None]
+    grid[..., 1] = y_in[:, :, None]
+    return grid
 
 
 # ======== from digit_recognizer/model.py ==========================================================
@@ -487,7 +490,7 @@ class SoftmaxRegression(nn.Module):
 
     def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 pixels (n, 784) -> float ink in [0, 1], deskewed when enabled."""
-        ink = pixels.to(self.mean.dtype) / 255.0
+        ink = pixels.to(self.mean.dtype).div_(255.0)
         return deskew(ink) if self.use_deskew else ink
 
     def fit_standardizer(self, prepared: torch.Tensor) -> None:
@@ -497,10 +500,13 @@ class SoftmaxRegression(nn.Module):
         near-empty border pixels, and on validation it loses to plain centring (see README).
         """
         self.mean.copy_(prepared.mean(0))
-        self.std.fill_((prepared - self.mean).square().mean().sqrt().clamp_min(1e-6).item())
+        # Variance about the per-pixel means, E[x^2] - E[mean^2], without a copy of the data.
+        mean_square = torch.linalg.vector_norm(prepared).square() / prepared.numel()
+        self.std.fill_(0).add_((mean_square - self.mean.square().mean()).clamp_min(1e-12).sqrt())
 
     def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
-        return (prepared - self.mean) / self.std
+        """In place: `prepared` is always a fresh tensor from prepare()."""
+        return prepared.sub_(self.mean).div_(self.std)
 
     def features_of(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.standardize(self.prepare(pixels))
@@ -527,26 +533,6 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     model = SoftmaxRegression(bool(saved["use_deskew"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval(), saved
-
-
-# ======== from digit_recognizer/split.py ==========================================================
-# A stratified, seeded hold-out split.
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for digit in range(10):
-        members = np.flatnonzero(labels == digit)
-        n_val = int(round(val_fraction * len(members)))
-        if n_val == 0 or n_val == len(members):
-            side = "validation" if n_val == 0 else "training"
-            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
-                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
-        members = rng.permutation(members)
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 # ======== from digit_recognizer/fileio.py =========================================================
@@ -603,6 +589,254 @@ def run_folder(root: Path) -> Iterator[Path]:
 def publish_name(temp: Path) -> Path:
     """The name a folder made by run_folder will have once published."""
     return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
+
+
+# ======== from digit_recognizer/pictures.py =======================================================
+# Pictures of a run, for looking rather than reading: what the model learned and where it fails.
+#
+# weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
+# confusion.png (the validation confusion matrix), drawn with torchvision's grid helpers and Pillow's
+# own font, so nothing beyond torch and torchvision is needed (the Kaggle kernel writes them too).
+
+DIGIT_SIDE = 28
+ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, big enough to read
+TILE_GAP = 6
+ERROR_COUNT = 24
+ERROR_COLUMNS = 8
+PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
+# Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
+DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+
+
+def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion) -> dict:
+    """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
+
+    A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
+    as "pictures_error") rather than raised; the tests check that all three were written.
+    """
+    written = []
+    try:
+        save_picture(out_dir / "weights.png", draw_weights(weight_patterns(weight, std)))
+        written.append("weights.png")
+        save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
+        written.append("errors.png")
+        save_picture(out_dir / "confusion.png", draw_confusion(confusion))
+        written.append("confusion.png")
+    except Exception as exc:  # noqa: BLE001  (see the docstring)
+        problem = f"{type(exc).__name__}: {exc}"
+        print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
+              f"the run itself is complete", file=sys.stderr)
+        return {"pictures": written, "pictures_error": problem}
+    return {"pictures": written}
+
+
+def weight_patterns(weight, std) -> torch.Tensor:
+    """The (10, 784) weights per unit of deskewed ink: what raises (red) or lowers (blue) each score.
+
+    The model scores W (x - mean) / std + b. The std is one scale shared by every pixel, so W / std
+    keeps the pixels' relative weights, and the border pixels that are almost never inked, and so
+    barely trained, stay near zero instead of being blown up as a per-pixel std would do.
+    """
+    weight = torch.as_tensor(weight).detach().float().cpu()
+    return weight / torch.as_tensor(std).detach().float().cpu()
+
+
+def diverging_colours(values: torch.Tensor) -> torch.Tensor:
+    """Values in [-1, 1] (any shape) -> RGB in [0, 1] with a trailing axis of 3."""
+    position = (values.clamp(-1, 1) + 1) / 2 * (len(DIVERGING) - 1)
+    low = position.floor().long().clamp(max=len(DIVERGING) - 2)
+    frac = (position - low).unsqueeze(-1)
+    return DIVERGING[low] * (1 - frac) + DIVERGING[low + 1] * frac
+
+
+def draw_weights(templates: torch.Tensor):
+    """A labelled 2x5 grid of the ten templates, red where ink raises the digit's score."""
+    # One scale for all ten keeps their strengths comparable; the 99.5th percentile keeps a handful
+    # of extreme pixels from washing out the rest.
+    limit = templates.abs().flatten().quantile(0.995).clamp_min(1e-12)
+    colours = diverging_colours(templates / limit).view(10, DIGIT_SIDE, DIGIT_SIDE, 3).permute(0, 3, 1, 2)
+    title = ["What the model learned: one template per digit, over the deskewed 28x28 image",
+             "red: ink here is evidence for the digit   blue: evidence against",
+             "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
+    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
+
+
+def draw_errors(val_pixels, val_labels, val_probabilities):
+    """The most confidently wrong validation images, each labelled true -> predicted (probability)."""
+    labels = torch.as_tensor(np.asarray(val_labels)).long()
+    probabilities = torch.as_tensor(val_probabilities).detach().float().cpu()
+    chosen, n_wrong = confident_errors(labels, probabilities, ERROR_COUNT)
+    if not chosen:
+        return caption_picture(None, [f"No validation image was misclassified ({len(labels)} images)."])
+    confidence, predicted = probabilities.max(1)
+    # Dark ink on white paper, as the digit was written (before deskewing).
+    pixels = torch.as_tensor(np.asarray(val_pixels)).reshape(-1, 1, DIGIT_SIDE, DIGIT_SIDE)[chosen]
+    paper = 1.0 - pixels.float().repeat(1, 3, 1, 1) / 255.0
+    names = [f"{labels[i].item()} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
+    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images ({n_wrong} wrong in all)",
+             "label: true -> predicted (probability the model gave its prediction)"]
+    return labelled_grid(zoom_digits(paper), names, columns=ERROR_COLUMNS, above=False, title=title)
+
+
+def confident_errors(labels: torch.Tensor, probabilities: torch.Tensor, count: int) -> tuple[list[int], int]:
+    """Indices of up to `count` misclassified images, most confident first; and how many were wrong."""
+    confidence, predicted = probabilities.max(1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    order = wrong[confidence[wrong].argsort(descending=True, stable=True)]
+    return order[:count].tolist(), len(wrong)
+
+
+def draw_confusion(confusion):
+    """A 10x10 grid of counts, true digits down and predictions across; errors shaded red."""
+    from PIL import Image, ImageDraw
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = len(counts)
+    totals = counts.sum(1)
+    off = counts * (1 - np.eye(n, dtype=np.int64))
+    font = picture_font(16)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    cell = max(44, picture_text_size(probe, str(counts.max()), font)[0] + 14)
+    shade = torch.as_tensor(off / max(off.max(), 1)).float()
+    colours = diverging_colours(shade * 0.9)  # 0 -> white, the most common error -> deep red
+    colours[torch.arange(n), torch.arange(n)] = torch.tensor([0.85, 0.85, 0.85])
+    matrix = tensor_to_picture(colours.permute(2, 0, 1).repeat_interleave(cell, 1).repeat_interleave(cell, 2))
+
+    small = picture_font(14)
+    acc_width = max(picture_text_size(probe, "100.0%", font)[0], picture_text_size(probe, "accuracy", small)[0]) + 16
+    left, top = cell + 30, cell + 30
+    canvas = Image.new("RGB", (left + n * cell + acc_width + 10, top + n * cell + 10), PICTURE_WHITE)
+    canvas.paste(matrix, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n + 1):  # cell borders
+        draw.line([(left + i * cell, top), (left + i * cell, top + n * cell)], fill=PICTURE_WHITE, width=1)
+        draw.line([(left, top + i * cell), (left + n * cell, top + i * cell)], fill=PICTURE_WHITE, width=1)
+    for i in range(n):
+        centre = top + i * cell + cell // 2
+        draw_centred(draw, (left - cell // 2, centre), str(i), font, PICTURE_INK)
+        draw_centred(draw, (left + i * cell + cell // 2, top - cell // 2), str(i), font, PICTURE_INK)
+        accuracy = f"{counts[i, i] / totals[i]:.1%}" if totals[i] else "-"
+        draw_centred(draw, (left + n * cell + acc_width // 2, centre), accuracy, font, PICTURE_INK)
+        for j in range(n):
+            if counts[i, j] or i == j:
+                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK  # readable on deep red
+                draw_centred(draw, (left + j * cell + cell // 2, centre), str(counts[i, j]), font, colour)
+    draw_centred(draw, (left + n * cell // 2, 12), "predicted", small, PICTURE_MUTED)
+    draw_centred(draw, (left + n * cell + acc_width // 2, top - cell // 2), "accuracy", small, PICTURE_MUTED)
+    vertical = caption_picture(None, ["true"], size=14, margin=2)
+    canvas.paste(vertical.rotate(90, expand=True), (4, top + n * cell // 2 - vertical.width // 2))
+    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {np.trace(counts) / max(totals.sum(), 1):.2%})",
+             "rows: true digit   columns: predicted digit   red: mistakes (darker = more)"]
+    return caption_picture(canvas, title)
+
+
+def zoom_digits(images: torch.Tensor) -> torch.Tensor:
+    return images.repeat_interleave(ZOOM, -2).repeat_interleave(ZOOM, -1)
+
+
+def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
+    """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
+    font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    band = max(picture_text_size(probe, name, font)[1] for name in names) + 10
+    banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
+    body = slice(band, None) if above else slice(0, tiles.shape[-2])
+    banded[:, :, body] = tiles
+    grid = tensor_to_picture(make_grid(banded, nrow=columns, padding=TILE_GAP, pad_value=1.0))
+    draw = ImageDraw.Draw(grid)
+    height, width = banded.shape[-2:]
+    for k, name in enumerate(names):
+        x = TILE_GAP + (k % columns) * (width + TILE_GAP)
+        y = TILE_GAP + (k // columns) * (height + TILE_GAP)
+        band_top = y if above else y + tiles.shape[-2]
+        draw_centred(draw, (x + width // 2, band_top + band // 2), name, font, PICTURE_INK)
+    return caption_picture(grid, title)
+
+
+def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12):
+    """The picture (or nothing) below centred lines of text, widened so no line is cut off."""
+    from PIL import Image, ImageDraw
+
+    font = picture_font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    sizes = [picture_text_size(probe, line, font) for line in lines]
+    line_height = max(h for _, h in sizes) + 6
+    width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
+    text_height = len(lines) * line_height + margin
+    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)), PICTURE_WHITE)
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        draw_centred(draw, (width // 2, margin + k * line_height + line_height // 2), line, font,
+                     PICTURE_INK if k == 0 else PICTURE_MUTED)
+    if picture:
+        canvas.paste(picture, ((width - picture.width) // 2, text_height))
+    return canvas
+
+
+def picture_font(size: int):
+    """Pillow's built-in font: scalable since Pillow 10.1, the small fixed bitmap font before."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def fitting_font(texts: list[str], width: int, size: int):
+    """The largest font up to `size` in which every text fits the width."""
+    from PIL import Image, ImageDraw
+
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    while True:
+        font = picture_font(size)
+        if size <= 9 or max(picture_text_size(probe, t, font)[0] for t in texts) <= width - 4:
+            return font
+        size -= 1
+
+
+def picture_text_size(draw, text: str, font) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
+    # Centred by the measured box, not by anchor="mm", which older Pillow refuses for its bitmap font.
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
+
+
+def tensor_to_picture(rgb: torch.Tensor):
+    from torchvision.transforms.functional import to_pil_image
+
+    return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def save_picture(path: Path, image) -> None:
+    atomic_write(path, lambda temp: image.save(temp, format="PNG"))
+
+
+# ======== from digit_recognizer/split.py ==========================================================
+# A stratified, seeded hold-out split.
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for digit in range(10):
+        members = np.flatnonzero(labels == digit)
+        n_val = int(round(val_fraction * len(members)))
+        if n_val == 0 or n_val == len(members):
+            side = "validation" if n_val == 0 else "training"
+            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
+                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+        members = rng.permutation(members)
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 # ======== from digit_recognizer/submission.py =====================================================
@@ -816,7 +1050,7 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 # One training run from data to outputs: split, fit, validate, (refit), predict, write.
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: float = 0.0) -> dict:
-    """Train with validation, write submission.csv, model.pt and metrics.json into out_dir; return the metrics."""
+    """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
     timings = {"load": load_seconds}
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -828,7 +1062,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
 
     result = fit(cfg, pixels[split[0]], labels[split[0]], pixels[split[1]], labels[split[1]])
     timings["fit"] = result.seconds
-    validation = validation_report(result.model, pixels[split[1]], labels[split[1]])
+    validation, val_probabilities = validation_report(result.model, pixels[split[1]], labels[split[1]])
     model, refit = result.model, None
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
@@ -855,18 +1089,23 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
     out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, validation["confusion_matrix"]))
+    timings["pictures"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
-def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> dict:
+def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The validation metrics, and the class probabilities they came from (for errors.png)."""
     probabilities = predict(model, pixels)
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
     truth = labels.cpu().numpy()
     confusion = confusion_matrix(truth, predicted)
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}, probabilities
 
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:

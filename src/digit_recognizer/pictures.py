@@ -45,17 +45,14 @@ def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_p
 
 
 def weight_patterns(weight, std) -> torch.Tensor:
-    """The (10, 784) pictures of what each digit's score responds to, in deskewed-pixel space.
+    """The (10, 784) weights per unit of deskewed ink: what raises (red) or lowers (blue) each score.
 
-    The model scores W (x - mean) / std + b, so W / std is the weight per unit of ink. Drawn as is,
-    it is dominated by the rim pixels that are almost never inked: their std sits at the floor, so
-    their weights are blown up, yet they rarely matter. Multiplying by the pixel's ink variance gives
-    std**2 * W / std = W * std, the diagonal form of Haufe et al.'s (2014) "pattern" Cov(x) w, which
-    keeps every sign (red still means ink there raises the score) and fades what is rarely inked.
-    Of W / std, W and W * std, this is the one in which the digits' shapes can be read.
+    The model scores W (x - mean) / std + b. The std is one scale shared by every pixel, so W / std
+    keeps the pixels' relative weights, and the border pixels that are almost never inked, and so
+    barely trained, stay near zero instead of being blown up as a per-pixel std would do.
     """
     weight = torch.as_tensor(weight).detach().float().cpu()
-    return weight * torch.as_tensor(std).detach().float().cpu()
+    return weight / torch.as_tensor(std).detach().float().cpu()
 
 
 def diverging_colours(values: torch.Tensor) -> torch.Tensor:
@@ -74,7 +71,7 @@ def draw_weights(templates: torch.Tensor):
     colours = diverging_colours(templates / limit).view(10, DIGIT_SIDE, DIGIT_SIDE, 3).permute(0, 3, 1, 2)
     title = ["What the model learned: one template per digit, over the deskewed 28x28 image",
              "red: ink here is evidence for the digit   blue: evidence against",
-             "pale: little effect, or a pixel that is rarely inked (weights x pixel variance)"]
+             "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
     return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
 
 
