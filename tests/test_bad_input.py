@@ -188,7 +188,7 @@ CASES = {
                                                      ["leaves digit 0", "no training example"]),
     "epochs 0": (flags("--epochs", "0"), ["--epochs must be a positive integer, got 0"]),
     "epochs not a number": (flags("--epochs", "ten"), ["train: argument --epochs: invalid int value: 'ten'"]),
-    "batch size negative": (flags("--batch-size", "-5"), ["--batch-size must be a positive integer, got -5"]),
+    "batch size negative": (flags("--batch-size", "-5"), ["--batch-size must be a positive integer (or 0 for auto), got -5"]),
     "lr 0": (flags("--lr", "0"), ["--lr must be a positive number, got 0.0"]),
     "lr infinite": (flags("--lr", "inf"), ["--lr must be a positive number, got inf"]),
     "weight decay negative": (flags("--weight-decay", "-1"), ["--weight-decay must be zero or a positive number"]),

@@ -34,10 +34,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = publish_name(temp)
     print(f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {cfg.epochs}; "
           f"fit {metrics['timings_seconds']['fit']:.2f}s")
+    print("validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:")
     print(format_confusion(np.array(metrics["confusion_matrix"])))
     if cfg.refit:
         print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
     print(f"run folder: {final}")
+    if metrics.get("pictures"):
+        print(f"pictures: {', '.join(metrics['pictures'])} in the run folder")
     print(f"submission: {final / 'submission.csv'}")
     print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
     return 0
@@ -107,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("submission", type=Path)
     sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
     sc.set_defaults(handler=cmd_score)
+    # Each feature module adds its own subcommands.
+    from .bundle import add_commands as add_bundle_commands
+    from .runs import add_commands as add_runs_commands
+    for add_commands in (add_bundle_commands, add_runs_commands):
+        add_commands(commands)
     return parser
 
 

@@ -14,7 +14,7 @@ def per_class_accuracy(confusion: np.ndarray) -> list[float]:
 
 def format_confusion(confusion: np.ndarray) -> str:
     """A text table: true digits down, predictions across, per-class accuracy on the right."""
-    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + "    acc"
+    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"
     lines = [header]
     for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
         lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")

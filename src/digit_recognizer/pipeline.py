@@ -12,6 +12,7 @@ from .config import Config
 from .data import DigitData
 from .metrics import confusion_matrix, per_class_accuracy
 from .model import save_model
+from .pictures import write_run_pictures
 from .split import stratified_split
 from .submission import write_submission
 from .train import fit, predict, resolve_device, to_device
@@ -19,7 +20,7 @@ from .fileio import atomic_write, write_json
 
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: float = 0.0) -> dict:
-    """Train with validation, write submission.csv, model.pt and metrics.json into out_dir; return the metrics."""
+    """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
     timings = {"load": load_seconds}
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -31,7 +32,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
 
     result = fit(cfg, pixels[split[0]], labels[split[0]], pixels[split[1]], labels[split[1]])
     timings["fit"] = result.seconds
-    validation = validation_report(result.model, pixels[split[1]], labels[split[1]])
+    validation, val_probabilities = validation_report(result.model, pixels[split[1]], labels[split[1]])
     model, refit = result.model, None
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
@@ -55,20 +56,26 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         "timings_seconds": timings,
     }
     clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, validation["confusion_matrix"]))
+    timings["pictures"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
-def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> dict:
+def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The validation metrics, and the class probabilities they came from (for errors.png)."""
     probabilities = predict(model, pixels)
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
     truth = labels.cpu().numpy()
     confusion = confusion_matrix(truth, predicted)
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}, probabilities
 
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:

@@ -1,0 +1,233 @@
+"""Pictures of a run, for looking rather than reading: what the model learned and where it fails.
+
+weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
+confusion.png (the validation confusion matrix), drawn with torchvision's grid helpers and Pillow's
+own font, so nothing beyond torch and torchvision is needed (the Kaggle kernel writes them too).
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .fileio import atomic_write
+
+DIGIT_SIDE = 28
+ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, big enough to read
+TILE_GAP = 6
+ERROR_COUNT = 24
+ERROR_COLUMNS = 8
+PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
+# Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
+DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+
+
+def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion) -> dict:
+    """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
+
+    A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
+    as "pictures_error") rather than raised; the tests check that all three were written.
+    """
+    written = []
+    try:
+        save_picture(out_dir / "weights.png", draw_weights(weight_patterns(weight, std)))
+        written.append("weights.png")
+        save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
+        written.append("errors.png")
+        save_picture(out_dir / "confusion.png", draw_confusion(confusion))
+        written.append("confusion.png")
+    except Exception as exc:  # noqa: BLE001  (see the docstring)
+        problem = f"{type(exc).__name__}: {exc}"
+        print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
+              f"the run itself is complete", file=sys.stderr)
+        return {"pictures": written, "pictures_error": problem}
+    return {"pictures": written}
+
+
+def weight_patterns(weight, std) -> torch.Tensor:
+    """The (10, 784) weights per unit of deskewed ink: what raises (red) or lowers (blue) each score.
+
+    The model scores W (x - mean) / std + b. The std is one scale shared by every pixel, so W / std
+    keeps the pixels' relative weights, and the border pixels that are almost never inked, and so
+    barely trained, stay near zero instead of being blown up as a per-pixel std would do.
+    """
+    weight = torch.as_tensor(weight).detach().float().cpu()
+    return weight / torch.as_tensor(std).detach().float().cpu()
+
+
+def diverging_colours(values: torch.Tensor) -> torch.Tensor:
+    """Values in [-1, 1] (any shape) -> RGB in [0, 1] with a trailing axis of 3."""
+    position = (values.clamp(-1, 1) + 1) / 2 * (len(DIVERGING) - 1)
+    low = position.floor().long().clamp(max=len(DIVERGING) - 2)
+    frac = (position - low).unsqueeze(-1)
+    return DIVERGING[low] * (1 - frac) + DIVERGING[low + 1] * frac
+
+
+def draw_weights(templates: torch.Tensor):
+    """A labelled 2x5 grid of the ten templates, red where ink raises the digit's score."""
+    # One scale for all ten keeps their strengths comparable; the 99.5th percentile keeps a handful
+    # of extreme pixels from washing out the rest.
+    limit = templates.abs().flatten().quantile(0.995).clamp_min(1e-12)
+    colours = diverging_colours(templates / limit).view(10, DIGIT_SIDE, DIGIT_SIDE, 3).permute(0, 3, 1, 2)
+    title = ["What the model learned: one template per digit, over the deskewed 28x28 image",
+             "red: ink here is evidence for the digit   blue: evidence against",
+             "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
+    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
+
+
+def draw_errors(val_pixels, val_labels, val_probabilities):
+    """The most confidently wrong validation images, each labelled true -> predicted (probability)."""
+    labels = torch.as_tensor(np.asarray(val_labels)).long()
+    probabilities = torch.as_tensor(val_probabilities).detach().float().cpu()
+    chosen, n_wrong = confident_errors(labels, probabilities, ERROR_COUNT)
+    if not chosen:
+        return caption_picture(None, [f"No validation image was misclassified ({len(labels)} images)."])
+    confidence, predicted = probabilities.max(1)
+    # Dark ink on white paper, as the digit was written (before deskewing).
+    pixels = torch.as_tensor(np.asarray(val_pixels)).reshape(-1, 1, DIGIT_SIDE, DIGIT_SIDE)[chosen]
+    paper = 1.0 - pixels.float().repeat(1, 3, 1, 1) / 255.0
+    names = [f"{labels[i].item()} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
+    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images ({n_wrong} wrong in all)",
+             "label: true -> predicted (probability the model gave its prediction)"]
+    return labelled_grid(zoom_digits(paper), names, columns=ERROR_COLUMNS, above=False, title=title)
+
+
+def confident_errors(labels: torch.Tensor, probabilities: torch.Tensor, count: int) -> tuple[list[int], int]:
+    """Indices of up to `count` misclassified images, most confident first; and how many were wrong."""
+    confidence, predicted = probabilities.max(1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    order = wrong[confidence[wrong].argsort(descending=True, stable=True)]
+    return order[:count].tolist(), len(wrong)
+
+
+def draw_confusion(confusion):
+    """A 10x10 grid of counts, true digits down and predictions across; errors shaded red."""
+    from PIL import Image, ImageDraw
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = len(counts)
+    totals = counts.sum(1)
+    off = counts * (1 - np.eye(n, dtype=np.int64))
+    font = picture_font(16)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    cell = max(44, picture_text_size(probe, str(counts.max()), font)[0] + 14)
+    shade = torch.as_tensor(off / max(off.max(), 1)).float()
+    colours = diverging_colours(shade * 0.9)  # 0 -> white, the most common error -> deep red
+    colours[torch.arange(n), torch.arange(n)] = torch.tensor([0.85, 0.85, 0.85])
+    matrix = tensor_to_picture(colours.permute(2, 0, 1).repeat_interleave(cell, 1).repeat_interleave(cell, 2))
+
+    small = picture_font(14)
+    acc_width = max(picture_text_size(probe, "100.0%", font)[0], picture_text_size(probe, "accuracy", small)[0]) + 16
+    left, top = cell + 30, cell + 30
+    canvas = Image.new("RGB", (left + n * cell + acc_width + 10, top + n * cell + 10), PICTURE_WHITE)
+    canvas.paste(matrix, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n + 1):  # cell borders
+        draw.line([(left + i * cell, top), (left + i * cell, top + n * cell)], fill=PICTURE_WHITE, width=1)
+        draw.line([(left, top + i * cell), (left + n * cell, top + i * cell)], fill=PICTURE_WHITE, width=1)
+    for i in range(n):
+        centre = top + i * cell + cell // 2
+        draw_centred(draw, (left - cell // 2, centre), str(i), font, PICTURE_INK)
+        draw_centred(draw, (left + i * cell + cell // 2, top - cell // 2), str(i), font, PICTURE_INK)
+        accuracy = f"{counts[i, i] / totals[i]:.1%}" if totals[i] else "-"
+        draw_centred(draw, (left + n * cell + acc_width // 2, centre), accuracy, font, PICTURE_INK)
+        for j in range(n):
+            if counts[i, j] or i == j:
+                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK  # readable on deep red
+                draw_centred(draw, (left + j * cell + cell // 2, centre), str(counts[i, j]), font, colour)
+    draw_centred(draw, (left + n * cell // 2, 12), "predicted", small, PICTURE_MUTED)
+    draw_centred(draw, (left + n * cell + acc_width // 2, top - cell // 2), "accuracy", small, PICTURE_MUTED)
+    vertical = caption_picture(None, ["true"], size=14, margin=2)
+    canvas.paste(vertical.rotate(90, expand=True), (4, top + n * cell // 2 - vertical.width // 2))
+    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {np.trace(counts) / max(totals.sum(), 1):.2%})",
+             "rows: true digit   columns: predicted digit   red: mistakes (darker = more)"]
+    return caption_picture(canvas, title)
+
+
+def zoom_digits(images: torch.Tensor) -> torch.Tensor:
+    return images.repeat_interleave(ZOOM, -2).repeat_interleave(ZOOM, -1)
+
+
+def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
+    """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
+    font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    band = max(picture_text_size(probe, name, font)[1] for name in names) + 10
+    banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
+    body = slice(band, None) if above else slice(0, tiles.shape[-2])
+    banded[:, :, body] = tiles
+    grid = tensor_to_picture(make_grid(banded, nrow=columns, padding=TILE_GAP, pad_value=1.0))
+    draw = ImageDraw.Draw(grid)
+    height, width = banded.shape[-2:]
+    for k, name in enumerate(names):
+        x = TILE_GAP + (k % columns) * (width + TILE_GAP)
+        y = TILE_GAP + (k // columns) * (height + TILE_GAP)
+        band_top = y if above else y + tiles.shape[-2]
+        draw_centred(draw, (x + width // 2, band_top + band // 2), name, font, PICTURE_INK)
+    return caption_picture(grid, title)
+
+
+def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12):
+    """The picture (or nothing) below centred lines of text, widened so no line is cut off."""
+    from PIL import Image, ImageDraw
+
+    font = picture_font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    sizes = [picture_text_size(probe, line, font) for line in lines]
+    line_height = max(h for _, h in sizes) + 6
+    width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
+    text_height = len(lines) * line_height + margin
+    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)), PICTURE_WHITE)
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        draw_centred(draw, (width // 2, margin + k * line_height + line_height // 2), line, font,
+                     PICTURE_INK if k == 0 else PICTURE_MUTED)
+    if picture:
+        canvas.paste(picture, ((width - picture.width) // 2, text_height))
+    return canvas
+
+
+def picture_font(size: int):
+    """Pillow's built-in font: scalable since Pillow 10.1, the small fixed bitmap font before."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def fitting_font(texts: list[str], width: int, size: int):
+    """The largest font up to `size` in which every text fits the width."""
+    from PIL import Image, ImageDraw
+
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    while True:
+        font = picture_font(size)
+        if size <= 9 or max(picture_text_size(probe, t, font)[0] for t in texts) <= width - 4:
+            return font
+        size -= 1
+
+
+def picture_text_size(draw, text: str, font) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
+    # Centred by the measured box, not by anchor="mm", which older Pillow refuses for its bitmap font.
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
+
+
+def tensor_to_picture(rgb: torch.Tensor):
+    from torchvision.transforms.functional import to_pil_image
+
+    return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def save_picture(path: Path, image) -> None:
+    atomic_write(path, lambda temp: image.save(temp, format="PNG"))

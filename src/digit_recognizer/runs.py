@@ -1,0 +1,168 @@
+"""`digit-recognizer runs`: the local runs side by side, best validation accuracy first.
+
+Every run folder is listed, whatever wrote it: an older or newer kit (missing or unknown keys), a
+run fetched from a Kaggle kernel (origin.json, maybe no metrics), or a damaged folder, which gets a
+note instead of stopping the table.
+"""
+import argparse
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .config import config_from_dict
+from .errors import UserError
+from .fileio import INCOMPLETE_PREFIX
+
+RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    date: datetime | None
+    val_accuracy: float | None = None
+    data: str = "?"
+    changes: str = "?"
+    submitted: str = "no"
+    public_score: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def add_commands(commands) -> None:
+    runs = commands.add_parser("runs", help="table of local runs, best validation accuracy first")
+    runs.add_argument("--dir", type=Path, default=Path("submissions"),
+                      help="the folder holding run folders, as given to train --out (default: submissions)")
+    runs.set_defaults(handler=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    summaries = list_runs(args.dir)
+    print(format_runs_table(summaries) if summaries else f"no runs in {args.dir} yet")
+    return 0
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    """Every published run folder under root, best validation accuracy first, those without one last."""
+    if not root.is_dir():
+        what = "not a folder" if root.exists() else "no such folder"
+        raise UserError(f"{root}: {what}; --dir takes the folder `digit-recognizer train --out` writes runs into")
+    try:
+        # Hidden folders are runs still being written (or abandoned by a killed process).
+        folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", INCOMPLETE_PREFIX))]
+    except OSError as exc:
+        raise UserError(f"{root}: cannot list the folder ({exc.strerror})") from None
+    summaries = [read_run_folder(folder) for folder in folders]
+    newest_first = sorted(summaries, key=lambda s: s.date.timestamp() if s.date else 0.0, reverse=True)
+    return sorted(newest_first, key=lambda s: -s.val_accuracy if s.val_accuracy is not None else math.inf)
+
+
+def read_run_folder(folder: Path) -> RunSummary:
+    summary = RunSummary(folder.name, run_folder_date(folder))
+    origin = read_run_json(folder / "origin.json", summary.notes)
+    if isinstance(origin, dict) and origin.get("origin") == "kaggle":
+        summary.notes.append("output of a Kaggle kernel run")
+        summary.data = "kaggle"
+    elif isinstance(origin, dict) and isinstance(origin.get("origin"), str):
+        summary.notes.append(f"origin: {origin['origin']}")
+    elif origin is not None:
+        summary.notes.append("damaged origin.json")
+    metrics = read_run_json(folder / "metrics.json", summary.notes)
+    if isinstance(metrics, dict):
+        read_run_metrics(metrics, summary)
+    elif metrics is not None:
+        summary.notes.append("damaged metrics.json")
+    elif not (folder / "metrics.json").exists() and not (folder / "origin.json").exists():
+        summary.notes.append("no metrics.json (not a finished run?)")
+    read_run_submissions(read_run_json(folder / "kaggle_submissions.json", summary.notes), summary)
+    return summary
+
+
+def read_run_json(path: Path, notes: list[str]):
+    """The parsed file, or None when it is missing or damaged (then with a note saying so)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError):
+        value = None
+    if value is None:  # unreadable, or a bare `null`: no kit writes either
+        notes.append(f"damaged {path.name}")
+    return value
+
+
+def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
+    accuracy = metrics.get("val_accuracy")
+    if is_json_number(accuracy) and 0.0 <= accuracy <= 1.0:
+        summary.val_accuracy = float(accuracy)
+    else:
+        summary.notes.append("damaged metrics.json (val_accuracy)" if "val_accuracy" in metrics
+                             else "metrics.json has no val_accuracy")
+    if isinstance(metrics.get("data"), str):
+        summary.data = "sample" if metrics["data"] == "embedded sample" else Path(metrics["data"]).name
+    config = metrics.get("config")
+    if isinstance(config, dict):
+        try:
+            changes = config_from_dict(config).changes()
+        except (TypeError, ValueError):
+            summary.notes.append("damaged metrics.json (config)")
+        else:
+            summary.changes = " ".join(f"{k}={v}" for k, v in changes.items()) or "none"
+    elif config is not None:
+        summary.notes.append("damaged metrics.json (config)")
+
+
+def read_run_submissions(entries, summary: RunSummary) -> None:
+    """kaggle_submissions.json: any entry means submitted; the last public score is the one shown."""
+    if entries is None:
+        if "damaged kaggle_submissions.json" in summary.notes:
+            summary.submitted = "?"
+        return
+    if not isinstance(entries, list):
+        summary.notes.append("damaged kaggle_submissions.json")
+        summary.submitted = "?"
+        return
+    summary.submitted = "yes" if len(entries) == 1 else f"yes ({len(entries)}x)" if entries else "no"
+    for entry in entries:
+        score = entry.get("public_score") if isinstance(entry, dict) else None
+        try:
+            score = float(score) if score not in (None, "") else None
+        except (TypeError, ValueError):
+            score = None
+        if score is not None and math.isfinite(score):
+            summary.public_score = score
+
+
+def run_folder_date(folder: Path) -> datetime | None:
+    """When the run started, from its id (YYYYmmddTHHMMSSZ-xxxxxx), else when the folder last changed."""
+    match = RUN_ID_DATE.match(folder.name)
+    if match:
+        try:
+            return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    try:
+        return datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
+    except OSError:
+        return None
+
+
+def is_json_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_runs_table(summaries: list[RunSummary]) -> str:
+    header = ("run", "date (UTC)", "val acc", "data", "differs from default", "submitted", "public score", "note")
+    rows = [(s.run_id, s.date.strftime("%Y-%m-%d %H:%M") if s.date else "?",
+             f"{s.val_accuracy:.4f}" if s.val_accuracy is not None else "-", s.data, s.changes, s.submitted,
+             f"{s.public_score:.5f}" if s.public_score is not None else "-", "; ".join(s.notes))
+            for s in summaries]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 6}  # right-aligned so the decimals line up
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The pictures every run writes (weights.png, errors.png, confusion.png), from a real default run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from digit_recognizer.config import Config
+from digit_recognizer.data import load_data
+from digit_recognizer.model import load_model
+from digit_recognizer.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
+                                       picture_font, weight_patterns, write_run_pictures)
+from digit_recognizer.pipeline import run_training
+from digit_recognizer.split import stratified_split
+from digit_recognizer.train import predict
+
+PICTURES = ["weights.png", "errors.png", "confusion.png"]
+TILE = DIGIT_SIDE * ZOOM
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One default run on the embedded sample, shared by this module's tests (it takes seconds)."""
+    out = tmp_path_factory.mktemp("run")
+    data = load_data(None)
+    metrics = run_training(Config(), data, out)
+    _, val_idx = stratified_split(data.train_labels, Config().val_fraction, Config().seed)
+    return out, metrics, data, val_idx
+
+
+def rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        return np.asarray(image).astype(int)
+
+
+def reddish(pixels: np.ndarray) -> int:
+    return int(((pixels[..., 0] - pixels[..., 2]) > 60).sum())
+
+
+def bluish(pixels: np.ndarray) -> int:
+    return int(((pixels[..., 2] - pixels[..., 0]) > 60).sum())
+
+
+def test_default_run_writes_the_three_pictures_and_records_them(default_run):
+    out, metrics, _, _ = default_run
+    assert metrics["pictures"] == PICTURES and "pictures_error" not in metrics
+    assert json.loads((out / "metrics.json").read_text())["pictures"] == PICTURES
+    for name in PICTURES:
+        rgb(out / name)
+    assert not list(out.glob(".*")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("name", PICTURES)
+def test_nothing_touches_the_edge_of_a_picture(default_run, name):
+    """A white margin all round: no text or tile runs off the canvas and gets clipped."""
+    pixels = rgb(default_run[0] / name)
+    for edge in (pixels[:4], pixels[-4:], pixels[:, :4], pixels[:, -4:]):
+        assert (edge == 255).all(), f"{name} has content at its edge"
+
+
+def test_weights_picture_is_a_2x5_grid_of_enlarged_diverging_templates(default_run):
+    pixels = rgb(default_run[0] / "weights.png")
+    height, width = pixels.shape[:2]
+    assert width >= 5 * TILE and height >= 2 * TILE + 40  # plus the labels
+    assert width < 5 * (TILE + 40) and height < 2 * (TILE + 80) + 120
+    # Both signs of evidence are drawn, each over a good part of the ten templates.
+    assert reddish(pixels) > 2000 and bluish(pixels) > 2000
+
+
+def test_weight_patterns_show_the_shapes_of_the_digits(default_run):
+    """The 0 template is most against ink in the middle of the frame (its hole); the 1 wants ink there."""
+    model, _ = load_model(default_run[0] / "model.pt")
+    patterns = weight_patterns(model.linear.weight, model.std)
+    assert patterns.shape == (10, 784)
+    assert torch.equal(patterns.sign(), (model.linear.weight / model.std).sign())
+    centre = patterns.view(10, DIGIT_SIDE, DIGIT_SIDE)[:, 10:18, 12:16].mean((1, 2))
+    assert centre.argmin().item() == 0 and centre[1] > 0
+
+
+def test_errors_picture_holds_the_most_confidently_wrong_validation_images(default_run):
+    out, metrics, data, val_idx = default_run
+    model, _ = load_model(out / "model.pt")
+    probabilities = predict(model, torch.from_numpy(data.train_images[val_idx]))
+    labels = torch.from_numpy(data.train_labels[val_idx]).long()
+    chosen, n_wrong = confident_errors(labels, probabilities, ERROR_COUNT)
+    assert n_wrong == round((1 - metrics["val_accuracy"]) * len(val_idx)) > 0
+    confidence, predicted = probabilities.max(1)
+    assert all(predicted[i] != labels[i] for i in chosen)
+    assert confidence[chosen].tolist() == sorted(confidence[chosen].tolist(), reverse=True)
+    if n_wrong > len(chosen):  # nothing left out was more confident than what is shown
+        left_out = [i for i in range(len(labels)) if predicted[i] != labels[i] and i not in chosen]
+        assert confidence[left_out].max() <= confidence[chosen].min()
+
+    pixels = rgb(out / "errors.png")
+    rows = -(-len(chosen) // ERROR_COLUMNS)
+    assert pixels.shape[1] >= min(len(chosen), ERROR_COLUMNS) * TILE
+    assert rows * TILE < pixels.shape[0] < rows * (TILE + 60) + 120
+
+
+def test_confident_errors_orders_by_the_probability_of_the_wrong_answer():
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    probabilities = torch.full((5, 10), 0.01)
+    for i, (guess, p) in enumerate([(0, 0.99), (7, 0.6), (2, 0.5), (8, 0.9), (9, 0.7)]):
+        probabilities[i, guess] = p
+    assert confident_errors(labels, probabilities, 10) == ([3, 4, 1], 3)
+    assert confident_errors(labels, probabilities, 2) == ([3, 4], 3)
+    assert confident_errors(labels[:1], probabilities[:1], 10) == ([], 0)
+
+
+def test_confusion_picture_shades_mistakes_red_and_only_mistakes():
+    perfect = np.diag(np.full(10, 420))
+    assert reddish(np.asarray(draw_confusion(perfect)).astype(int)) == 0
+    flawed = perfect.copy()
+    flawed[9, 7] = 30
+    assert reddish(np.asarray(draw_confusion(flawed)).astype(int)) > 30 * 30  # at least one cell's worth
+
+
+def test_a_picture_that_cannot_be_written_is_reported_not_raised(default_run, tmp_path, capsys):
+    """The run keeps what was written; the failure is on stderr and in the returned record."""
+    out, metrics, data, val_idx = default_run
+    model, _ = load_model(out / "model.pt")
+    (tmp_path / "errors.png").mkdir()  # nothing can be renamed onto a folder
+    probabilities = predict(model, torch.from_numpy(data.train_images[val_idx]))
+    record = write_run_pictures(tmp_path, model.linear.weight, model.std, data.train_images[val_idx],
+                                data.train_labels[val_idx], probabilities, metrics["confusion_matrix"])
+    assert record["pictures"] == ["weights.png"] and "errors.png" in record["pictures_error"]
+    assert "warning: could not draw the run's pictures" in capsys.readouterr().err
+    rgb(tmp_path / "weights.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["errors.png", "weights.png"]
+
+
+def test_labels_are_drawn_in_a_readable_size():
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = draw.textbbox((0, 0), "0123456789", font=picture_font(16))
+    assert bottom - top >= 11 and right - left >= 80

@@ -1,0 +1,140 @@
+"""`digit-recognizer runs`: every run folder in a table, whatever kit wrote it and whatever state it is in."""
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from digit_recognizer.runs import list_runs
+
+OLD = "20240105T093000Z-0ld0ld"        # an older kit: fewer metrics keys, a config key this kit dropped
+SUBMITTED = "20240210T120000Z-5ubm17"  # submitted three times through the Kaggle workflow
+TRUNCATED = "20240301T000000Z-trunc8"  # metrics.json cut off mid-write by an old kit
+WRONG_TYPES = "20240302T000000Z-types0"
+KERNEL = "kaggle-alice-digit-lr-v3"    # output fetched from a Kaggle kernel run: no local metrics
+HIDDEN = ".incomplete-20240401T000000Z-abcdef"
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    """A real short run made by the CLI, beside hand-made folders of every other kind."""
+    root = tmp_path_factory.mktemp("submissions")
+    done = run_cli("train", "--epochs", "2", "--lr", "0.05", "--out", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "pictures: weights.png, errors.png, confusion.png in the run folder" in done.stdout
+    write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "hidden": 64}}))
+    write(root / SUBMITTED / "metrics.json", json.dumps({"val_accuracy": 0.5, "data": "/data/digit-recognizer",
+                                                         "config": {"refit": True}, "future_key": [1, 2]}))
+    write(root / SUBMITTED / "kaggle_submissions.json", json.dumps([
+        {"submitted_at": "2024-02-10T12:05:00Z", "message": "first", "ref": 1, "file": "submission.csv",
+         "status": "complete", "public_score": "0.91871"},
+        {"submitted_at": "2024-02-11T08:00:00Z", "message": "again", "ref": 2, "file": "submission.csv",
+         "status": "complete", "public_score": 0.9190},
+        {"submitted_at": "2024-02-12T08:00:00Z", "message": "pending", "ref": 3, "file": "submission.csv",
+         "status": "pending", "public_score": None}]))
+    write(root / TRUNCATED / "metrics.json", '{"val_accuracy": 0.97, "config": {"epo')
+    write(root / WRONG_TYPES / "metrics.json", json.dumps({"val_accuracy": "0.99", "config": ["epochs", 5]}))
+    write(root / KERNEL / "origin.json", json.dumps({"origin": "kaggle", "kernel": "alice/digit-lr"}))
+    write(root / KERNEL / "submission.csv", "ImageId,Label\n1,2\n")
+    os.utime(root / KERNEL, (1700000000, 1700000000))  # 2023-11-14 22:13 UTC
+    write(root / HIDDEN / "metrics.json", json.dumps({"val_accuracy": 1.0}))
+    write(root / "notes.txt", "a stray file, not a run\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def table(runs_dir) -> list[str]:
+    done = run_cli("runs", "--dir", str(runs_dir))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout.splitlines()
+
+
+def row_of(table: list[str], run_id: str) -> str:
+    (row,) = [line for line in table if line.startswith(run_id)]
+    return row
+
+
+def test_every_run_is_listed_best_validation_accuracy_first(runs_dir, table):
+    real = [p.parent.name for p in runs_dir.glob("*/weights.png")]
+    assert len(real) == 1
+    ids = [line.split()[0] for line in table[1:]]
+    assert sorted(ids) == sorted([real[0], OLD, SUBMITTED, TRUNCATED, WRONG_TYPES, KERNEL])
+    assert ids[:3] == [OLD, real[0], SUBMITTED]  # 0.9512 > the short run (about 0.9) > 0.5
+    assert set(ids[3:]) == {TRUNCATED, WRONG_TYPES, KERNEL}  # no accuracy: last
+    assert HIDDEN not in "\n".join(table) and "notes.txt" not in "\n".join(table)
+
+
+def test_the_real_run_shows_its_accuracy_data_and_changed_options(runs_dir, table):
+    (real,) = [p.parent for p in runs_dir.glob("*/weights.png")]
+    metrics = json.loads((real / "metrics.json").read_text())
+    row = row_of(table, real.name)
+    assert f"{metrics['val_accuracy']:.4f}" in row
+    assert "sample" in row and "epochs=2 lr=0.05" in row
+
+
+def test_an_older_kits_run_is_compared_with_todays_defaults(table):
+    row = row_of(table, OLD)
+    assert "0.9512" in row and "2024-01-05 09:30" in row and "epochs=5" in row
+    assert "hidden" not in row  # a key this kit does not know is not a difference it can judge
+
+
+def test_kaggle_submissions_give_submitted_and_the_last_public_score(table):
+    row = row_of(table, SUBMITTED)
+    assert "yes (3x)" in row and "0.91900" in row and "refit=True" in row and "digit-recognizer" in row
+    assert row_of(table, OLD).split()[-2:] == ["no", "-"]  # never submitted, no score
+
+
+def test_damaged_runs_are_listed_with_a_note(table):
+    assert "damaged metrics.json" in row_of(table, TRUNCATED)
+    row = row_of(table, WRONG_TYPES)
+    assert "damaged metrics.json (val_accuracy)" in row and "damaged metrics.json (config)" in row
+
+
+def test_a_kaggle_kernel_run_has_no_accuracy_and_dates_from_its_folder(table):
+    row = row_of(table, KERNEL)
+    assert "2023-11-14 22:13" in row and "output of a Kaggle kernel run" in row
+    assert row.split()[3] == "-"  # the accuracy column
+
+
+def test_columns_line_up(table):
+    header = table[0]
+    acc_end = header.index("val acc") + len("val acc")
+    for line in table[1:]:
+        assert line[acc_end - 1] in "0123456789-" and line[acc_end] == " "
+    submitted = header.index("submitted")
+    assert all(line[submitted - 2:submitted] == "  " for line in table[1:])
+
+
+def test_a_damaged_submissions_record_shows_as_unknown(tmp_path):
+    write(tmp_path / "20240101T000000Z-aaaaaa" / "metrics.json", json.dumps({"val_accuracy": 0.9}))
+    write(tmp_path / "20240101T000000Z-aaaaaa" / "kaggle_submissions.json", "[{")
+    write(tmp_path / "20240102T000000Z-bbbbbb" / "kaggle_submissions.json", json.dumps({"not": "a list"}))
+    write(tmp_path / "20240103T000000Z-cccccc" / "origin.json", "null")
+    (summary_a, summary_b, summary_c) = sorted(list_runs(tmp_path), key=lambda s: s.run_id)
+    assert summary_a.submitted == "?" and summary_a.notes == ["damaged kaggle_submissions.json"]
+    assert summary_b.submitted == "?" and "damaged kaggle_submissions.json" in summary_b.notes
+    assert "no metrics.json (not a finished run?)" in summary_b.notes
+    assert summary_c.notes == ["damaged origin.json"]
+    assert summary_a.date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_ties_are_newest_first(tmp_path):
+    for run_id in ("20240101T000000Z-aaaaaa", "20240301T000000Z-cccccc", "20240201T000000Z-bbbbbb"):
+        write(tmp_path / run_id / "metrics.json", json.dumps({"val_accuracy": 0.9}))
+    assert [s.run_id[:8] for s in list_runs(tmp_path)] == ["20240301", "20240201", "20240101"]
+
+
+def test_an_empty_folder_and_a_missing_one(tmp_path):
+    done = run_cli("runs", "--dir", str(tmp_path))
+    assert done.returncode == 0 and done.stdout == f"no runs in {tmp_path} yet\n"
+    done = run_cli("runs", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["digit-recognizer: error: submissions: no such folder; --dir takes the "
+                                        "folder `digit-recognizer train --out` writes runs into"]
