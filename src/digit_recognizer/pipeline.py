@@ -55,6 +55,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         "timings_seconds": timings,
     }
     clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)

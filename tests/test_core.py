@@ -1,0 +1,153 @@
+"""The core pipeline on real data: parsing, split, model, submission, full runs."""
+import gzip
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from digit_recognizer.config import Config
+from digit_recognizer.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
+from digit_recognizer.data import SAMPLE_DIR, TRAIN_LIMITS, load_data, load_table
+from digit_recognizer.errors import UserError
+from digit_recognizer.model import load_model, save_model
+from digit_recognizer.pipeline import run_training
+from digit_recognizer.split import stratified_split
+from digit_recognizer.submission import check_submission, score, submission_text
+from digit_recognizer.train import predict
+
+HEADER = ",".join(TRAIN_COLUMNS)
+
+
+def train_csv(rows: list[list[int]], header: str = HEADER, newline: str = "\n") -> bytes:
+    lines = [header, *(",".join(map(str, r)) for r in rows)]
+    return (newline.join(lines) + newline).encode()
+
+
+def some_rows(n: int = 3) -> list[list[int]]:
+    rng = np.random.default_rng(n)
+    return [[i % 10, *rng.integers(0, 256, 784).tolist()] for i in range(n)]
+
+
+def test_parse_exact_values_with_crlf_and_bom():
+    rows = some_rows()
+    raw = b"\xef\xbb\xbf" + train_csv(rows, newline="\r\n")
+    table = parse_table("train.csv", raw, TRAIN_COLUMNS, TRAIN_LIMITS)
+    assert table.dtype == np.uint8 and table.shape == (3, 785)
+    np.testing.assert_array_equal(table, np.array(rows, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda rows, h: (rows, h.replace("pixel3,", "")), "missing column 'pixel3'"),
+    (lambda rows, h: (rows, h + ",extra"), "unexpected column 'extra'"),
+    (lambda rows, h: (rows, h.replace("pixel1,pixel2", "pixel2,pixel1")), "column 3 is 'pixel2', expected 'pixel1'"),
+    (lambda rows, h: (rows, h.replace("pixel1,", "pixel0,")), "'pixel0' appears more than once"),
+    (lambda rows, h: ([r if i != 1 else [*r[:5], "x", *r[6:]] for i, r in enumerate(rows)], h), "line 3, column pixel4: expected an integer 0-255, got 'x'"),
+    (lambda rows, h: ([r if i != 2 else [*r[:7], "", *r[8:]] for i, r in enumerate(rows)], h), "line 4, column pixel6: empty cell"),
+    (lambda rows, h: ([r if i != 0 else [*r[:1], 256, *r[2:]] for i, r in enumerate(rows)], h), "line 2, column pixel0: expected an integer 0-255, got 256"),
+    (lambda rows, h: ([r if i != 1 else [12, *r[1:]] for i, r in enumerate(rows)], h), "line 3, column label: expected an integer 0-9, got 12"),
+    (lambda rows, h: ([r if i != 1 else r[:-1] for i, r in enumerate(rows)], h), "line 3: has 784 fields, expected 785"),
+])
+def test_parse_rejections_name_line_and_column(mutate, expected):
+    rows, header = mutate(some_rows(), HEADER)
+    with pytest.raises(UserError) as error:
+        parse_table("data/train.csv", train_csv(rows, header), TRAIN_COLUMNS, TRAIN_LIMITS)
+    message = str(error.value)
+    assert message.startswith("data/train.csv: ") and expected in message and "\n" not in message
+
+
+def test_parse_rejects_empty_file_and_header_only():
+    with pytest.raises(UserError, match="the file is empty"):
+        parse_table("t.csv", b"", TRAIN_COLUMNS, TRAIN_LIMITS)
+    with pytest.raises(UserError, match="no data rows"):
+        parse_table("t.csv", (HEADER + "\n").encode(), TRAIN_COLUMNS, TRAIN_LIMITS)
+
+
+def test_sample_is_real_and_kaggle_shaped():
+    data = load_data(None)
+    assert data.train_images.shape == (4000, 784) and data.test_images.shape == (1000, 784)
+    assert np.bincount(data.train_labels, minlength=10).tolist() == [400] * 10
+    solution = check_submission(SAMPLE_DIR / "solution.csv.gz", 1000)
+    assert solution[1] == [] and np.bincount(solution[0]).tolist() == [100] * 10
+
+
+def test_cache_hit_stale_and_corrupt(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIGIT_RECOGNIZER_CACHE", str(cache))
+    path = tmp_path / "train.csv"
+    path.write_bytes(train_csv(some_rows(3)))
+    first = load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS)
+    [cached] = cache.iterdir()
+    np.testing.assert_array_equal(np.load(cached), first)
+    cached.write_bytes(b"not an npy file")  # corrupt: must be ignored and rewritten
+    np.testing.assert_array_equal(load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS), first)
+    path.write_bytes(train_csv(some_rows(5)))  # changed file: new size and mtime, new parse
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS).shape == (5, 785)
+
+
+def test_stratified_split_is_stratified_disjoint_and_seeded():
+    labels = load_data(None).train_labels
+    train, val = stratified_split(labels, 0.1, seed=3)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
+    assert np.bincount(labels[val], minlength=10).tolist() == [40] * 10
+    again, _ = stratified_split(labels, 0.1, seed=3)
+    other, _ = stratified_split(labels, 0.1, seed=4)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+    with pytest.raises(UserError, match="no validation example"):
+        stratified_split(labels, 0.001, seed=0)
+
+
+def test_model_round_trip_predicts_identically(tmp_path):
+    data = load_data(None)
+    metrics = run_training(Config(epochs=3), data, tmp_path)
+    model, saved = load_model(tmp_path / "model.pt")
+    assert saved["config"]["epochs"] == 3 and saved["val_accuracy"] == metrics["val_accuracy"]
+    labels = predict(model, torch.from_numpy(data.test_images)).argmax(1).numpy()
+    assert (tmp_path / "submission.csv").read_text() == submission_text(labels)
+
+
+def test_submission_format_and_score(tmp_path):
+    labels = np.array([3, 1, 4, 1, 5])
+    path = tmp_path / "s.csv"
+    path.write_text(submission_text(labels))
+    assert path.read_text().splitlines()[:3] == ["ImageId,Label", "1,3", "2,1"]
+    read, problems = check_submission(path, 5)
+    assert problems == [] and read.tolist() == labels.tolist()
+    truth = tmp_path / "truth.csv"
+    truth.write_text(submission_text(np.array([3, 1, 4, 1, 9])))
+    assert score(path, truth) == pytest.approx(0.8)
+
+
+def test_same_seed_same_predictions(tmp_path):
+    data = load_data(None)
+    run_training(Config(epochs=4, seed=7), data, tmp_path / "a")
+    run_training(Config(epochs=4, seed=7), data, tmp_path / "b")
+    run_training(Config(epochs=4, seed=8), data, tmp_path / "c")
+    a, b, c = ((tmp_path / x / "submission.csv").read_bytes() for x in "abc")
+    assert a == b and a != c
+
+
+def test_full_run_on_the_sample_as_a_user_would(tmp_path):
+    result = run_cli("train", "--out", str(tmp_path / "submissions"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("validation accuracy: ")
+    submission = Path(lines[-2].removeprefix("submission: "))
+    assert submission.is_file() and submission.parent.parent == tmp_path / "submissions"
+    text = submission.read_text().splitlines()
+    assert text[0] == "ImageId,Label" and len(text) == 1001
+    assert {"submission.csv", "metrics.json", "model.pt"} <= {p.name for p in submission.parent.iterdir()}
+    scored = run_cli("score", str(submission), cwd=tmp_path)
+    assert scored.returncode == 0 and float(scored.stdout.split()[1]) >= 0.88
+
+
+def test_kaggle_size_folder_trains(kaggle_size, tmp_path):
+    result = run_cli("train", "--data", str(kaggle_size), "--out", str(tmp_path), "--epochs", "3")
+    assert result.returncode == 0, result.stderr
+    [run] = tmp_path.iterdir()
+    rows = (run / "submission.csv").read_text().splitlines()
+    assert len(rows) == 28001 and rows[-1].startswith("28000,")
