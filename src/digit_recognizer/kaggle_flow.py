@@ -36,6 +36,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     from .csvtable import TEST_COLUMNS, TRAIN_COLUMNS
 
     folder: Path = args.to
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder; --to takes the folder to put the CSVs in")
     if all((folder / name).is_file() for name in ("train.csv", "test.csv")):
         for name, columns in (("train.csv", TRAIN_COLUMNS), ("test.csv", TEST_COLUMNS)):
             _check_header(folder / name, _first_line(folder / name), ",".join(columns))
