@@ -47,7 +47,7 @@ class FakeKaggle:
         self.public_score = "0.91234"
         self.limits = {"numToday": 1, "numTotal": 3, "numAllowedNow": 4}
         self.push_reply = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
         self._thread = None
         self.env: dict[str, str] = {}

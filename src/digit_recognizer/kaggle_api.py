@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ COMPETITION = "digit-recognizer"
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
 TOKEN_URL = "https://www.kaggle.com/settings/api"
 TIMEOUT_ENV = "DIGIT_RECOGNIZER_KAGGLE_TIMEOUT"
+POLL_ENV = "DIGIT_RECOGNIZER_POLL_SECONDS"
+POLL_FIRST, POLL_MAX, POLL_GROWTH = 10.0, 60.0, 1.5
 CALL_SECONDS = 60.0
 TRANSFER_SECONDS = 600.0  # the competition zip is ~15 MB; a slow link needs minutes
 
@@ -203,9 +206,9 @@ def explain(what: str, exc: BaseException, credentials: Credentials) -> UserErro
     elif isinstance(exc, requests.Timeout):
         text = f"{what}: Kaggle did not answer in time; check your network connection"
     elif isinstance(exc, (ValueError, OSError)):
-        text = f"{what}: {_first_line(str(exc))}"
+        text = f"{what}: {_first_text_line(str(exc))}"
     else:
-        text = f"{what}: the kaggle client failed ({type(exc).__name__}: {_first_line(str(exc))})"
+        text = f"{what}: the kaggle client failed ({type(exc).__name__}: {_first_text_line(str(exc))})"
     if credentials.secret and len(credentials.secret) >= 4:
         text = text.replace(credentials.secret, "***")
     return UserError(text)
@@ -232,7 +235,7 @@ def _server_message(http) -> str:
         message = body.get("message", "") if isinstance(body, dict) else ""
     except ValueError:
         message = ""
-    return _first_line(message or str(http.args[0] if http.args else ""))[:200]
+    return _first_text_line(message or str(http.args[0] if http.args else ""))[:200]
 
 
 def _connection_reason(exc: BaseException) -> str:
@@ -244,8 +247,42 @@ def _connection_reason(exc: BaseException) -> str:
                            ("Network is unreachable", "network unreachable")):
         if needle in text:
             return reason
-    return _first_line(text)[:160]
+    return _first_text_line(text)[:160]
 
 
-def _first_line(text: str) -> str:
+def _first_text_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def poll(check, timeout: float, label: str) -> str:
+    """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`."""
+    start, delay = time.monotonic(), _first_delay()
+    shown, tty = None, sys.stderr.isatty()
+    while True:
+        finished, state = check()
+        elapsed = time.monotonic() - start
+        if finished:
+            if tty and shown:
+                print(file=sys.stderr)
+            return state
+        remaining = timeout - elapsed
+        if remaining <= 0:
+            raise UserError(f"{label}: still {state} after {elapsed:.0f} s (--timeout {timeout:g}); "
+                            f"run the command again to keep waiting")
+        pause = min(delay, remaining)
+        line = f"{label}: {state} ({elapsed:.0f} s so far; next check in {pause:.0f} s)"
+        if tty:
+            print("\r" + line.ljust(78), end="", file=sys.stderr, flush=True)
+        elif state != shown:
+            print(line, file=sys.stderr, flush=True)
+        shown = state
+        time.sleep(pause)
+        delay = min(delay * POLL_GROWTH, POLL_MAX)
+
+
+def _first_delay() -> float:
+    value = os.environ.get(POLL_ENV)
+    try:
+        return max(float(value), 0.01) if value else POLL_FIRST
+    except ValueError:
+        raise UserError(f"{POLL_ENV}={value!r}: expected a number of seconds") from None
