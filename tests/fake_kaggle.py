@@ -47,6 +47,7 @@ class FakeKaggle:
         self.public_score = "0.91234"
         self.limits = {"numToday": 1, "numTotal": 3, "numAllowedNow": 4}
         self.push_reply = None
+        self.denied: set[str] = set()  # API methods that answer 403, as before the rules are accepted
         self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
         self._thread = None
@@ -195,7 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"code": 404, "message": "not found"})
         if not self.fake.authorized(self.headers) and not request.path.endswith("/IntrospectToken"):
             return self._json(401, {"code": 401, "message": "Unauthenticated"})
-        method = getattr(self.fake, request.path.rsplit("/", 1)[-1], None)
+        name = request.path.rsplit("/", 1)[-1]
+        if name in self.fake.denied:
+            return self._json(403, {"code": 403, "message": "Permission 'competitions.participate' was denied"})
+        method = getattr(self.fake, name, None)
         if method is None:
             return self._json(404, {"code": 404, "message": "not implemented by the fake Kaggle"})
         with self.fake._lock:

@@ -119,11 +119,19 @@ def test_a_rejected_key_is_one_line_that_names_its_file_and_never_shows_the_key(
 
 def test_a_key_file_readable_by_others_gives_one_warning_line(tmp_path, kaggle):
     kaggle.key_file.chmod(0o644)
-    result = run("submissions", env=kaggle.env, cwd=tmp_path)
-    assert result.returncode == 0
-    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and f"chmod 600 {kaggle.key_file}" in warnings[0]
-    assert "no submissions" in result.stdout
+    make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
+    for args in (["submissions"], ["submit", "--data", str(SAMPLE)]):
+        result = run(*args, env=kaggle.env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 1 and f"chmod 600 {kaggle.key_file}" in warnings[0]
+
+
+def test_competition_rules_not_accepted_says_where_to_accept_them(tmp_path, kaggle):
+    kaggle.denied = {"DownloadDataFiles"}
+    line = one_error_line(run("download", env=kaggle.env, cwd=tmp_path))
+    assert "403" in line and "https://www.kaggle.com/competitions/digit-recognizer/rules" in line
+    assert not (tmp_path / "data").exists()
 
 
 def test_an_access_token_works_and_is_never_shown(tmp_path, kaggle):
@@ -230,6 +238,16 @@ def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
     assert "complete" in row
     (record,) = json.loads((newest / "kaggle_submissions.json").read_text())
     assert record["status"] == "complete" and record["public_score"] == pytest.approx(0.91234)
+
+
+def test_submit_wait_that_times_out_says_the_submission_is_made(tmp_path, kaggle):
+    run_dir = make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
+    kaggle.score_after = 10**6
+    result = run("submit", "--data", str(SAMPLE), "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    assert result.returncode == 2 and "still pending" in result.stderr.splitlines()[-1]
+    assert "do not submit it again" in result.stderr
+    (record,) = json.loads((run_dir / "kaggle_submissions.json").read_text())
+    assert record["status"] == "pending" and record["ref"] == 1001
 
 
 def test_the_daily_limit_stops_the_upload(tmp_path, kaggle):

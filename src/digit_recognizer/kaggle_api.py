@@ -170,9 +170,9 @@ class KaggleSession:
             raise explain(what, exc, self.credentials) from exc
 
 
-def connect() -> KaggleSession:
-    """Check the credentials locally, then import and authenticate the kaggle client (bounded)."""
-    credentials = find_credentials()
+def connect(credentials: Credentials | None = None) -> KaggleSession:
+    """Check the credentials locally (unless given), then import and authenticate the client (bounded)."""
+    credentials = credentials or find_credentials()
     try:
         api = run_with_deadline("connecting to Kaggle", timeout_seconds(CALL_SECONDS), _authenticated_api)
     except UserError:
@@ -254,8 +254,9 @@ def _first_text_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def poll(check, timeout: float, label: str) -> str:
-    """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`."""
+def poll(check, timeout: float, label: str, resume: str) -> str:
+    """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`
+    that names the `resume` command to go on waiting."""
     start, delay = time.monotonic(), _first_delay()
     shown, tty = None, sys.stderr.isatty()
     while True:
@@ -268,7 +269,7 @@ def poll(check, timeout: float, label: str) -> str:
         remaining = timeout - elapsed
         if remaining <= 0:
             raise UserError(f"{label}: still {state} after {elapsed:.0f} s (--timeout {timeout:g}); "
-                            f"run the command again to keep waiting")
+                            f"to go on waiting: {resume}")
         pause = min(delay, remaining)
         line = f"{label}: {state} ({elapsed:.0f} s so far; next check in {pause:.0f} s)"
         if tty:

@@ -146,7 +146,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submission import check_submission
 
-    find_credentials()  # no credentials: say so before anything else
+    credentials = find_credentials()  # no credentials: say so before anything else
     file, run = submission_target(args.target, args.runs)
     n_rows, source = expected_rows(args.data)
     _, problems = check_submission(file, n_rows)
@@ -156,7 +156,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UserError(f"{file}: not uploaded: {len(problems)} problem(s) above "
                         f"(checked against {n_rows} rows of {source})")
     message = args.message or default_message(file, run)
-    session = connect()
+    session = connect(credentials)
     limits = session.call("reading the submission limits", "competition_get_submission_limits", COMPETITION)
     if getattr(limits, "num_allowed_now", None) == 0 and (limits.num_today or limits.num_total):
         raise UserError(f"no submissions left today ({limits.num_today} made today); nothing was uploaded")
@@ -188,7 +188,7 @@ def _await_score(session: KaggleSession, timeout: float, record: dict, run: Path
         state = _status_name(latest["found"]) if latest["found"] else "not listed yet"
         return state in ("complete", "error"), state
 
-    state = poll(check, timeout, "submission")
+    state = poll(check, timeout, "submission", "digit-recognizer submissions (it is submitted: do not submit it again)")
     found = latest["found"]
     if run is not None:
         update_record(run, index, state, score_value(found.public_score))
@@ -268,7 +268,8 @@ def add_commands(commands) -> None:
                         help="submission description (default: run id, validation accuracy, config changes)")
     _data_argument(submit)
     _runs_argument(submit)
-    submit.add_argument("--wait", action="store_true", help="poll until Kaggle has scored it, then print the public score")
+    submit.add_argument("--wait", action="store_true",
+                        help="poll until Kaggle has scored it, then print the public score")
     submit.add_argument("--timeout", type=float, default=900, help="seconds to wait at most with --wait (default: 900)")
     submit.set_defaults(handler=cmd_submit)
 

@@ -24,7 +24,7 @@ KERNEL_FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
 
 def cmd_push(args: argparse.Namespace) -> int:
     root: Path = args.path
-    find_credentials()  # no credentials: say so before anything else
+    credentials = find_credentials()  # no credentials: say so before anything else
     metadata = read_metadata(root)
     from .bundle import kernel_staleness
 
@@ -38,7 +38,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         for line in errors[1:]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
-    session = connect()
+    session = connect(credentials)
     kernel = kernel_ref(metadata, session)
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
         # The client reads the code file's text itself; only the id differs from the committed metadata.
@@ -158,7 +158,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         latest["status"], latest["failure"] = kernel_state(session, kernel)
         return latest["status"] in KERNEL_DONE | KERNEL_FAILED, latest["status"]
 
-    status = poll(check, args.timeout, kernel) if args.wait else check()[1]
+    resume = f"digit-recognizer status --wait{f' --kernel {args.kernel}' if args.kernel else ''}"
+    status = poll(check, args.timeout, kernel, resume) if args.wait else check()[1]
     print(f"{kernel}: {status}" + (f" ({latest['failure']})" if latest["failure"] else ""))
     if status in KERNEL_DONE:
         print("next: digit-recognizer output")
