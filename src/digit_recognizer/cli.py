@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("submission", type=Path)
     sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
     sc.set_defaults(handler=cmd_score)
+    from .bundle import add_commands; add_commands(commands)  # noqa: E702 (one line per feature module)
     from .kaggle_flow import add_commands; add_commands(commands)  # noqa: E702 (one line per feature module)
     return parser
 

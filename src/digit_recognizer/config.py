@@ -10,10 +10,10 @@ from .errors import UserError
 class Config:
     seed: int = 0
     val_fraction: float = 0.1
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 0.01
-    weight_decay: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 0  # 0: auto, see batch_size_for
+    lr: float = 0.003
+    weight_decay: float = 1e-3
     optimizer: str = "adam"
     schedule: str = "cosine"
     deskew: bool = True
@@ -24,14 +24,23 @@ class Config:
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size < 0:
+            raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0:
             raise UserError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
         return self
+
+    def batch_size_for(self, n_examples: int) -> int:
+        """Auto batch size: 256, grown on big data to keep about 64 steps an epoch.
+
+        Small data needs many small steps; on Kaggle's 42,000 rows the same number of larger steps
+        reaches the same validation accuracy in a fraction of the time (see README).
+        """
+        return self.batch_size or max(256, -(-n_examples // 64))
 
     def changes(self) -> dict:
         """Fields that differ from the defaults: what makes this run different from a plain one."""
@@ -44,7 +53,7 @@ HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
     "epochs": "passes over the training split",
-    "batch_size": "examples per optimiser step",
+    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 64 steps an epoch on big data",
     "lr": "peak learning rate",
     "weight_decay": "L2 penalty on the weights",
     "optimizer": "optimiser",

@@ -10,7 +10,8 @@ import numpy as np
 from .csvtable import PIXELS, TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
 from .errors import UserError
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+# globals(): inlined into the Kaggle kernel and run as a notebook cell, there is no __file__ (nor a sample).
+SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent / "sample"
 KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}

@@ -41,7 +41,8 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    steps_per_epoch = math.ceil(len(features) / cfg.batch_size)
+    batch_size = cfg.batch_size_for(len(features))
+    steps_per_epoch = math.ceil(len(features) / batch_size)
     optimizer = make_optimizer(cfg, model)
     generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
     targets = labels.long()
@@ -51,7 +52,7 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     for epoch in bar:
         order = torch.randperm(len(features), device=features.device, generator=generator)
         loss_sum = torch.zeros((), device=features.device)
-        for step, batch in enumerate(order.split(cfg.batch_size)):
+        for step, batch in enumerate(order.split(batch_size)):
             set_lr(optimizer, cfg, ((epoch - 1) * steps_per_epoch + step) / (epochs * steps_per_epoch))
             loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,92 @@
+"""The kernel's entry point: find the competition data, train with validation, write the submission.
+
+With no arguments on Kaggle it reads the attached competition data under /kaggle/input and
+writes /kaggle/working/submission.csv; --input and --output let it run anywhere.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import add_config_arguments, config_from_args
+from .data import KAGGLE_INPUT, find_kaggle_input, load_data
+from .errors import UserError
+from .pipeline import run_training
+
+KAGGLE_WORKING = Path("/kaggle/working")
+KERNEL_PROG = "digit_recognizer_kernel.py"
+
+
+def kernel_main(argv: list[str] | None = None) -> int:
+    if argv is None and "ipykernel" in sys.modules:
+        argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
+    args = kernel_parser().parse_args(argv)
+    try:
+        return run_kernel(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def kernel_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
+                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
+    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder to "
+                        f"search below (default: search {KAGGLE_INPUT})")
+    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
+                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_config_arguments(parser)
+    return parser
+
+
+def run_kernel(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    start = time.perf_counter()
+    data = load_data(locate_input(args.input), cache=False)
+    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+    out = args.output or default_output()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    metrics = run_training(cfg, data, out, load_seconds=time.perf_counter() - start)
+    for line in report_lines(metrics, cfg.epochs, out, time.perf_counter() - start):
+        print(line)
+    return 0
+
+
+def locate_input(given: Path | None) -> Path:
+    """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
+    if given is not None and not given.exists():
+        raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
+    if given is not None and (given.is_file() or any((given / name).is_file() for name in ("train.csv", "train.csv.gz"))):
+        return given
+    root = given or KAGGLE_INPUT
+    found = find_kaggle_input(root)
+    if found is None:
+        hint = "pass --input with the folder holding them" if given else \
+            "on Kaggle, attach the digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
+        raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and test.csv; {hint}")
+    return found
+
+
+def default_output() -> Path:
+    """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
+    on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
+    return KAGGLE_WORKING if on_kaggle else Path("output")
+
+
+def report_lines(metrics: dict, epochs: int, out: Path, total_seconds: float) -> list[str]:
+    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
+    lines = [f"device: {metrics['device']}",
+             f"validation accuracy: {metrics['val_accuracy']:.4f} on {metrics['examples']['validation']} held-out "
+             f"images (best epoch {metrics['best_epoch']} of {epochs})",
+             f"timings: {timings}; total {total_seconds:.2f}s"]
+    if metrics["refit"]:
+        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images)")
+    lines.append(f"submission: {out / 'submission.csv'} ({metrics['examples']['test']} rows)")
+    return lines

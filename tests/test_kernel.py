@@ -1,0 +1,135 @@
+"""The committed kernel, alone and without the package, trains and writes the package's own submission."""
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from digit_recognizer.bundle import KERNEL_FILE
+from digit_recognizer.config import Config
+from digit_recognizer.data import SAMPLE_DIR, load_data
+from digit_recognizer.errors import UserError
+from digit_recognizer.kernel_main import default_output, locate_input
+from digit_recognizer.pipeline import run_training
+
+# Runs the kernel file as __main__ in a process where the package provably cannot be imported.
+BLOCKED_RUN = """
+import importlib.abc, runpy, sys
+
+class NoPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "digit_recognizer" or name.startswith("digit_recognizer."):
+            raise ModuleNotFoundError(f"blocked for this test: {name}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoPackage())
+try:
+    import digit_recognizer
+except ModuleNotFoundError:
+    print("digit_recognizer cannot be imported here")
+else:
+    raise SystemExit("the blocker failed: digit_recognizer was imported")
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+EPOCHS, SEED = 3, 3
+
+
+def kaggle_input(root: Path) -> Path:
+    """/kaggle/input as newer kernels see it, holding the embedded sample's CSVs uncompressed."""
+    competition = root / "competitions" / "digit-recognizer"
+    competition.mkdir(parents=True)
+    for name in ("train", "test"):
+        (competition / f"{name}.csv").write_bytes(gzip.decompress((SAMPLE_DIR / f"{name}.csv.gz").read_bytes()))
+    return competition
+
+
+def run_kernel_alone(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    shutil.copy(ROOT / KERNEL_FILE, folder)
+    assert [p.name for p in folder.iterdir()] == [KERNEL_FILE.name]
+    return subprocess.run([sys.executable, "-c", BLOCKED_RUN, KERNEL_FILE.name, *args], cwd=folder,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_kernel_alone_writes_the_packages_submission(tmp_path):
+    competition = kaggle_input(tmp_path / "input")
+    working = tmp_path / "working"
+    working.mkdir()  # on Kaggle it exists already, and may hold an earlier version's output
+    (working / "submission.csv").write_text("stale\n", encoding="utf-8")
+
+    done = run_kernel_alone(tmp_path / "kernel", "--input", str(tmp_path / "input"), "--output", str(working),
+                            "--epochs", str(EPOCHS), "--seed", str(SEED))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "digit_recognizer cannot be imported here" in done.stdout
+    assert f"data: {competition}" in done.stdout
+    assert "device: cpu" in done.stdout and "validation accuracy: 0." in done.stdout and "timings: " in done.stdout
+    assert sorted(p.name for p in working.iterdir()) == ["metrics.json", "model.pt", "submission.csv"]
+
+    lines = (working / "submission.csv").read_text(encoding="utf-8").splitlines()
+    n_test = len(load_data(competition, cache=False).test_images)
+    assert lines[0] == "ImageId,Label" and len(lines) == n_test + 1
+    rows = [tuple(map(int, line.split(","))) for line in lines[1:]]
+    assert [image_id for image_id, _ in rows] == list(range(1, n_test + 1))
+    assert {label for _, label in rows} <= set(range(10))
+
+    cfg = Config(epochs=EPOCHS, seed=SEED)
+    (tmp_path / "package").mkdir()
+    expected = run_training(cfg, load_data(competition, cache=False), tmp_path / "package")
+    assert (working / "submission.csv").read_text(encoding="utf-8") == \
+        (tmp_path / "package" / "submission.csv").read_text(encoding="utf-8")
+    metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["val_accuracy"] == expected["val_accuracy"] and metrics["config"] == expected["config"]
+    assert f"validation accuracy: {expected['val_accuracy']:.4f}" in done.stdout
+
+
+def test_kernel_says_where_it_looked_when_there_is_no_data(tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "digit-recognizer").mkdir(parents=True)
+    (empty / "digit-recognizer" / "train.csv").write_text("label\n", encoding="utf-8")  # no test.csv beside it
+    done = run_kernel_alone(tmp_path / "kernel", "--input", str(empty), "--output", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and str(empty) in done.stderr and "train.csv and test.csv" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout", ["competitions/digit-recognizer", "digit-recognizer"])
+def test_input_is_found_in_either_kaggle_layout(tmp_path, layout):
+    (tmp_path / "other-dataset").mkdir()
+    (tmp_path / "other-dataset" / "train.csv").write_text("x\n")  # a train.csv alone is not the competition
+    folder = tmp_path / layout
+    folder.mkdir(parents=True)
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        (folder / name).write_text("x\n")
+    assert locate_input(tmp_path) == folder
+    assert locate_input(folder) == folder
+
+
+def test_input_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(UserError, match="no such folder"):
+        locate_input(tmp_path / "nowhere")
+
+
+def test_output_defaults_to_kaggle_working_on_kaggle(monkeypatch):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    assert default_output() == Path("/kaggle/working")
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")
+    if not Path("/kaggle/working").is_dir():
+        assert default_output() == Path("output")
+
+
+def test_kernel_runs_as_a_notebook_cell(monkeypatch, capsys):
+    """In a notebook cell there is no __file__, and sys.argv holds Jupyter's flags, which must be ignored."""
+    if Path("/kaggle/input").exists():
+        pytest.skip("needs a machine without /kaggle/input, so that the kernel's search finds nothing")
+    monkeypatch.setitem(sys.modules, "ipykernel", type(sys)("ipykernel"))
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    code = compile((ROOT / KERNEL_FILE).read_text(encoding="utf-8"), "<cell>", "exec")
+    with pytest.raises(SystemExit) as caught:
+        exec(code, {"__name__": "__main__"})
+    assert caught.value.code == 2
+    assert "/kaggle/input: looked in it" in capsys.readouterr().err
