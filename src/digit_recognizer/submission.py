@@ -53,9 +53,11 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
         where = f"{path}: line {line_no}"
         if len(cells) != 2:
             problems.append(f"{where}: has {len(cells)} fields, expected 2 (ImageId,Label)")
-        elif not cells[0].strip().isdigit():
+        elif not all(cell.strip() for cell in cells):
+            problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
+        elif not _is_digits(cells[0]):
             problems.append(f"{where}: ImageId '{cells[0][:20]}' is not a positive integer")
-        elif not (cells[1].strip().isdigit() and int(cells[1]) <= 9):
+        elif not (_is_digits(cells[1]) and int(cells[1]) <= 9):
             problems.append(f"{where}: Label '{cells[1][:20]}' is not an integer 0-9")
         else:
             ids.append(int(cells[0]))
@@ -65,6 +67,12 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
             problems.append(f"{path}: stopping after 20 problems")
             break
     return ids, labels
+
+
+def _is_digits(cell: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other scripts' digits, which int() rejects or Kaggle would."""
+    text = cell.strip()
+    return text.isascii() and text.isdigit()
 
 
 def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str]) -> None:
