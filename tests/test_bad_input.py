@@ -217,7 +217,7 @@ CASES = {
     "submission label superscript": (score(submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]])),
                                      ["sub.csv: line 6: Label '\u00b2'"]),
     "submission label empty": (score(submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]])),
-                               ["sub.csv: line 6: Label ''"]),
+                               ["sub.csv: line 6: Label is empty"]),
     "submission ragged row": (score(submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]])),
                               ["sub.csv: line 6: has 1 fields, expected 2"]),
     "solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"),

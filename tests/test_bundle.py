@@ -33,7 +33,7 @@ def test_committed_kernel_is_what_bundle_writes():
 
 def test_a_changed_module_makes_the_check_name_it(tmp_path):
     package = package_copy(tmp_path)
-    edit(package / "model.py", "self.std_floor = std_floor", "self.std_floor = std_floor * 1.0")
+    edit(package / "model.py", "self.use_deskew = use_deskew", "self.use_deskew = bool(use_deskew)")
     problem = kernel_staleness(ROOT, package_dir=package)
     assert problem is not None
     assert "model.py" in problem and "digit-recognizer bundle" in problem

@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(handler=cmd_score)
     # Each feature module adds its own subcommands.
     from .bundle import add_commands as add_bundle_commands
+    from .kaggle_flow import add_commands as add_kaggle_commands
     from .runs import add_commands as add_runs_commands
-    for add_commands in (add_bundle_commands, add_runs_commands):
+    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands):
         add_commands(commands)
     return parser
 

@@ -101,7 +101,8 @@ def load_table(path: Path, columns: list[str], limits: dict[str, int], cache: bo
         values = _read_cache(cached, len(columns))
         if values is not None:
             return values
-    values = parse_table(str(path), read_bytes(path), columns, limits)
+    plain = path if path.suffix != ".gz" else None
+    values = parse_table(str(path), read_bytes(path), columns, limits, path=plain)
     if cached is not None:
         _write_cache(cached, values)
     return values

@@ -53,9 +53,11 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
         where = f"{path}: line {line_no}"
         if len(cells) != 2:
             problems.append(f"{where}: has {len(cells)} fields, expected 2 (ImageId,Label)")
-        elif not _digits(cells[0]):
+        elif not all(cell.strip() for cell in cells):
+            problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
+        elif not _is_digits(cells[0]):
             problems.append(f"{where}: ImageId {cells[0][:20]!r} is not a positive integer")
-        elif not (_digits(cells[1]) and int(cells[1]) <= 9):
+        elif not (_is_digits(cells[1]) and int(cells[1]) <= 9):
             problems.append(f"{where}: Label {cells[1][:20]!r} is not an integer 0-9")
         else:
             ids.append(int(cells[0]))
@@ -67,9 +69,10 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
     return ids, labels
 
 
-def _digits(cell: str) -> bool:
-    """ASCII digits only: str.isdigit() alone accepts '²' (which int() refuses) and '５' (which Kaggle would)."""
-    return cell.strip().isascii() and cell.strip().isdigit()
+def _is_digits(cell: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other scripts' digits, which int() rejects or Kaggle would."""
+    text = cell.strip()
+    return text.isascii() and text.isdigit()
 
 
 def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all_parsed: bool) -> None:
