@@ -2,7 +2,9 @@
 
 Each case must end with exit status 2, exactly one line on stderr starting `digit-recognizer: error:`
 that names the file (or flag) and the line/column where there is one, no traceback, and a working
-folder (the data and a submissions/ holding an earlier run) exactly as it was before.
+folder (the data and a submissions/ holding an earlier run) exactly as it was before. Submission
+mistakes go through score, validate (which lists every problem) and submit (which must refuse them
+before it connects). Variants that are not mistakes (CRLF, BOM, Kaggle's zip, .csv.gz) must load.
 """
 import gzip
 import hashlib
@@ -193,35 +195,31 @@ CASES = {
     "lr infinite": (flags("--lr", "inf"), ["--lr must be a positive number, got inf"]),
     "weight decay negative": (flags("--weight-decay", "-1"), ["--weight-decay must be zero or a positive number"]),
     "unknown optimizer": (flags("--optimizer", "rmsprop"), ["argument --optimizer: invalid choice: 'rmsprop'"]),
-    # submissions, through `score`
-    "submission wrong header": (score(submission(GOOD_ROWS, "id,label")),
-                                ["sub.csv: line 1: header is 'id,label', expected exactly 'ImageId,Label'"]),
-    "submission extra column": (score(text(["ImageId,Label,Confidence", *(r + ",0.9" for r in GOOD_ROWS)])),
-                                ["sub.csv: line 1: header is 'ImageId,Label,Confidence'"]),
-    "submission empty": (score(b""), ["sub.csv: the file is empty"]),
-    "submission missing": (score(None), ["sub.csv: no such file"]),
-    "submission header only": (score(submission([])), ["sub.csv: has 0 rows, expected 10"]),
-    "submission too few rows": (score(submission(GOOD_ROWS[:-1])), ["sub.csv: has 9 rows, expected 10"]),
-    "submission too many rows": (score(submission([*GOOD_ROWS, "11,1"])), ["sub.csv: has 11 rows, expected 10"]),
-    "submission ImageId missing, another out of range": (score(submission([*GOOD_ROWS[:3], *GOOD_ROWS[4:], "11,1"])),
-                                                         ["sub.csv: ImageId 11 is outside 1..10"]),
-    "submission ImageId duplicated": (score(submission([*GOOD_ROWS[:3], "3,3", *GOOD_ROWS[4:]])),
-                                      ["sub.csv: ImageId 3 appears more than once"]),
-    "submission ImageId 0": (score(submission(["0,0", *GOOD_ROWS[1:]])), ["sub.csv: ImageId 0 is outside 1..10"]),
-    "submission ImageId negative": (score(submission(["-1,0", *GOOD_ROWS[1:]])),
-                                    ["sub.csv: line 2: ImageId '-1' is not a positive integer"]),
-    "submission label 10": (score(submission([*GOOD_ROWS[:4], "5,10", *GOOD_ROWS[5:]])),
-                            ["sub.csv: line 6: Label '10' is not an integer 0-9"]),
-    "submission label decimal": (score(submission([*GOOD_ROWS[:4], "5,5.0", *GOOD_ROWS[5:]])),
-                                 ["sub.csv: line 6: Label '5.0'"]),
-    "submission label superscript": (score(submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]])),
-                                     ["sub.csv: line 6: Label '\u00b2'"]),
-    "submission label empty": (score(submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]])),
-                               ["sub.csv: line 6: Label is empty"]),
-    "submission ragged row": (score(submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]])),
-                              ["sub.csv: line 6: has 1 fields, expected 2"]),
-    "solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"),
-                           ["solution.csv: line 2: Label 'x'"]),
+    "score: solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"),
+                                  ["solution.csv: line 2: Label 'x'"]),
+}
+
+# Submission mistakes, each checked by score, validate and submit (which must refuse before any upload).
+SUBMISSIONS = {
+    "wrong header": (submission(GOOD_ROWS, "id,label"),
+                     ["sub.csv: line 1: header is 'id,label', expected exactly 'ImageId,Label'"]),
+    "extra column": (text(["ImageId,Label,Confidence", *(r + ",0.9" for r in GOOD_ROWS)]),
+                     ["sub.csv: line 1: header is 'ImageId,Label,Confidence'"]),
+    "empty": (b"", ["sub.csv: the file is empty"]),
+    "missing": (None, ["sub.csv: no such file"]),
+    "header only": (submission([]), ["sub.csv: has 0 rows, expected 10"]),
+    "too few rows": (submission(GOOD_ROWS[:-1]), ["sub.csv: has 9 rows, expected 10"]),
+    "too many rows": (submission([*GOOD_ROWS, "11,1"]), ["sub.csv: has 11 rows, expected 10"]),
+    "ImageId missing, another out of range": (submission([*GOOD_ROWS[:3], *GOOD_ROWS[4:], "11,1"]),
+                                              ["sub.csv: ImageId 11 is outside 1..10"]),
+    "ImageId duplicated": (submission([*GOOD_ROWS[:3], "3,3", *GOOD_ROWS[4:]]), ["sub.csv: ImageId 3 appears more than once"]),
+    "ImageId 0": (submission(["0,0", *GOOD_ROWS[1:]]), ["sub.csv: ImageId 0 is outside 1..10"]),
+    "ImageId negative": (submission(["-1,0", *GOOD_ROWS[1:]]), ["sub.csv: line 2: ImageId '-1' is not a positive integer"]),
+    "label 10": (submission([*GOOD_ROWS[:4], "5,10", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label '10' is not an integer 0-9"]),
+    "label decimal": (submission([*GOOD_ROWS[:4], "5,5.0", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label '5.0'"]),
+    "label superscript": (submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label '\u00b2'"]),
+    "label empty": (submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label is empty"]),
+    "ragged row": (submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]]), ["sub.csv: line 6: has 1 fields, expected 2"]),
 }
 
 
@@ -268,6 +266,29 @@ def test_user_mistake(work: Path, case: str):
     result = run_cli(*args, cwd=work)
     assert_one_line_error(result, fragments)
     assert snapshot(work) == before  # nothing written, nothing removed: the earlier run is intact
+
+
+@pytest.mark.parametrize("case", list(SUBMISSIONS))
+def test_submission_mistake(work: Path, case: str):
+    content, fragments = SUBMISSIONS[case]
+    args = score(content)(work)
+    before = snapshot(work)
+    line = assert_one_line_error(run_cli(*args, cwd=work), fragments)
+
+    validated = run_cli("validate", "sub.csv", "--data", "data", cwd=work)  # lists every problem, one a line
+    problems = validated.stderr.splitlines()
+    assert validated.returncode == 1 and "Traceback" not in validated.stderr
+    assert problems[0] == line.removeprefix(PREFIX) and all(p.startswith("sub.csv") for p in problems), problems
+
+    # Credentials that would never work: submit must refuse on the file alone, before connecting.
+    fake = {"HOME": str(work), "KAGGLE_CONFIG_DIR": str(work / "no-kaggle-dir"),
+            "KAGGLE_USERNAME": "nobody", "KAGGLE_KEY": "0" * 32}
+    submitted = run_cli("submit", "sub.csv", "--data", "data", cwd=work, env=fake)
+    refusal = submitted.stderr.splitlines()
+    assert submitted.returncode == 2 and "Traceback" not in submitted.stderr
+    assert refusal[0].startswith(line) and all(r.startswith(PREFIX + "sub.csv") for r in refusal), refusal
+    assert "submitted" not in submitted.stdout
+    assert snapshot(work) == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
