@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import run_cli
 from digit_recognizer.data import SAMPLE_DIR, load_data
+from digit_recognizer.errors import UserError
+from digit_recognizer.fileio import run_folder
 from digit_recognizer.submission import check_submission
 
 PREFIX = "digit-recognizer: error: "
@@ -179,13 +180,12 @@ CASES = {
     "gz truncated": (train_with({"test.csv": None, "test.csv.gz": gzip.compress(text(TEST))[:-20]}),
                      [f"{TE}.gz: cannot be read"]),
     # flags
-    "--out is a file": (flags("--out", "submissions/notes.txt"), ["submissions/notes.txt: cannot hold run folders"]),
+    "--out is a file": (flags("--out", "submissions/notes.txt"), ["submissions/notes.txt: not a folder"]),
     "val-fraction 0": (flags("--val-fraction", "0"), ["--val-fraction must be between 0 and 1"]),
     "val-fraction 1": (flags("--val-fraction", "1"), ["--val-fraction must be between 0 and 1"]),
     "val-fraction nan": (flags("--val-fraction", "nan"), ["--val-fraction must be between 0 and 1"]),
     "val-fraction leaves a class without validation": (flags(),
                                                        ["--val-fraction 0.1 leaves digit 0", "no validation example"]),
-    # This one fails after the run folder exists, and with --out not there before: nothing may remain.
     "val-fraction leaves a class without training": (flags("--val-fraction", "0.9", "--out", "fresh/runs"),
                                                      ["leaves digit 0", "no training example"]),
     "epochs 0": (flags("--epochs", "0"), ["--epochs must be a positive integer, got 0"]),
@@ -291,12 +291,29 @@ def test_submission_mistake(work: Path, case: str):
     assert snapshot(work) == before
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda(work: Path):
+    if pytest.importorskip("torch").cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
     before = snapshot(work)
     result = run_cli("train", "--data", "data", "--out", "submissions", "--device", "cuda", cwd=work)
     assert_one_line_error(result, ["--device cuda: CUDA is not available here"])
     assert snapshot(work) == before
+
+
+def test_a_failed_run_leaves_no_folder_behind(tmp_path: Path):
+    """Whatever stops a run (a mistake found late, Ctrl-C), --out is as it was, even folders made for it."""
+    with pytest.raises(UserError):
+        with run_folder(tmp_path / "fresh" / "runs") as temp:
+            (temp / "submission.csv").write_text("ImageId,Label\n")
+            raise UserError("found late")
+    assert list(tmp_path.iterdir()) == []
+    earlier_run(tmp_path / "submissions")
+    before = snapshot(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with run_folder(tmp_path / "submissions") as temp:
+            (temp / "model.pt").write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert snapshot(tmp_path) == before
 
 
 def test_debug_shows_the_traceback(work: Path):

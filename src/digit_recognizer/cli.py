@@ -14,15 +14,19 @@ PROG = "digit-recognizer"
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import find_kaggle_input, load_data
+    from .split import stratified_split
 
     cfg = config_from_args(args)
     if cfg.device == "cuda":  # say so before the data is parsed, not after
         from .train import resolve_device
         resolve_device(cfg.device)
+    if args.out.exists() and not args.out.is_dir():  # before the data is parsed, not after
+        raise UserError(f"{args.out}: not a folder; --out takes the folder that run folders go in")
     data_dir = args.data or find_kaggle_input()
     clock = time.perf_counter()
     data = load_data(data_dir, cache=not args.no_cache)
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+    stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
     from .fileio import publish_name, run_folder
     from .metrics import format_confusion
