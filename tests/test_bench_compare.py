@@ -1,0 +1,63 @@
+"""benchmarks/compare.py runs end to end on a small Kaggle-format folder and reports every method."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digit_recognizer.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
+from digit_recognizer.data import load_data
+
+pytest.importorskip("sklearn")
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
+
+
+def small_folder(folder: Path, n_train: int = 300, n_test: int = 40) -> Path:
+    sample = load_data(None)
+    train = np.column_stack([sample.train_labels[:n_train], sample.train_images[:n_train]])
+    for name, columns, table in (("train.csv", TRAIN_COLUMNS, train), ("test.csv", TEST_COLUMNS, sample.test_images[:n_test])):
+        with open(folder / name, "w") as handle:
+            handle.write(",".join(columns) + "\n")
+            np.savetxt(handle, table, fmt="%d", delimiter=",")
+    return folder
+
+
+def compare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_timing_table_on_a_small_folder(tmp_path):
+    folder = small_folder(tmp_path)
+    out = tmp_path / "results.json"
+    result = compare("--only", "timing", "--data", str(folder), "--c-grid", "0.1", "1", "--threads", "1",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"--data {folder}" in result.stdout  # the table says which command made it
+    table = json.loads(out.read_text())["tables"]
+    assert [t["name"] for t in table] == ["timing"]
+    rows = {r["method"].split(",")[0].split(" ")[0]: r for r in table[0]["rows"]}
+    assert set(rows) == {"kit", "sklearn", "tutorial"}
+    methods = [r["method"] for r in table[0]["rows"]]
+    assert methods[0].startswith("kit, cold") and methods[1].startswith("kit, warm")
+    assert any("with C search (2 fits)" in m for m in methods)
+    for row in table[0]["rows"]:
+        assert 0.0 <= row["val_accuracy"] <= 1.0
+        assert 0.0 < row["fit_seconds"] <= row["end_to_end_seconds"]
+        assert row["test_accuracy"] is None  # no solution for a user's folder
+    # The warm run read the cache the cold run wrote: its load is a fraction of the parse.
+    cold, warm = (r["details"]["timings_seconds"]["load"] for r in table[0]["rows"][:2])
+    assert warm < cold
+    assert [s["C"] for s in table[0]["c_search"]] == [0.1, 1.0]
+
+
+def test_cuda_without_a_gpu_is_one_line_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = compare("--device", "cuda", "--only", "timing")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compare.py: error: --device cuda"), result.stderr
