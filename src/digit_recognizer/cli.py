@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{PROG}: {what}; no run folder was left behind and earlier runs are untouched", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}; no run folder was left behind and "
+              f"earlier runs are untouched", file=sys.stderr)
+        return 143 if terminated else 130  # the shell's 128 + signal number
