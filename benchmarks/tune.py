@@ -23,6 +23,7 @@ VARIANTS = [
     {},
     {"deskew": False},
     {"weight_decay": 0.0}, {"weight_decay": 1e-2},
+    {"patience": 0},
     {"lr": 1e-3}, {"lr": 1e-2},
     {"epochs": 5}, {"epochs": 20},
     {"batch_size": 128}, {"batch_size": 512},

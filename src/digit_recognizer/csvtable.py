@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .errors import UserError
 
@@ -36,8 +37,6 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
         line_no = first_line + body.count(b"\n", 0, lone_cr.start())
         raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
                         f"ending in LF or CRLF")
-    import pandas as pd  # here, not at the top: a bad file or flag is reported without its ~0.5 s import
-
     try:
         # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
         source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
@@ -56,7 +55,7 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
 def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int]:
     """Check the header line; return the body and the file line number the body starts on."""
     raw = raw[len(BOM):] if raw.startswith(BOM) else raw
-    if not raw.strip():
+    if not raw or raw.isspace():  # not strip(): that copies the whole file
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
     header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
@@ -66,7 +65,7 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
     problem = header_problem(header, columns)
     if problem:
         raise UserError(f"{name}: header: {problem}")
-    if not body.strip():
+    if not body or body.isspace():
         raise UserError(f"{name}: has a header but no data rows")
     return body, 2
 

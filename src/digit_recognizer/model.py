@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .deskew import deskew
+from .deskew import deskew_
 from .errors import UserError
 
 N_PIXELS = 784
@@ -32,7 +32,7 @@ class SoftmaxRegression(nn.Module):
     def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 pixels (n, 784) -> float ink in [0, 1], deskewed when enabled."""
         ink = pixels.to(self.mean.dtype).div_(255.0)
-        return deskew(ink) if self.use_deskew else ink
+        return deskew_(ink) if self.use_deskew else ink
 
     def fit_standardizer(self, prepared: torch.Tensor) -> None:
         """Centre each pixel on its training-split mean and scale all by one shared std.

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.transforms.functional import to_pil_image
+from torchvision.utils import make_grid
 
 from .fileio import atomic_write
 
@@ -102,7 +105,6 @@ def confident_errors(labels: torch.Tensor, probabilities: torch.Tensor, count: i
 
 def draw_confusion(confusion):
     """A 10x10 grid of counts, true digits down and predictions across; errors shaded red."""
-    from PIL import Image, ImageDraw
 
     counts = np.asarray(confusion, dtype=np.int64)
     n = len(counts)
@@ -150,8 +152,6 @@ def zoom_digits(images: torch.Tensor) -> torch.Tensor:
 
 def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
     """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
-    from PIL import Image, ImageDraw
-    from torchvision.utils import make_grid
 
     font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -172,7 +172,6 @@ def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bo
 
 def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12):
     """The picture (or nothing) below centred lines of text, widened so no line is cut off."""
-    from PIL import Image, ImageDraw
 
     font = picture_font(size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -192,7 +191,6 @@ def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12)
 
 def picture_font(size: int):
     """Pillow's built-in font: scalable since Pillow 10.1, the small fixed bitmap font before."""
-    from PIL import ImageFont
 
     try:
         return ImageFont.load_default(size=size)
@@ -202,7 +200,6 @@ def picture_font(size: int):
 
 def fitting_font(texts: list[str], width: int, size: int):
     """The largest font up to `size` in which every text fits the width."""
-    from PIL import Image, ImageDraw
 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     while True:
@@ -224,7 +221,6 @@ def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
 
 
 def tensor_to_picture(rgb: torch.Tensor):
-    from torchvision.transforms.functional import to_pil_image
 
     return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
 

@@ -35,6 +35,10 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     """Train a fresh model on device tensors; with validation data keep the best epoch's weights."""
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
+    # One shuffle up front; every epoch then takes contiguous slices (views, not copies) in a new order.
+    shuffled = torch.randperm(len(pixels), device=pixels.device, generator=generator)
+    pixels, targets = pixels[shuffled], labels[shuffled].long()
     model = SoftmaxRegression(cfg.deskew).to(pixels.device)
     with torch.no_grad():
         prepared = model.prepare(pixels)
@@ -43,23 +47,22 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
     batch_size = cfg.batch_size_for(len(features))
-    steps_per_epoch = math.ceil(len(features) / batch_size)
+    starts = list(range(0, len(features), batch_size))
+    batch_order = torch.Generator().manual_seed(cfg.seed)  # on the host: the order is a Python list
     optimizer = make_optimizer(cfg, model)
-    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
-    targets = labels.long()
     tracker = BestEpoch(model) if val_features is not None else None
-    history = []
+    history, best_accuracy, best_at = [], -1.0, 0
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
-        order = torch.randperm(len(features), device=features.device, generator=generator)
         loss_sum = torch.zeros((), device=features.device)
-        for step, batch in enumerate(order.split(batch_size)):
-            set_lr(optimizer, cfg, ((epoch - 1) * steps_per_epoch + step) / (epochs * steps_per_epoch))
+        for step, block in enumerate(torch.randperm(len(starts), generator=batch_order).tolist()):
+            set_lr(optimizer, cfg, ((epoch - 1) * len(starts) + step) / (epochs * len(starts)))
+            batch = slice(starts[block], starts[block] + batch_size)
             loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(batch)
+            loss_sum += loss.detach() * len(targets[batch])
         record = {"epoch": epoch, "train_loss": loss_sum / len(features)}
         if tracker is not None:
             record.update(tracker.update(epoch, val_features, val_labels.long()))
@@ -67,6 +70,10 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         history.append(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
+        if tracker is not None and record["val_accuracy"] > best_accuracy:
+            best_accuracy, best_at = record["val_accuracy"], epoch
+        elif tracker is not None and cfg.patience and epoch - best_at >= cfg.patience:
+            break  # big data peaks in a few epochs; the rest would cost time for nothing
     bar.close()
     best_epoch = tracker.restore() if tracker is not None else 0
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
