@@ -329,6 +329,13 @@ def load_data(data: Path | None, cache: bool = True) -> DigitData:
     return _load_pair(str(data), _find_csv(data, "train"), _find_csv(data, "test"), cache)
 
 
+def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
+    """Only test.csv's images, for predicting with a saved model: a folder need not hold train.csv."""
+    if data is not None and data.is_dir():
+        return load_table(_find_csv(data, "test"), TEST_COLUMNS, PIXEL_LIMITS, cache)
+    return load_data(data, cache).test_images
+
+
 def _find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
         if (folder / name).is_file():

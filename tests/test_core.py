@@ -151,3 +151,16 @@ def test_kaggle_size_folder_trains(kaggle_size, tmp_path):
     [run] = tmp_path.iterdir()
     rows = (run / "submission.csv").read_text().splitlines()
     assert len(rows) == 28001 and rows[-1].startswith("28000,")
+
+
+def test_predict_from_a_saved_model_needs_only_test_csv(tmp_path):
+    run = tmp_path / "run"
+    run_training(Config(epochs=2), load_data(None), run)
+    only_test = tmp_path / "only_test"
+    only_test.mkdir()
+    (only_test / "test.csv.gz").write_bytes((SAMPLE_DIR / "test.csv.gz").read_bytes())
+    done = run_cli("predict", "--model", str(run / "model.pt"), "--data", str(only_test), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (run / "predict-submission.csv").read_bytes() == (run / "submission.csv").read_bytes()
+    again = run_cli("predict", "--model", str(run / "model.pt"), "--data", str(only_test), cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr

@@ -51,19 +51,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import load_data
-    from .fileio import write_text  # noqa: F401  (keeps the atomic writer close at hand)
+    from .data import load_test_images
     from .model import load_model
     from .submission import write_submission
     from .train import predict, resolve_device, to_device
 
+    out = args.out or args.model.parent / "predict-submission.csv"
+    if out.exists() and not args.force:  # before any work: nothing earlier is overwritten by surprise
+        raise UserError(f"{out}: already exists; pass --out with a new name or --force to replace it")
     model, _ = load_model(args.model)
     device = resolve_device(args.device)
-    data = load_data(args.data, cache=not args.no_cache)
-    labels = predict(model.to(device), to_device(data.test_images, device)).argmax(1).cpu().numpy()
-    out = args.out or args.model.parent / "predict-submission.csv"
-    if out.exists() and not args.force:
-        raise UserError(f"{out}: already exists; pass --out with a new name or --force to replace it")
+    images = load_test_images(args.data, cache=not args.no_cache)
+    labels = predict(model.to(device), to_device(images, device)).argmax(1).cpu().numpy()
     write_submission(out, labels)
     print(f"submission: {out} ({len(labels)} rows)")
     return 0
