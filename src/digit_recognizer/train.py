@@ -46,27 +46,17 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    batch_size = cfg.batch_size_for(len(features))
-    starts = list(range(0, len(features), batch_size))
-    batch_order = torch.Generator().manual_seed(cfg.seed)  # on the host: the order is a Python list
     optimizer = make_optimizer(cfg, model)
+    batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
     tracker = BestEpoch(model) if val_features is not None else None
     history, best_accuracy, best_at = [], -1.0, 0
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
-        loss_sum = torch.zeros((), device=features.device)
-        for step, block in enumerate(torch.randperm(len(starts), generator=batch_order).tolist()):
-            set_lr(optimizer, cfg, ((epoch - 1) * len(starts) + step) / (epochs * len(starts)))
-            batch = slice(starts[block], starts[block] + batch_size)
-            loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(targets[batch])
-        record = {"epoch": epoch, "train_loss": loss_sum / len(features)}
+        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
+                                                            (epoch - 1) / epochs, 1 / epochs)}
         if tracker is not None:
             record.update(tracker.update(epoch, val_features, val_labels.long()))
-        # One host sync per epoch, for the progress bar; none inside the step loop.
+        # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         history.append(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
@@ -77,6 +67,36 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     bar.close()
     best_epoch = tracker.restore() if tracker is not None else 0
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+class Batches:
+    """Contiguous slices of the (once shuffled) training set, visited in a new order each epoch."""
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int):
+        self.slices = [slice(s, min(s + batch_size, n_examples)) for s in range(0, n_examples, batch_size)]
+        self.order = torch.Generator().manual_seed(seed)  # on the host: the order is a Python list
+
+    def epoch(self) -> list[slice]:
+        return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
+
+
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
+    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
+
+    `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
+    for the learning-rate schedule.
+    """
+    loss_sum = torch.zeros((), device=features.device)
+    epoch = batches.epoch()
+    for step, batch in enumerate(epoch):
+        set_lr(optimizer, cfg, progress + span * step / len(epoch))
+        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * (batch.stop - batch.start)
+    return loss_sum / len(features)
 
 
 def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
