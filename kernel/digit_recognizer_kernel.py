@@ -224,6 +224,10 @@ def header_problem(header: list[str], columns: list[str]) -> str:
     return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
 
 
+def count_fields(n: int) -> str:
+    return f"{n} field{'' if n == 1 else 's'}"
+
+
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(n[:40]) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
@@ -238,7 +242,7 @@ def _diagnose(name: str, body: bytes, first_line: int, columns: list[str], limit
         where = f"{name}: line {first_line + offset}"
         cells = line.split(b",")
         if len(cells) != len(columns):
-            raise UserError(f"{where}: has {len(cells)} fields, expected {len(columns)} ({columns[0]}..{columns[-1]})")
+            raise UserError(f"{where}: has {count_fields(len(cells))}, expected {len(columns)} ({columns[0]}..{columns[-1]})")
         for column, cell in zip(columns, cells):
             _check_cell(f"{where}, column {column}", cell, limits[column])
 
@@ -262,7 +266,7 @@ def _raise_bad_cell(name, body, first_line, position, columns, limits) -> None:
     index = body.count(b",", line_start, position)
     line_no = first_line + body.count(b"\n", 0, line_start)
     if index >= len(columns):
-        raise UserError(f"{name}: line {line_no}: has {len(line.split(b','))} fields, expected {len(columns)}")
+        raise UserError(f"{name}: line {line_no}: has {count_fields(len(line.split(b',')))}, expected {len(columns)}")
     column = columns[index]
     _check_cell(f"{name}: line {line_no}, column {column}", line.split(b",")[index], limits[column])
     raise UserError(f"{name}: line {line_no}, column {column}: unexpected character")
@@ -398,8 +402,10 @@ def _cache_path(path: Path, columns: list[str]) -> Path | None:
         stat = path.stat()
     except OSError:
         return None
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{len(columns)}"
-    return cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
+    which = hashlib.sha256(f"{path.resolve()}|{len(columns)}".encode()).hexdigest()[:16]
+    version = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_dir() / f"{which}-{version}.npy"
 
 
 def _read_cache(cached: Path, n_columns: int) -> np.ndarray | None:
@@ -421,6 +427,9 @@ def _write_cache(cached: Path, values: np.ndarray) -> None:
         with open(temp, "wb") as handle:
             np.save(handle, values)
         os.replace(temp, cached)
+        for stale in cached.parent.glob(cached.name.split("-")[0] + "-*.npy"):
+            if stale != cached:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass
 
@@ -917,7 +926,7 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
         cells = row.split(",")
         where = f"{path}: line {line_no}"
         if len(cells) != 2:
-            problems.append(f"{where}: has {len(cells)} fields, expected 2 (ImageId,Label)")
+            problems.append(f"{where}: has {count_fields(len(cells))}, expected 2 (ImageId,Label)")
         elif not all(cell.strip() for cell in cells):
             problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
         elif not _is_digits(cells[0]):

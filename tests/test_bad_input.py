@@ -219,7 +219,7 @@ SUBMISSIONS = {
     "label decimal": (submission([*GOOD_ROWS[:4], "5,5.0", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label '5.0'"]),
     "label superscript": (submission([*GOOD_ROWS[:4], "5,\u00b2", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label '\u00b2'"]),
     "label empty": (submission([*GOOD_ROWS[:4], "5,", *GOOD_ROWS[5:]]), ["sub.csv: line 6: Label is empty"]),
-    "ragged row": (submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]]), ["sub.csv: line 6: has 1 fields, expected 2"]),
+    "ragged row": (submission([*GOOD_ROWS[:4], "5", *GOOD_ROWS[5:]]), ["sub.csv: line 6: has 1 field, expected 2"]),
 }
 
 

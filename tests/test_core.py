@@ -87,6 +87,8 @@ def test_cache_hit_stale_and_corrupt(tmp_path, monkeypatch):
     path.write_bytes(train_csv(some_rows(5)))  # changed file: new size and mtime, new parse
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS).shape == (5, 785)
+    [replaced] = cache.iterdir()  # the new version's entry took the old one's place
+    assert replaced != cached and np.load(replaced).shape == (5, 785)
 
 
 def test_stratified_split_is_stratified_disjoint_and_seeded():

@@ -91,6 +91,10 @@ def header_problem(header: list[str], columns: list[str]) -> str:
     return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
 
 
+def count_fields(n: int) -> str:
+    return f"{n} field{'' if n == 1 else 's'}"
+
+
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(n[:40]) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
@@ -105,7 +109,7 @@ def _diagnose(name: str, body: bytes, first_line: int, columns: list[str], limit
         where = f"{name}: line {first_line + offset}"
         cells = line.split(b",")
         if len(cells) != len(columns):
-            raise UserError(f"{where}: has {len(cells)} fields, expected {len(columns)} ({columns[0]}..{columns[-1]})")
+            raise UserError(f"{where}: has {count_fields(len(cells))}, expected {len(columns)} ({columns[0]}..{columns[-1]})")
         for column, cell in zip(columns, cells):
             _check_cell(f"{where}, column {column}", cell, limits[column])
 
@@ -129,7 +133,7 @@ def _raise_bad_cell(name, body, first_line, position, columns, limits) -> None:
     index = body.count(b",", line_start, position)
     line_no = first_line + body.count(b"\n", 0, line_start)
     if index >= len(columns):
-        raise UserError(f"{name}: line {line_no}: has {len(line.split(b','))} fields, expected {len(columns)}")
+        raise UserError(f"{name}: line {line_no}: has {count_fields(len(line.split(b',')))}, expected {len(columns)}")
     column = columns[index]
     _check_cell(f"{name}: line {line_no}, column {column}", line.split(b",")[index], limits[column])
     raise UserError(f"{name}: line {line_no}, column {column}: unexpected character")

@@ -124,8 +124,10 @@ def _cache_path(path: Path, columns: list[str]) -> Path | None:
         stat = path.stat()
     except OSError:
         return None
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{len(columns)}"
-    return cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
+    which = hashlib.sha256(f"{path.resolve()}|{len(columns)}".encode()).hexdigest()[:16]
+    version = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_dir() / f"{which}-{version}.npy"
 
 
 def _read_cache(cached: Path, n_columns: int) -> np.ndarray | None:
@@ -147,5 +149,8 @@ def _write_cache(cached: Path, values: np.ndarray) -> None:
         with open(temp, "wb") as handle:
             np.save(handle, values)
         os.replace(temp, cached)
+        for stale in cached.parent.glob(cached.name.split("-")[0] + "-*.npy"):
+            if stale != cached:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvtable import read_bytes
+from .csvtable import count_fields, read_bytes
 from .errors import UserError
 from .fileio import write_text
 
@@ -52,7 +52,7 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
         cells = row.split(",")
         where = f"{path}: line {line_no}"
         if len(cells) != 2:
-            problems.append(f"{where}: has {len(cells)} fields, expected 2 (ImageId,Label)")
+            problems.append(f"{where}: has {count_fields(len(cells))}, expected 2 (ImageId,Label)")
         elif not all(cell.strip() for cell in cells):
             problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
         elif not _is_digits(cells[0]):
