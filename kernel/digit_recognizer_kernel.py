@@ -1131,12 +1131,13 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
     train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
     pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
     test_pixels = to_device(data.test_images, device)
-    split = [to_device(idx, device) for idx in (train_idx, val_idx)]
+    train_at, val_at = to_device(train_idx, device), to_device(val_idx, device)
+    val_pixels, val_labels = pixels[val_at], labels[val_at]
     timings["to_device"] = time.perf_counter() - clock
 
-    result = fit(cfg, pixels[split[0]], labels[split[0]], pixels[split[1]], labels[split[1]])
+    result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
-    validation, val_probabilities = validation_report(result.model, pixels[split[1]], labels[split[1]])
+    validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
     model, refit = result.model, None
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
