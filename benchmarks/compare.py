@@ -37,14 +37,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from digit_recognizer.config import Config
-from digit_recognizer.data import SAMPLE_DIR, load_data
-from digit_recognizer.errors import UserError
-from digit_recognizer.pipeline import run_training
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.core.errors import UserError
+from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.scale import write_kaggle_size
-from digit_recognizer.split import stratified_split
-from digit_recognizer.submission import score
-from digit_recognizer.train import resolve_device
+from digit_recognizer.core.split import stratified_split
+from digit_recognizer.core.submission import score
+from digit_recognizer.core.train import resolve_device
 
 C_GRID = [0.01, 0.1, 1.0, 10.0]
 MAX_ITER = 1000

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import torch
 
-from digit_recognizer.config import Config
-from digit_recognizer.data import SAMPLE_DIR, load_data
-from digit_recognizer.split import stratified_split
-from digit_recognizer.submission import read_submission
-from digit_recognizer.train import fit, predict
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.core.split import stratified_split
+from digit_recognizer.core.submission import read_submission
+from digit_recognizer.core.train import fit, predict
 
 VARIANTS = [
     {},

@@ -10,7 +10,7 @@
 #     python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Each section below is one module of the package, dependencies first, so it reads top to bottom:
-#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, train, pipeline, kernel_main
+#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, train, pipeline, main
 
 
 import argparse
@@ -46,13 +46,13 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 
-# ======== from digit_recognizer/errors.py =========================================================
+# ======== from digit_recognizer/core/errors.py ====================================================
 
 class UserError(Exception):
     """A mistake the user can fix (bad file, bad flag): shown as one line, without a traceback."""
 
 
-# ======== from digit_recognizer/config.py =========================================================
+# ======== from digit_recognizer/core/config.py ====================================================
 # The one training configuration, and the command-line flags made from it.
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def config_from_dict(values: dict) -> Config:
     return dataclasses.replace(Config(), **{k: v for k, v in values.items() if k in known})
 
 
-# ======== from digit_recognizer/csvtable.py =======================================================
+# ======== from digit_recognizer/core/csvtable.py ==================================================
 # Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 #
 # The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
@@ -285,11 +285,11 @@ def read_bytes(path: Path) -> bytes:
         raise UserError(f"{path}: cannot be read ({exc})") from None
 
 
-# ======== from digit_recognizer/data.py ===========================================================
+# ======== from digit_recognizer/core/data.py ======================================================
 # Where the data is, and loading it as uint8 arrays (with a cache of parsed arrays).
 
 # globals(): inlined into the Kaggle kernel and run as a notebook cell, there is no __file__ (nor a sample).
-SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent / "sample"
+SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent.parent / "sample"
 KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
@@ -434,7 +434,7 @@ def _write_cache(cached: Path, values: np.ndarray) -> None:
         pass
 
 
-# ======== from digit_recognizer/metrics.py ========================================================
+# ======== from digit_recognizer/core/metrics.py ===================================================
 # Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
@@ -456,7 +456,7 @@ def format_confusion(confusion: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-# ======== from digit_recognizer/deskew.py =========================================================
+# ======== from digit_recognizer/core/deskew.py ====================================================
 # Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 #
 # The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
@@ -502,7 +502,7 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
     return grid
 
 
-# ======== from digit_recognizer/model.py ==========================================================
+# ======== from digit_recognizer/core/model.py =====================================================
 # Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
 
 N_PIXELS = 784
@@ -574,7 +574,7 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     return model.eval(), saved
 
 
-# ======== from digit_recognizer/fileio.py =========================================================
+# ======== from digit_recognizer/core/fileio.py ====================================================
 # Writing without ever leaving a half-written file or a run folder that looks finished.
 
 INCOMPLETE_PREFIX = ".incomplete-"
@@ -637,7 +637,7 @@ def publish_name(temp: Path) -> Path:
     return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
 
 
-# ======== from digit_recognizer/pictures.py =======================================================
+# ======== from digit_recognizer/core/pictures.py ==================================================
 # Pictures of a run, for looking rather than reading: what the model learned and where it fails.
 #
 # weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
@@ -858,7 +858,7 @@ def save_picture(path: Path, image) -> None:
     atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
 
-# ======== from digit_recognizer/split.py ==========================================================
+# ======== from digit_recognizer/core/split.py =====================================================
 # A stratified, seeded hold-out split.
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -878,7 +878,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-# ======== from digit_recognizer/submission.py =====================================================
+# ======== from digit_recognizer/core/submission.py ================================================
 # Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
 
 HEADER = "ImageId,Label"
@@ -979,7 +979,7 @@ def score(submission: Path, solution: Path) -> float:
     return float((predicted == truth).mean())
 
 
-# ======== from digit_recognizer/train.py ==========================================================
+# ======== from digit_recognizer/core/train.py =====================================================
 # Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
 def resolve_device(name: str) -> torch.device:
@@ -1120,7 +1120,7 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-# ======== from digit_recognizer/pipeline.py =======================================================
+# ======== from digit_recognizer/core/pipeline.py ==================================================
 # One training run from data to outputs: split, fit, validate, (refit), predict, write.
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: float = 0.0) -> dict:
@@ -1195,7 +1195,7 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-# ======== from digit_recognizer/kernel_main.py ====================================================
+# ======== from digit_recognizer/core/main.py ======================================================
 # The kernel's entry point: find the competition data, train with validation, write the submission.
 #
 # With no arguments on Kaggle it reads the attached competition data under /kaggle/input and
@@ -1205,7 +1205,7 @@ KAGGLE_WORKING = Path("/kaggle/working")
 KERNEL_PROG = "digit_recognizer_kernel.py"
 
 
-def kernel_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
     args = kernel_parser().parse_args(argv)
@@ -1283,6 +1283,6 @@ def report_lines(metrics: dict, epochs: int, out: Path, total_seconds: float) ->
 
 if __name__ == "__main__":
     # Only a failure raises SystemExit: a notebook cell reports even SystemExit(0) as an error.
-    status = kernel_main()
+    status = main()
     if status:
         raise SystemExit(status)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from digit_recognizer.data import SAMPLE_DIR, load_data
-from digit_recognizer.errors import UserError
-from digit_recognizer.fileio import run_folder
-from digit_recognizer.submission import check_submission
+from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.core.errors import UserError
+from digit_recognizer.core.fileio import run_folder
+from digit_recognizer.core.submission import check_submission
 
 PREFIX = "digit-recognizer: error: "
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, PACKAGE_DIR, build_kernel, kernel_staleness
-from digit_recognizer.errors import UserError
+from digit_recognizer.core.errors import UserError
 
 
 def package_copy(tmp_path: Path) -> Path:
@@ -71,7 +71,7 @@ def test_check_reports_a_missing_kernel(tmp_path):
 
 def test_kernel_reads_from_data_to_model_to_training_to_main():
     order = build_kernel().modules
-    assert order[-1] == "kernel_main"
+    assert order[-1] == "main"
     assert order.index("data") < order.index("model") < order.index("train") < order.index("pipeline")
 
 
@@ -145,8 +145,8 @@ def make_package(folder: Path, modules: dict[str, str]) -> Path:
 
 def test_bundles_lazy_imports_and_puts_future_imports_first(tmp_path):
     package = make_package(tmp_path / "pkg", {
-        "kernel_main": '"""Entry."""\nfrom __future__ import annotations\n\nimport math\n\nfrom .shapes import area\n\n\n'
-                       'def kernel_main(argv=None) -> int:\n    return int(area(2.0)) + later()\n\n\n'
+        "main": '"""Entry."""\nfrom __future__ import annotations\n\nimport math\n\nfrom .shapes import area\n\n\n'
+                       'def main(argv=None) -> int:\n    return int(area(2.0)) + later()\n\n\n'
                        'def later() -> int:\n    from .extra import bonus\n\n    return bonus()\n\n\n'
                        'def only_import():\n    from .extra import bonus\n',
         "shapes": '"""Shapes."""\nimport math\n\nfrom .extra import bonus\n\n\ndef area(r: float) -> float:\n'
@@ -156,58 +156,58 @@ def test_bundles_lazy_imports_and_puts_future_imports_first(tmp_path):
     kernel = build_kernel(package)
     tree = ast.parse(kernel.text)
     assert ast.unparse(tree.body[0]) == "from __future__ import annotations"
-    assert kernel.modules == ["extra", "shapes", "kernel_main"]
+    assert kernel.modules == ["extra", "shapes", "main"]
     assert "from ." not in kernel.text and kernel.text.count("import math") == 1
     assert "# Shapes." in kernel.text and "# Entry." in kernel.text
     namespace = {"__name__": "bundled"}
     exec(compile(kernel.text, "kernel.py", "exec"), namespace)
-    assert namespace["kernel_main"]() == 12 + 100
+    assert namespace["main"]() == 12 + 100
     assert namespace["only_import"]() is None  # its body became `pass`
 
 
 @pytest.mark.parametrize("modules, expected", [
-    ({"kernel_main": "from .a import helper\n\n\ndef kernel_main():\n    return helper()\n\n\ndef helper():\n    pass\n",
+    ({"main": "from .a import helper\n\n\ndef main():\n    return helper()\n\n\ndef helper():\n    pass\n",
       "a": "def helper():\n    return 1\n"},
      "helper is defined at top level in both"),
-    ({"kernel_main": "from . import a\n\n\ndef kernel_main():\n    return a\n", "a": "X = 1\n"},
+    ({"main": "from . import a\n\n\ndef main():\n    return a\n", "a": "X = 1\n"},
      "imports a module object"),
-    ({"kernel_main": "from .a import X as Y\n\n\ndef kernel_main():\n    return Y\n", "a": "X = 1\n"},
+    ({"main": "from .a import X as Y\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"},
      "renames X"),
-    ({"kernel_main": "from .a import *\n\n\ndef kernel_main():\n    return X\n", "a": "X = 1\n"},
+    ({"main": "from .a import *\n\n\ndef main():\n    return X\n", "a": "X = 1\n"},
      "star import"),
-    ({"kernel_main": "import digit_recognizer.a\n\n\ndef kernel_main():\n    return 1\n"},
+    ({"main": "import digit_recognizer.a\n\n\ndef main():\n    return 1\n"},
      "absolute import of the package"),
-    ({"kernel_main": "def kernel_main():\n    from digit_recognizer.a import X\n    return X\n"},
+    ({"main": "def main():\n    from digit_recognizer.a import X\n    return X\n"},
      "absolute import of the package"),
-    ({"kernel_main": "from ..a import X\n\n\ndef kernel_main():\n    return X\n"},
+    ({"main": "from ..a import X\n\n\ndef main():\n    return X\n"},
      "parent package"),
-    ({"kernel_main": "from .a.b import X\n\n\ndef kernel_main():\n    return X\n"},
+    ({"main": "from .a.b import X\n\n\ndef main():\n    return X\n"},
      "subpackage"),
-    ({"kernel_main": "from .missing import X\n\n\ndef kernel_main():\n    return X\n"},
+    ({"main": "from .missing import X\n\n\ndef main():\n    return X\n"},
      "no missing.py in the package"),
-    ({"kernel_main": "from .a import Y\n\n\ndef kernel_main():\n    return Y\n", "a": "X = 1\n"},
+    ({"main": "from .a import Y\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"},
      "a.py defines no top-level Y"),
-    ({"kernel_main": "from .a import X; Y = 2\n\n\ndef kernel_main():\n    return X + Y\n", "a": "X = 1\n"},
+    ({"main": "from .a import X; Y = 2\n\n\ndef main():\n    return X + Y\n", "a": "X = 1\n"},
      "shares its line"),
-    ({"kernel_main": "import numpy as np\n\n\ndef kernel_main():\n    return np\n",
+    ({"main": "import numpy as np\n\n\ndef main():\n    return np\n",
       "unused": "import sklearn\n"},
-     None),  # modules kernel_main does not reach may import anything
-    ({"kernel_main": "from .a import f\n\n\ndef kernel_main():\n    return f()\n",
+     None),  # modules main does not reach may import anything
+    ({"main": "from .a import f\n\n\ndef main():\n    return f()\n",
       "a": "def f():\n    import sklearn.linear_model\n    return sklearn\n"},
      "a.py line 2: `import sklearn.linear_model`: sklearn is not on Kaggle's images"),
-    ({"kernel_main": "import requests\n\n\ndef kernel_main():\n    return 1\n"},
-     "kernel_main.py line 1: `import requests`: requests is not on Kaggle's images"),
-    ({"kernel_main": "import numpy as np\nfrom .a import f\n\n\ndef kernel_main():\n    return f()\n",
+    ({"main": "import requests\n\n\ndef main():\n    return 1\n"},
+     "main.py line 1: `import requests`: requests is not on Kaggle's images"),
+    ({"main": "import numpy as np\nfrom .a import f\n\n\ndef main():\n    return f()\n",
       "a": "np = 1\n\n\ndef f():\n    return np\n"},
-     "kernel_main.py imports np (`import numpy as np`), but a.py defines np"),
-    ({"kernel_main": "from numpy import linalg\nfrom .a import f\n\n\ndef kernel_main():\n    return f()\n",
+     "main.py imports np (`import numpy as np`), but a.py defines np"),
+    ({"main": "from numpy import linalg\nfrom .a import f\n\n\ndef main():\n    return f()\n",
       "a": "from torch import linalg\n\n\ndef f():\n    return linalg\n"},
-     "linalg is imported as numpy.linalg in kernel_main.py and as torch.linalg in a.py"),
-    ({"kernel_main": "from .a import f\n\n\ndef kernel_main():\n    return f()\n",
-      "a": "from .kernel_main import kernel_main\n\n\ndef f():\n    return kernel_main\n"},
+     "linalg is imported as numpy.linalg in main.py and as torch.linalg in a.py"),
+    ({"main": "from .a import f\n\n\ndef main():\n    return f()\n",
+      "a": "from .main import main\n\n\ndef f():\n    return main\n"},
      "import cycle"),
-    ({"kernel_main": "def main():\n    return 1\n"},
-     "defines no function kernel_main()"),
+    ({"main": "def run():\n    return 1\n"},
+     "defines no function main()"),
 ])
 def test_refuses_what_it_cannot_inline_safely(tmp_path, modules, expected):
     package = make_package(tmp_path / "pkg", modules)

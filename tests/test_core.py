@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from conftest import run_cli
-from digit_recognizer.config import Config
-from digit_recognizer.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
-from digit_recognizer.data import SAMPLE_DIR, TRAIN_LIMITS, load_data, load_table
-from digit_recognizer.errors import UserError
-from digit_recognizer.model import load_model, save_model
-from digit_recognizer.pipeline import run_training
-from digit_recognizer.split import stratified_split
-from digit_recognizer.submission import check_submission, score, submission_text
-from digit_recognizer.train import predict
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
+from digit_recognizer.core.data import SAMPLE_DIR, TRAIN_LIMITS, load_data, load_table
+from digit_recognizer.core.errors import UserError
+from digit_recognizer.core.model import load_model, save_model
+from digit_recognizer.core.pipeline import run_training
+from digit_recognizer.core.split import stratified_split
+from digit_recognizer.core.submission import check_submission, score, submission_text
+from digit_recognizer.core.train import predict
 
 HEADER = ",".join(TRAIN_COLUMNS)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from digit_recognizer.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
-from digit_recognizer.errors import UserError
+from digit_recognizer.core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
+from digit_recognizer.core.errors import UserError
 
 NAME = "fuzz/train.csv"
 EXAMPLES = 400

@@ -10,11 +10,11 @@ import pytest
 
 from conftest import ROOT
 from digit_recognizer.bundle import KERNEL_FILE
-from digit_recognizer.config import Config
-from digit_recognizer.data import SAMPLE_DIR, load_data
-from digit_recognizer.errors import UserError
-from digit_recognizer.kernel_main import default_output, locate_input
-from digit_recognizer.pipeline import run_training
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.core.errors import UserError
+from digit_recognizer.core.main import default_output, locate_input
+from digit_recognizer.core.pipeline import run_training
 
 # Runs the kernel file as __main__ in a process where the package provably cannot be imported.
 BLOCKED_RUN = """

@@ -6,14 +6,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from digit_recognizer.config import Config
-from digit_recognizer.data import load_data
-from digit_recognizer.model import load_model
-from digit_recognizer.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.data import load_data
+from digit_recognizer.core.model import load_model
+from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
                                        picture_font, weight_patterns, write_run_pictures)
-from digit_recognizer.pipeline import run_training
-from digit_recognizer.split import stratified_split
-from digit_recognizer.train import predict
+from digit_recognizer.core.pipeline import run_training
+from digit_recognizer.core.split import stratified_split
+from digit_recognizer.core.train import predict
 
 PICTURES = ["weights.png", "errors.png", "confusion.png"]
 TILE = DIGIT_SIDE * ZOOM

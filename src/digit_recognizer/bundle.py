@@ -1,6 +1,6 @@
 """`digit-recognizer bundle`: the Kaggle kernel, one readable file generated from this package.
 
-The modules reachable from kernel_main (through `from .module import name` lines, including
+The modules reachable from main (through `from .module import name` lines, including
 ones inside functions) are copied in dependency order, their package imports removed and
 their other imports hoisted to the top, so the kernel runs exactly the code the tests run.
 Everything works on the modules' ASTs; what cannot be inlined safely is refused.
@@ -13,22 +13,22 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import write_text
+from .core.errors import UserError
+from .core.fileio import write_text
 
 PACKAGE = "digit_recognizer"
-PACKAGE_DIR = Path(__file__).resolve().parent
-ENTRY_MODULE = "kernel_main"
+PACKAGE_DIR = Path(__file__).resolve().parent / "core"
+ENTRY_MODULE = "main"
 KERNEL_FILE = Path("kernel") / "digit_recognizer_kernel.py"
 # Installed on every Kaggle Python image (Pillow comes with torchvision).
 KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL")
 SECTION_MARK = "# ======== "
 SECTION_WIDTH = 100
-SECTION_LINE = re.compile(r"^# ======== (?:from digit_recognizer/(\w+)\.py|(run)) =+$")
+SECTION_LINE = re.compile(r"^# ======== (?:from digit_recognizer/core/(\w+)\.py|(run)) =+$")
 RUN_BLOCK = '''\
 if __name__ == "__main__":
     # Only a failure raises SystemExit: a notebook cell reports even SystemExit(0) as an error.
-    status = kernel_main()
+    status = main()
     if status:
         raise SystemExit(status)
 '''
@@ -60,7 +60,7 @@ class Kernel:
 
 
 def build_kernel(package_dir: Path = PACKAGE_DIR) -> Kernel:
-    """The kernel's text, built from the modules in `package_dir` reachable from kernel_main."""
+    """The kernel's text, built from the modules in `package_dir` reachable from main."""
     modules = collect_modules(package_dir)
     order = dependency_order(modules)
     check_names(modules, order)
@@ -323,7 +323,7 @@ def kernel_header(order: list[str]) -> str:
 
 
 def section_heading(title: str) -> str:
-    text = f"{SECTION_MARK}{'run' if title == 'run' else f'from {PACKAGE}/{title}.py'} "
+    text = f"{SECTION_MARK}{'run' if title == 'run' else f'from {PACKAGE}/core/{title}.py'} "
     return text + "=" * max(4, SECTION_WIDTH - len(text))
 
 

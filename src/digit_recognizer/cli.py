@@ -6,19 +6,19 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import add_config_arguments, config_from_args
-from .errors import UserError
+from .core.config import add_config_arguments, config_from_args
+from .core.errors import UserError
 
 PROG = "digit-recognizer"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import find_kaggle_input, load_data
-    from .split import stratified_split
+    from .core.data import find_kaggle_input, load_data
+    from .core.split import stratified_split
 
     cfg = config_from_args(args)
     if cfg.device == "cuda":  # say so before the data is parsed, not after
-        from .train import resolve_device
+        from .core.train import resolve_device
         resolve_device(cfg.device)
     if args.out.exists() and not args.out.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.out}: not a folder; --out takes the folder that run folders go in")
@@ -28,9 +28,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
-    from .fileio import publish_name, run_folder
-    from .metrics import format_confusion
-    from .pipeline import run_training
+    from .core.fileio import publish_name, run_folder
+    from .core.metrics import format_confusion
+    from .core.pipeline import run_training
     import numpy as np
 
     with run_folder(args.out) as temp:
@@ -51,10 +51,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import load_test_images
-    from .model import load_model
-    from .submission import write_submission
-    from .train import predict, resolve_device, to_device
+    from .core.data import load_test_images
+    from .core.model import load_model
+    from .core.submission import write_submission
+    from .core.train import predict, resolve_device, to_device
 
     out = args.out or args.model.parent / "predict-submission.csv"
     if out.exists() and not args.force:  # before any work: nothing earlier is overwritten by surprise
@@ -69,8 +69,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .data import SAMPLE_DIR
-    from .submission import score
+    from .core.data import SAMPLE_DIR
+    from .core.submission import score
 
     solution = args.solution or SAMPLE_DIR / "solution.csv.gz"
     accuracy = score(args.submission, solution)
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(handler=cmd_score)
     # Each feature module adds its own subcommands.
     from .bundle import add_commands as add_bundle_commands
-    from .kaggle_flow import add_commands as add_kaggle_commands
+    from .kaggle.competition import add_commands as add_kaggle_commands
     from .runs import add_commands as add_runs_commands
     for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands):
         add_commands(commands)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import config_from_dict
-from .errors import UserError
-from .fileio import INCOMPLETE_PREFIX
+from .core.config import config_from_dict
+from .core.errors import UserError
+from .core.fileio import INCOMPLETE_PREFIX
 
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
 

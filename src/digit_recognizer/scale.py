@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvtable import TEST_COLUMNS, TRAIN_COLUMNS
-from .data import load_data
-from .fileio import atomic_write
+from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
+from .core.data import load_data
+from .core.fileio import atomic_write
 
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1), (2, 0), (0, 2), (-2, 0), (0, -2)]
 

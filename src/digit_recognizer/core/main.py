@@ -18,7 +18,7 @@ KAGGLE_WORKING = Path("/kaggle/working")
 KERNEL_PROG = "digit_recognizer_kernel.py"
 
 
-def kernel_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
     args = kernel_parser().parse_args(argv)

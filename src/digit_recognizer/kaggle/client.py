@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from ..core.errors import UserError
 
 COMPETITION = "digit-recognizer"
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"

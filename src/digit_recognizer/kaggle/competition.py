@@ -10,11 +10,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import atomic_write
-from .kaggle_api import COMPETITION, KaggleSession, connect, find_credentials, poll
-from .kaggle_kernel import add_kernel_commands
-from .kaggle_runs import (RECORDS_NAME, add_record, default_message, local_index, score_value,
+from ..core.errors import UserError
+from ..core.fileio import atomic_write
+from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
+from .kernels import add_kernel_commands
+from .records import (RECORDS_NAME, add_record, default_message, local_index, score_value,
                           submission_target, update_record, utc_now, validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
@@ -25,7 +25,7 @@ SUBMIT_FAILED = "Could not submit to competition"  # what the client returns whe
 # ---- download ---------------------------------------------------------------------------------
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .csvtable import TEST_COLUMNS, TRAIN_COLUMNS
+    from ..core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
 
     folder: Path = args.to
     if folder.exists() and not folder.is_dir():
@@ -52,9 +52,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def _competition_files(temp: Path) -> dict[str, bytes]:
     """The expected CSVs from what the client downloaded (Kaggle's zip), each checked in full."""
-    from .csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
-    from .data import PIXEL_LIMITS, TRAIN_LIMITS
-    from .submission import HEADER
+    from ..core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
+    from ..core.data import PIXEL_LIMITS, TRAIN_LIMITS
+    from ..core.submission import HEADER
 
     archives = sorted(temp.glob("*.zip"))
     if not archives:
@@ -100,7 +100,7 @@ def count_rows(raw: bytes) -> int:
 
 def count_test_rows(data: Path) -> int:
     """Rows in --data's test.csv (a folder holding test.csv or test.csv.gz, or Kaggle's zip)."""
-    from .csvtable import read_bytes
+    from ..core.csvtable import read_bytes
 
     if data.is_file() and data.suffix == ".zip":
         try:
@@ -129,7 +129,7 @@ def expected_rows(data: Path | None) -> tuple[int, str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .submission import HEADER, check_submission
+    from ..core.submission import HEADER, check_submission
 
     file = args.file / "submission.csv" if args.file.is_dir() else args.file  # a run folder will do
     n_rows, source = expected_rows(args.data)
@@ -144,7 +144,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .submission import check_submission
+    from ..core.submission import check_submission
 
     credentials = find_credentials()  # no credentials: say so before anything else
     file, run = submission_target(args.target, args.runs)

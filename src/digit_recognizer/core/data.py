@@ -11,7 +11,7 @@ from .csvtable import PIXELS, TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_byt
 from .errors import UserError
 
 # globals(): inlined into the Kaggle kernel and run as a notebook cell, there is no __file__ (nor a sample).
-SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent / "sample"
+SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent.parent / "sample"
 KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}

@@ -11,10 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import publish_name, run_folder, write_json, write_text
-from .kaggle_api import COMPETITION, KaggleSession, connect, find_credentials, poll
-from .kaggle_runs import ORIGIN_NAME, utc_now
+from ..core.errors import UserError
+from ..core.fileio import publish_name, run_folder, write_json, write_text
+from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
+from .records import ORIGIN_NAME, utc_now
 
 METADATA_NAME = "kernel-metadata.json"
 ID_PLACEHOLDER = "YOUR_KAGGLE_USERNAME"
@@ -26,7 +26,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     root: Path = args.path
     credentials = find_credentials()  # no credentials: say so before anything else
     metadata = read_metadata(root)
-    from .bundle import kernel_staleness
+    from ..bundle import kernel_staleness
 
     stale = kernel_staleness(root)
     if stale:
@@ -193,7 +193,7 @@ def cmd_output(args: argparse.Namespace) -> int:
         print(f"the kernel failed{f' ({failure})' if failure else ''}; its log is in the run folder")
     submission = final / "submission.csv"
     if submission.is_file():
-        from .submission import check_submission
+        from ..core.submission import check_submission
 
         _, problems = check_submission(submission, None)
         print(f"submission: {submission}" + (f" (problem: {problems[0]})" if problems else ""))

@@ -4,9 +4,9 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import config_from_dict
-from .errors import UserError
-from .fileio import write_json
+from ..core.config import config_from_dict
+from ..core.errors import UserError
+from ..core.fileio import write_json
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
