@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.scale import write_kaggle_size

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.submission import read_submission
 from digit_recognizer.core.train import fit, predict

@@ -18,7 +18,6 @@ from contextlib import contextmanager, suppress
 import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-import hashlib
 import io
 from itertools import takewhile
 import json
@@ -32,7 +31,6 @@ import shutil
 import sys
 import time
 from typing import Callable, Iterator
-import zipfile
 
 from PIL import Image, ImageDraw, ImageFont
 import numpy as np
@@ -143,7 +141,8 @@ def config_from_dict(values: dict) -> Config:
 # Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 #
 # The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-# fails, or a value is out of range, does a slower scan run to name the exact line and column.
+# fails, or a value is out of range, does the caller's slower scan (csv_diagnosis, run locally)
+# name the exact line and column.
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *PIXELS]
@@ -155,16 +154,22 @@ _NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
 
-def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None) -> np.ndarray:
+def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None,
+                diagnose=None) -> np.ndarray:
     """Parse CSV bytes with exactly `columns` into an (rows, columns) uint8 array.
 
     `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
     the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
-    Raises UserError naming the file, line and column of the first problem.
+    Raises UserError naming the file and what is wrong; `diagnose(name, body, first_line, columns,
+    limits)`, when given, is called first on a failure to name the exact line and column.
     """
     body, first_line = _split_header(name, raw, columns)
     if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
-        _raise_bad_cell(name, body, first_line, _NOT_CSV_BYTE.search(body).start(), columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
+        line_no = first_line + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
+        raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
+                        f"expected integers separated by commas")
     lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
     if lone_cr:
         line_no = first_line + body.count(b"\n", 0, lone_cr.start())
@@ -175,12 +180,14 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
         source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
         table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
-        _diagnose(name, body, first_line, columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
     values = table.to_numpy()
     maxima = np.array([limits[c] for c in columns])
     if values.shape[1] != len(columns) or (values > maxima).any():
-        _diagnose(name, body, first_line, columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
     return np.ascontiguousarray(values)
 
@@ -233,45 +240,6 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _diagnose(name: str, body: bytes, first_line: int, columns: list[str], limits: dict[str, int]) -> None:
-    """Scan line by line for the first problem and raise it; return if none is found."""
-    for offset, line in enumerate(body.split(b"\n")):
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue  # blank lines are skipped, as pandas does
-        where = f"{name}: line {first_line + offset}"
-        cells = line.split(b",")
-        if len(cells) != len(columns):
-            raise UserError(f"{where}: has {count_fields(len(cells))}, expected {len(columns)} ({columns[0]}..{columns[-1]})")
-        for column, cell in zip(columns, cells):
-            _check_cell(f"{where}, column {column}", cell, limits[column])
-
-
-def _check_cell(where: str, cell: bytes, limit: int) -> None:
-    what = f"expected an integer 0-{limit}"
-    if not cell.strip():
-        raise UserError(f"{where}: empty cell, {what}")
-    if not cell.isdigit():
-        text = cell.decode("utf-8", errors="replace")
-        raise UserError(f"{where}: {what}, got {text[:20]!r}")
-    if int(cell) > limit:
-        raise UserError(f"{where}: {what}, got {int(cell)}")
-
-
-def _raise_bad_cell(name, body, first_line, position, columns, limits) -> None:
-    """Report the cell holding a character that cannot be part of a digit CSV."""
-    line_start = body.rfind(b"\n", 0, position) + 1
-    line_end = body.find(b"\n", position)
-    line = body[line_start:line_end if line_end >= 0 else len(body)].rstrip(b"\r")
-    index = body.count(b",", line_start, position)
-    line_no = first_line + body.count(b"\n", 0, line_start)
-    if index >= len(columns):
-        raise UserError(f"{name}: line {line_no}: has {count_fields(len(line.split(b',')))}, expected {len(columns)}")
-    column = columns[index]
-    _check_cell(f"{name}: line {line_no}, column {column}", line.split(b",")[index], limits[column])
-    raise UserError(f"{name}: line {line_no}, column {column}: unexpected character")
-
-
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed when it is a .gz."""
     import gzip
@@ -286,14 +254,11 @@ def read_bytes(path: Path) -> bytes:
 
 
 # ======== from digit_recognizer/core/data.py ======================================================
-# Where the data is, and loading it as uint8 arrays (with a cache of parsed arrays).
+# Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
-# globals(): inlined into the Kaggle kernel and run as a notebook cell, there is no __file__ (nor a sample).
-SAMPLE_DIR = Path(globals().get("__file__", ".")).resolve().parent.parent / "sample"
 KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
-KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
 
 
 @dataclass
@@ -315,32 +280,18 @@ def find_kaggle_input(root: Path = KAGGLE_INPUT) -> Path | None:
     return None
 
 
-def load_data(data: Path | None, cache: bool = True) -> DigitData:
-    """Load --data (a folder, Kaggle's zip, or the embedded sample when None)."""
-    if data is None:
-        return _load_pair("embedded sample", SAMPLE_DIR / "train.csv.gz", SAMPLE_DIR / "test.csv.gz", cache=False)
-    if data.is_file() and data.suffix == ".zip":
-        return _load_zip(data)
-    if data.is_file() and data.name in KAGGLE_FILES:
-        data = data.parent  # `--data input/train.csv` means the folder it is in
-    if data.is_file():
-        raise UserError(f"{data}: --data takes the folder holding train.csv and test.csv "
-                        f"(or Kaggle's digit-recognizer.zip), not a single file; name it train.csv or test.csv "
-                        f"in a folder beside the other and pass that folder")
-    if not data.is_dir():
-        raise UserError(f"{data}: no such {'file' if data.suffix == '.zip' else 'folder'}; "
-                        f"--data takes the folder holding train.csv and test.csv (or Kaggle's digit-recognizer.zip)")
-    return _load_pair(str(data), _find_csv(data, "train"), _find_csv(data, "test"), cache)
+def load_folder(folder: Path, read_table=None) -> DigitData:
+    """Load the folder holding train.csv and test.csv (or their .gz).
+
+    `read_table(path, columns, limits)` parses one file; locally it is the cached reader.
+    """
+    read_table = read_table or load_table
+    train_path, test_path = find_csv(folder, "train"), find_csv(folder, "test")
+    train = read_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS)
+    return checked(str(folder), str(train_path), train, read_table(test_path, TEST_COLUMNS, PIXEL_LIMITS))
 
 
-def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
-    """Only test.csv's images, for predicting with a saved model: a folder need not hold train.csv."""
-    if data is not None and data.is_dir():
-        return load_table(_find_csv(data, "test"), TEST_COLUMNS, PIXEL_LIMITS, cache)
-    return load_data(data, cache).test_images
-
-
-def _find_csv(folder: Path, stem: str) -> Path:
+def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
         if (folder / name).is_file():
             return folder / name
@@ -349,28 +300,7 @@ def _find_csv(folder: Path, stem: str) -> Path:
     raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and test.csv{hint}")
 
 
-def _load_pair(source: str, train_path: Path, test_path: Path, cache: bool) -> DigitData:
-    train = load_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS, cache)
-    test = load_table(test_path, TEST_COLUMNS, PIXEL_LIMITS, cache)
-    return _checked(source, str(train_path), train, test)
-
-
-def _load_zip(path: Path) -> DigitData:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {Path(n).name: n for n in archive.namelist()}
-            missing = [m for m in ("train.csv", "test.csv") if m not in members]
-            if missing:
-                raise UserError(f"{path}: the zip holds no {' or '.join(missing)}")
-            tables = [parse_table(f"{path}:{m}", archive.read(members[m]), cols, limits)
-                      for m, cols, limits in (("train.csv", TRAIN_COLUMNS, TRAIN_LIMITS),
-                                              ("test.csv", TEST_COLUMNS, PIXEL_LIMITS))]
-    except zipfile.BadZipFile:
-        raise UserError(f"{path}: not a readable zip file") from None
-    return _checked(str(path), f"{path}:train.csv", *tables)
-
-
-def _checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
+def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
     labels = train[:, 0]
     absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
     if absent:
@@ -379,59 +309,9 @@ def _checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) 
     return DigitData(source, np.ascontiguousarray(train[:, 1:]), labels.copy(), test)
 
 
-def load_table(path: Path, columns: list[str], limits: dict[str, int], cache: bool = True) -> np.ndarray:
-    """Parse one CSV, reusing a cached parse when the file's size and modification time match."""
-    cached = _cache_path(path, columns) if cache else None
-    if cached is not None and cached.is_file():
-        values = _read_cache(cached, len(columns))
-        if values is not None:
-            return values
-    plain = path if path.suffix != ".gz" else None
-    values = parse_table(str(path), read_bytes(path), columns, limits, path=plain)
-    if cached is not None:
-        _write_cache(cached, values)
-    return values
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DIGIT_RECOGNIZER_CACHE") or Path.home() / ".cache" / "digit-recognizer")
-
-
-def _cache_path(path: Path, columns: list[str]) -> Path | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
-    which = hashlib.sha256(f"{path.resolve()}|{len(columns)}".encode()).hexdigest()[:16]
-    version = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    return cache_dir() / f"{which}-{version}.npy"
-
-
-def _read_cache(cached: Path, n_columns: int) -> np.ndarray | None:
-    """The cached array, or None when the cache file is unreadable or not what it should be."""
-    try:
-        values = np.load(cached, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if values.dtype != np.uint8 or values.ndim != 2 or values.shape[1] != n_columns or values.shape[0] == 0:
-        return None
-    return values
-
-
-def _write_cache(cached: Path, values: np.ndarray) -> None:
-    """Best effort: a cache that cannot be written (read-only home, full disk) only costs speed."""
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        with open(temp, "wb") as handle:
-            np.save(handle, values)
-        os.replace(temp, cached)
-        for stale in cached.parent.glob(cached.name.split("-")[0] + "-*.npy"):
-            if stale != cached:
-                stale.unlink(missing_ok=True)
-    except OSError:
-        pass
+def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
+    """Parse one CSV (pandas reads a plain file itself, which is faster than from bytes)."""
+    return parse_table(str(path), read_bytes(path), columns, limits, path=path if path.suffix != ".gz" else None)
 
 
 # ======== from digit_recognizer/core/metrics.py ===================================================
@@ -1233,7 +1113,7 @@ def kernel_parser() -> argparse.ArgumentParser:
 def run_kernel(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     start = time.perf_counter()
-    data = load_data(locate_input(args.input), cache=False)
+    data = load_folder(locate_input(args.input))
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
     try:
@@ -1250,7 +1130,9 @@ def locate_input(given: Path | None) -> Path:
     """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
     if given is not None and not given.exists():
         raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
-    if given is not None and (given.is_file() or any((given / name).is_file() for name in ("train.csv", "train.csv.gz"))):
+    if given is not None and given.is_file():
+        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
+    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
         return given
     root = given or KAGGLE_INPUT
     found = find_kaggle_input(root)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.fileio import run_folder
 from digit_recognizer.core.submission import check_submission

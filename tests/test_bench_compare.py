@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from digit_recognizer.core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
-from digit_recognizer.core.data import load_data
+from digit_recognizer.local_data import load_data
 
 pytest.importorskip("sklearn")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"

@@ -11,7 +11,9 @@ import torch
 from conftest import run_cli
 from digit_recognizer.core.config import Config
 from digit_recognizer.core.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
-from digit_recognizer.core.data import SAMPLE_DIR, TRAIN_LIMITS, load_data, load_table
+from digit_recognizer.core.data import TRAIN_LIMITS
+from digit_recognizer.csv_diagnosis import diagnose
+from digit_recognizer.local_data import SAMPLE_DIR, load_data, table_reader
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.model import load_model, save_model
 from digit_recognizer.core.pipeline import run_training
@@ -54,7 +56,7 @@ def test_parse_exact_values_with_crlf_and_bom():
 def test_parse_rejections_name_line_and_column(mutate, expected):
     rows, header = mutate(some_rows(), HEADER)
     with pytest.raises(UserError) as error:
-        parse_table("data/train.csv", train_csv(rows, header), TRAIN_COLUMNS, TRAIN_LIMITS)
+        parse_table("data/train.csv", train_csv(rows, header), TRAIN_COLUMNS, TRAIN_LIMITS, diagnose=diagnose)
     message = str(error.value)
     assert message.startswith("data/train.csv: ") and expected in message and "\n" not in message
 
@@ -79,6 +81,7 @@ def test_cache_hit_stale_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.setenv("DIGIT_RECOGNIZER_CACHE", str(cache))
     path = tmp_path / "train.csv"
     path.write_bytes(train_csv(some_rows(3)))
+    load_table = table_reader(cache=True)
     first = load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS)
     [cached] = cache.iterdir()
     np.testing.assert_array_equal(np.load(cached), first)

@@ -13,6 +13,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from digit_recognizer.core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
+from digit_recognizer.csv_diagnosis import diagnose
 from digit_recognizer.core.errors import UserError
 
 NAME = "fuzz/train.csv"
@@ -118,8 +119,8 @@ def edit_header(draw, columns):
 def check_one(table, file: Path) -> None:
     """Parse from bytes, then from the file as load_table does (pandas reads it itself): same verdict."""
     file.write_bytes(table[0])
-    check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits))
-    check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits, path=file))
+    check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits, diagnose=diagnose))
+    check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits, path=file, diagnose=diagnose))
 
 
 def check_parse(table, parse) -> None:

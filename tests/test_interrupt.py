@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digit_recognizer.core.data import SAMPLE_DIR
+from digit_recognizer.local_data import SAMPLE_DIR
 from test_bad_input import earlier_run, snapshot
 
 MESSAGE = "digit-recognizer: {}; no run folder was left behind and earlier runs are untouched"

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from digit_recognizer.bundle import KERNEL_FILE
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.data import SAMPLE_DIR, load_data
+from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.main import default_output, locate_input
 from digit_recognizer.core.pipeline import run_training

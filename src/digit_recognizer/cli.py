@@ -13,7 +13,8 @@ PROG = "digit-recognizer"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.data import find_kaggle_input, load_data
+    from .core.data import find_kaggle_input
+    from .local_data import load_data
     from .core.split import stratified_split
 
     cfg = config_from_args(args)
@@ -51,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.data import load_test_images
+    from .local_data import load_test_images
     from .core.model import load_model
     from .core.submission import write_submission
     from .core.train import predict, resolve_device, to_device
@@ -69,7 +70,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .core.data import SAMPLE_DIR
+    from .local_data import SAMPLE_DIR
     from .core.submission import score
 
     solution = args.solution or SAMPLE_DIR / "solution.csv.gz"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
-from .core.data import load_data
+from .local_data import load_data
 from .core.fileio import atomic_write
 
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1), (2, 0), (0, 2), (-2, 0), (0, -2)]

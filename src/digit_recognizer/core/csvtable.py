@@ -1,7 +1,8 @@
 """Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 
 The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-fails, or a value is out of range, does a slower scan run to name the exact line and column.
+fails, or a value is out of range, does the caller's slower scan (csv_diagnosis, run locally)
+name the exact line and column.
 """
 import io
 import re
@@ -22,16 +23,22 @@ _NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
 
-def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None) -> np.ndarray:
+def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None,
+                diagnose=None) -> np.ndarray:
     """Parse CSV bytes with exactly `columns` into an (rows, columns) uint8 array.
 
     `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
     the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
-    Raises UserError naming the file, line and column of the first problem.
+    Raises UserError naming the file and what is wrong; `diagnose(name, body, first_line, columns,
+    limits)`, when given, is called first on a failure to name the exact line and column.
     """
     body, first_line = _split_header(name, raw, columns)
     if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
-        _raise_bad_cell(name, body, first_line, _NOT_CSV_BYTE.search(body).start(), columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
+        line_no = first_line + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
+        raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
+                        f"expected integers separated by commas")
     lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
     if lone_cr:
         line_no = first_line + body.count(b"\n", 0, lone_cr.start())
@@ -42,12 +49,14 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
         source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
         table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
-        _diagnose(name, body, first_line, columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
     values = table.to_numpy()
     maxima = np.array([limits[c] for c in columns])
     if values.shape[1] != len(columns) or (values > maxima).any():
-        _diagnose(name, body, first_line, columns, limits)
+        if diagnose:
+            diagnose(name, body, first_line, columns, limits)
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
     return np.ascontiguousarray(values)
 
@@ -98,45 +107,6 @@ def count_fields(n: int) -> str:
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(n[:40]) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-def _diagnose(name: str, body: bytes, first_line: int, columns: list[str], limits: dict[str, int]) -> None:
-    """Scan line by line for the first problem and raise it; return if none is found."""
-    for offset, line in enumerate(body.split(b"\n")):
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue  # blank lines are skipped, as pandas does
-        where = f"{name}: line {first_line + offset}"
-        cells = line.split(b",")
-        if len(cells) != len(columns):
-            raise UserError(f"{where}: has {count_fields(len(cells))}, expected {len(columns)} ({columns[0]}..{columns[-1]})")
-        for column, cell in zip(columns, cells):
-            _check_cell(f"{where}, column {column}", cell, limits[column])
-
-
-def _check_cell(where: str, cell: bytes, limit: int) -> None:
-    what = f"expected an integer 0-{limit}"
-    if not cell.strip():
-        raise UserError(f"{where}: empty cell, {what}")
-    if not cell.isdigit():
-        text = cell.decode("utf-8", errors="replace")
-        raise UserError(f"{where}: {what}, got {text[:20]!r}")
-    if int(cell) > limit:
-        raise UserError(f"{where}: {what}, got {int(cell)}")
-
-
-def _raise_bad_cell(name, body, first_line, position, columns, limits) -> None:
-    """Report the cell holding a character that cannot be part of a digit CSV."""
-    line_start = body.rfind(b"\n", 0, position) + 1
-    line_end = body.find(b"\n", position)
-    line = body[line_start:line_end if line_end >= 0 else len(body)].rstrip(b"\r")
-    index = body.count(b",", line_start, position)
-    line_no = first_line + body.count(b"\n", 0, line_start)
-    if index >= len(columns):
-        raise UserError(f"{name}: line {line_no}: has {count_fields(len(line.split(b',')))}, expected {len(columns)}")
-    column = columns[index]
-    _check_cell(f"{name}: line {line_no}, column {column}", line.split(b",")[index], limits[column])
-    raise UserError(f"{name}: line {line_no}, column {column}: unexpected character")
 
 
 def read_bytes(path: Path) -> bytes:

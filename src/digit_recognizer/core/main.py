@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .config import add_config_arguments, config_from_args
-from .data import KAGGLE_INPUT, find_kaggle_input, load_data
+from .data import KAGGLE_INPUT, find_kaggle_input, load_folder
 from .errors import UserError
 from .pipeline import run_training
 
@@ -46,7 +46,7 @@ def kernel_parser() -> argparse.ArgumentParser:
 def run_kernel(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     start = time.perf_counter()
-    data = load_data(locate_input(args.input), cache=False)
+    data = load_folder(locate_input(args.input))
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
     try:
@@ -63,7 +63,9 @@ def locate_input(given: Path | None) -> Path:
     """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
     if given is not None and not given.exists():
         raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
-    if given is not None and (given.is_file() or any((given / name).is_file() for name in ("train.csv", "train.csv.gz"))):
+    if given is not None and given.is_file():
+        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
+    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
         return given
     root = given or KAGGLE_INPUT
     found = find_kaggle_input(root)

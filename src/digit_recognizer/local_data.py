@@ -1,0 +1,72 @@
+"""Loading data on the user's machine: the embedded sample, Kaggle's zip, and cached parses.
+
+The kernel reads Kaggle's plain CSVs with core/data.py alone; what is here only runs locally.
+"""
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cached_table
+from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
+from .core.data import PIXEL_LIMITS, TRAIN_LIMITS, DigitData, checked, find_csv, load_folder
+from .core.errors import UserError
+from .csv_diagnosis import diagnose
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
+
+
+def load_data(data: Path | None, cache: bool = True) -> DigitData:
+    """Load --data (a folder, Kaggle's zip, or the embedded sample when None)."""
+    if data is None:
+        sample = load_folder(SAMPLE_DIR, table_reader(cache=False))
+        sample.source = "embedded sample"
+        return sample
+    if data.is_file() and data.suffix == ".zip":
+        train, test = (parse_table(f"{data}:{name}", raw, columns, limits, diagnose=diagnose)
+                       for name, raw, columns, limits in zip(("train.csv", "test.csv"),
+                                                             read_zip(data, ("train.csv", "test.csv")),
+                                                             (TRAIN_COLUMNS, TEST_COLUMNS), (TRAIN_LIMITS, PIXEL_LIMITS)))
+        return checked(str(data), f"{data}:train.csv", train, test)
+    if data.is_file() and data.name in KAGGLE_FILES:
+        data = data.parent  # `--data input/train.csv` means the folder it is in
+    if data.is_file():
+        raise UserError(f"{data}: --data takes the folder holding train.csv and test.csv "
+                        f"(or Kaggle's digit-recognizer.zip), not a single file; name it train.csv or test.csv "
+                        f"in a folder beside the other and pass that folder")
+    if not data.is_dir():
+        raise UserError(f"{data}: no such {'file' if data.suffix == '.zip' else 'folder'}; "
+                        f"--data takes the folder holding train.csv and test.csv (or Kaggle's digit-recognizer.zip)")
+    return load_folder(data, table_reader(cache))
+
+
+def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
+    """Only test.csv's images, for predicting with a saved model: a folder need not hold train.csv."""
+    if data is not None and data.is_dir():
+        return table_reader(cache)(find_csv(data, "test"), TEST_COLUMNS, PIXEL_LIMITS)
+    return load_data(data, cache).test_images
+
+
+def table_reader(cache: bool):
+    """read_table(path, columns, limits) for core/data.py: exact diagnosis of bad files, and the cache."""
+    def parse(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
+        plain = path if path.suffix != ".gz" else None
+        return parse_table(str(path), read_bytes(path), columns, limits, path=plain, diagnose=diagnose)
+
+    if not cache:
+        return parse
+    return lambda path, columns, limits: cached_table(path, columns, lambda p: parse(p, columns, limits))
+
+
+def read_zip(path: Path, names: tuple[str, ...]) -> list[bytes]:
+    """The bytes of each named file in the zip (found in any folder inside it), in the order asked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(n).name: n for n in archive.namelist()}
+            missing = [m for m in names if m not in members]
+            if missing:
+                raise UserError(f"{path}: the zip holds no {' or '.join(missing)}")
+            return [archive.read(members[m]) for m in names]
+    except zipfile.BadZipFile:
+        raise UserError(f"{path}: not a readable zip file") from None
