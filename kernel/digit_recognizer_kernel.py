@@ -14,23 +14,17 @@
 
 
 import argparse
-from contextlib import contextmanager, suppress
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 import io
-from itertools import takewhile
 import json
 import math
 import os
 from pathlib import Path
 import platform
 import re
-import secrets
-import shutil
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 import numpy as np
@@ -39,8 +33,6 @@ import torch
 from torch import nn
 import torch._dynamo
 import torch.nn.functional as F
-from torchvision.transforms.functional import to_pil_image
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 
@@ -92,11 +84,6 @@ class Config:
         """
         return self.batch_size or max(256, -(-n_examples // 32))
 
-    def changes(self) -> dict:
-        """Fields that differ from the defaults: what makes this run different from a plain one."""
-        default = Config()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
-
 
 CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
 HELP = {
@@ -129,12 +116,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
-
-
-def config_from_dict(values: dict) -> Config:
-    """Rebuild a Config from a saved run, ignoring keys an older or newer kit wrote."""
-    known = {f.name for f in fields(Config)}
-    return dataclasses.replace(Config(), **{k: v for k, v in values.items() if k in known})
 
 
 # ======== from digit_recognizer/core/csvtable.py ==================================================
@@ -229,10 +210,6 @@ def header_problem(header: list[str], columns: list[str]) -> str:
         return f"unexpected column {_names(extra)} where {_names(missing)} was expected"
     position = next(i for i, (h, c) in enumerate(zip(header, columns)) if h != c)
     return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
-
-
-def count_fields(n: int) -> str:
-    return f"{n} field{'' if n == 1 else 's'}"
 
 
 def _names(names: list[str]) -> str:
@@ -439,26 +416,8 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
 
 
-def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
-    """Load a model saved by save_model; the dict holds what was saved beside it."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such model file") from None
-    except Exception as exc:  # torch raises many types for a file that is not a saved model
-        raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
-    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
-    model = SoftmaxRegression(bool(saved["use_deskew"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), saved
-
-
 # ======== from digit_recognizer/core/fileio.py ====================================================
-# Writing without ever leaving a half-written file or a run folder that looks finished.
-
-INCOMPLETE_PREFIX = ".incomplete-"
-
+# Writing files atomically: a reader never sees a half-written file, even after a crash.
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(temp) on a temporary name beside `path`, then rename it into place."""
@@ -478,51 +437,13 @@ def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-@contextmanager
-def run_folder(root: Path) -> Iterator[Path]:
-    """Yield an empty hidden folder to write a run into; publish it under its final name on success.
-
-    On any failure (an exception, Ctrl-C, SIGTERM) the hidden folder is removed, so `root` holds
-    exactly what it held before. A finished run's name is never reused.
-    """
-    created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file of that name, or a folder we may not write in
-        raise UserError(f"{root}: cannot hold run folders ({exc.strerror}); --out takes a folder") from None
-    run_id = new_run_id()
-    while (root / run_id).exists():
-        run_id = new_run_id()
-    temp = root / f"{INCOMPLETE_PREFIX}{run_id}"
-    temp.mkdir()
-    try:
-        yield temp
-        final = root / run_id
-        os.rename(temp, final)
-        temp = final
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        for folder in created:  # nor the folders made for it (rmdir removes only empty ones)
-            with suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def publish_name(temp: Path) -> Path:
-    """The name a folder made by run_folder will have once published."""
-    return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
-
-
 # ======== from digit_recognizer/core/pictures.py ==================================================
 # Pictures of a run, for looking rather than reading: what the model learned and where it fails.
 #
 # weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
-# confusion.png (the validation confusion matrix), drawn with torchvision's grid helpers and Pillow's
-# own font, so nothing beyond torch and torchvision is needed (the Kaggle kernel writes them too).
+# confusion.png (the validation confusion matrix), drawn with tensor reshaping and Pillow's own font,
+# so nothing beyond torch and Pillow is needed (the Kaggle kernel writes them too). Not torchvision:
+# importing it loads torch._dynamo, a second of start-up for a few lines of grid layout.
 
 DIGIT_SIDE = 28
 ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, big enough to read
@@ -660,7 +581,7 @@ def zoom_digits(images: torch.Tensor) -> torch.Tensor:
 
 
 def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
-    """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
+    """A grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
 
     font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -668,7 +589,7 @@ def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bo
     banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
     body = slice(band, None) if above else slice(0, tiles.shape[-2])
     banded[:, :, body] = tiles
-    grid = tensor_to_picture(make_grid(banded, nrow=columns, padding=TILE_GAP, pad_value=1.0))
+    grid = tensor_to_picture(tile_grid(banded, columns))
     draw = ImageDraw.Draw(grid)
     height, width = banded.shape[-2:]
     for k, name in enumerate(names):
@@ -729,9 +650,21 @@ def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
     draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
 
 
-def tensor_to_picture(rgb: torch.Tensor):
+def tile_grid(tiles: torch.Tensor, columns: int) -> torch.Tensor:
+    """(n, 3, h, w) tiles in rows of `columns`, TILE_GAP of white around and between them: (3, H, W)."""
+    n, channels, height, width = tiles.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    padded = torch.ones(rows * columns, channels, height + TILE_GAP, width + TILE_GAP)
+    padded[:n, :, TILE_GAP:, TILE_GAP:] = tiles  # each tile with its gap above and to its left
+    grid = padded.view(rows, columns, channels, height + TILE_GAP, width + TILE_GAP).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(channels, rows * (height + TILE_GAP), columns * (width + TILE_GAP))
+    return torch.nn.functional.pad(grid, (0, TILE_GAP, 0, TILE_GAP), value=1.0)  # the gap after the last ones
 
-    return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+def tensor_to_picture(rgb: torch.Tensor):
+    """(3, h, w) in [0, 1] -> an RGB Pillow image."""
+    return Image.fromarray((rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
 
 
 def save_picture(path: Path, image) -> None:
@@ -771,92 +704,6 @@ def submission_text(labels: np.ndarray) -> str:
 
 def write_submission(path: Path, labels: np.ndarray) -> None:
     write_text(path, submission_text(labels))
-
-
-def check_submission(path: Path, n_rows: int | None) -> tuple[np.ndarray | None, list[str]]:
-    """Read a submission; return its labels (in ImageId order) and one line per problem found."""
-    try:
-        text = read_bytes(path).decode("utf-8-sig")
-    except UserError as exc:
-        return None, [str(exc)]
-    except UnicodeDecodeError:
-        return None, [f"{path}: not UTF-8 text; expected a CSV with the header '{HEADER}'"]
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        return None, [f"{path}: the file is empty; expected the header '{HEADER}' and one row per test image"]
-    problems = []
-    if lines[0].strip() != HEADER:
-        problems.append(f"{path}: line 1: header is {lines[0][:60]!r}, expected exactly '{HEADER}'")
-    rows = lines[1:]
-    if n_rows is not None and len(rows) != n_rows:
-        problems.append(f"{path}: has {len(rows)} rows, expected {n_rows} (one per test image)")
-    ids, labels = _parse_rows(path, rows, problems)
-    _check_ids(path, ids, n_rows if n_rows is not None else len(rows), problems, len(ids) == len(rows))
-    if problems:
-        return None, problems
-    order = np.argsort(ids)
-    return np.array(labels, dtype=np.int64)[order], []
-
-
-def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[int], list[int]]:
-    ids, labels = [], []
-    for line_no, row in enumerate(rows, start=2):
-        cells = row.split(",")
-        where = f"{path}: line {line_no}"
-        if len(cells) != 2:
-            problems.append(f"{where}: has {count_fields(len(cells))}, expected 2 (ImageId,Label)")
-        elif not all(cell.strip() for cell in cells):
-            problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
-        elif not _is_digits(cells[0]):
-            problems.append(f"{where}: ImageId {cells[0][:20]!r} is not a positive integer")
-        elif not (_is_digits(cells[1]) and int(cells[1]) <= 9):
-            problems.append(f"{where}: Label {cells[1][:20]!r} is not an integer 0-9")
-        else:
-            ids.append(int(cells[0]))
-            labels.append(int(cells[1]))
-            continue
-        if len(problems) >= 20:
-            problems.append(f"{path}: stopping after 20 problems")
-            break
-    return ids, labels
-
-
-def _is_digits(cell: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts '²' and other scripts' digits, which int() rejects or Kaggle would."""
-    text = cell.strip()
-    return text.isascii() and text.isdigit()
-
-
-def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all_parsed: bool) -> None:
-    seen = set()
-    for image_id in ids:
-        if image_id in seen:
-            problems.append(f"{path}: ImageId {image_id} appears more than once")
-            return
-        seen.add(image_id)
-    outside = sorted(i for i in seen if not 1 <= i <= n_rows)
-    if outside:
-        problems.append(f"{path}: ImageId {outside[0]} is outside 1..{n_rows}")
-    elif len(seen) < n_rows and all_parsed:
-        missing = next(i for i in range(1, n_rows + 1) if i not in seen)
-        problems.append(f"{path}: ImageId {missing} is missing; expected every ImageId 1..{n_rows}")
-
-
-def read_submission(path: Path, n_rows: int | None) -> np.ndarray:
-    """Labels of a valid submission, or UserError naming the first problem."""
-    labels, problems = check_submission(path, n_rows)
-    if problems:
-        raise UserError(problems[0])
-    return labels
-
-
-def score(submission: Path, solution: Path) -> float:
-    """The competition metric: the fraction of test images labelled correctly."""
-    truth = read_submission(solution, None)
-    predicted = read_submission(submission, len(truth))
-    return float((predicted == truth).mean())
 
 
 # ======== from digit_recognizer/core/train.py =====================================================

@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
-    from .core.fileio import publish_name, run_folder
+    from .run_folders import publish_name, run_folder
     from .core.metrics import format_confusion
     from .core.pipeline import run_training
     import numpy as np
@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .local_data import load_test_images
-    from .core.model import load_model
+    from .saved_model import load_model
     from .core.submission import write_submission
     from .core.train import predict, resolve_device, to_device
 
@@ -71,7 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .local_data import SAMPLE_DIR
-    from .core.submission import score
+    from .submission_check import score
 
     solution = args.solution or SAMPLE_DIR / "solution.csv.gz"
     accuracy = score(args.submission, solution)

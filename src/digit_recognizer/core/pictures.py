@@ -1,8 +1,9 @@
 """Pictures of a run, for looking rather than reading: what the model learned and where it fails.
 
 weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
-confusion.png (the validation confusion matrix), drawn with torchvision's grid helpers and Pillow's
-own font, so nothing beyond torch and torchvision is needed (the Kaggle kernel writes them too).
+confusion.png (the validation confusion matrix), drawn with tensor reshaping and Pillow's own font,
+so nothing beyond torch and Pillow is needed (the Kaggle kernel writes them too). Not torchvision:
+importing it loads torch._dynamo, a second of start-up for a few lines of grid layout.
 """
 import sys
 from pathlib import Path
@@ -10,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.transforms.functional import to_pil_image
-from torchvision.utils import make_grid
 
 from .fileio import atomic_write
 
@@ -151,7 +150,7 @@ def zoom_digits(images: torch.Tensor) -> torch.Tensor:
 
 
 def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
-    """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
+    """A grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
 
     font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -159,7 +158,7 @@ def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bo
     banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
     body = slice(band, None) if above else slice(0, tiles.shape[-2])
     banded[:, :, body] = tiles
-    grid = tensor_to_picture(make_grid(banded, nrow=columns, padding=TILE_GAP, pad_value=1.0))
+    grid = tensor_to_picture(tile_grid(banded, columns))
     draw = ImageDraw.Draw(grid)
     height, width = banded.shape[-2:]
     for k, name in enumerate(names):
@@ -220,9 +219,21 @@ def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
     draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
 
 
-def tensor_to_picture(rgb: torch.Tensor):
+def tile_grid(tiles: torch.Tensor, columns: int) -> torch.Tensor:
+    """(n, 3, h, w) tiles in rows of `columns`, TILE_GAP of white around and between them: (3, H, W)."""
+    n, channels, height, width = tiles.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    padded = torch.ones(rows * columns, channels, height + TILE_GAP, width + TILE_GAP)
+    padded[:n, :, TILE_GAP:, TILE_GAP:] = tiles  # each tile with its gap above and to its left
+    grid = padded.view(rows, columns, channels, height + TILE_GAP, width + TILE_GAP).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(channels, rows * (height + TILE_GAP), columns * (width + TILE_GAP))
+    return torch.nn.functional.pad(grid, (0, TILE_GAP, 0, TILE_GAP), value=1.0)  # the gap after the last ones
 
-    return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+def tensor_to_picture(rgb: torch.Tensor):
+    """(3, h, w) in [0, 1] -> an RGB Pillow image."""
+    return Image.fromarray((rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
 
 
 def save_picture(path: Path, image) -> None:
