@@ -30,24 +30,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
     from .run_folders import publish_name, run_folder
-    from .core.metrics import format_confusion
     from .core.pipeline import run_training
-    import numpy as np
+    from .core.report import report_lines
 
     with run_folder(args.out) as temp:
         metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
         final = publish_name(temp)
-    print(f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {cfg.epochs}; "
-          f"fit {metrics['timings_seconds']['fit']:.2f}s")
-    print("validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:")
-    print(format_confusion(np.array(metrics["confusion_matrix"])))
-    if cfg.refit:
-        print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
-    print(f"run folder: {final}")
-    if metrics.get("pictures"):
-        print(f"pictures: {', '.join(metrics['pictures'])} in the run folder")
-    print(f"submission: {final / 'submission.csv'}")
-    print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
+    for line in report_lines(metrics, final, "run folder", time.perf_counter() - clock):
+        print(line)
     return 0
 
 
