@@ -1,8 +1,7 @@
 """`digit-recognizer bundle`: the Kaggle kernel, one readable file generated from core/.
 
-Each module of core/ becomes one section of the kernel, in the reading order below, keeping its own
-imports at its top. Its package imports (`from .module import names`) are cut out: in one file those
-names are already defined in a section above. So the kernel runs exactly the code the tests run.
+Each core/ module becomes a section, in the reading order below, its own imports kept at its top and
+its package imports (`from .module import names`) cut: those names are defined in a section above.
 """
 import argparse
 import ast
@@ -69,10 +68,8 @@ DIFF_LINES = 60
 
 @dataclass
 class Section:
-    """One core/ module as it appears in the kernel."""
-    name: str
     text: str
-    defines: dict[str, str]     # top-level name -> what it is ("def" for what the module itself defines)
+    defines: dict[str, str]  # top-level name -> "def" if the module defines it, else what it imports
     imports: dict[str, list[str]]  # package module -> names imported from it
 
 
@@ -111,11 +108,7 @@ def read_section(package_dir: Path, name: str, earlier: set[str]) -> Section:
     if not path.is_file():
         raise UserError(f"{path}: no such file; READING_ORDER in bundle.py lists {name}")
     source = path.read_text(encoding="utf-8")
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise UserError(f"{path}: line {exc.lineno}: not valid Python ({exc.msg})") from None
-    lines = source.splitlines()
+    tree, lines = ast.parse(source, filename=str(path)), source.splitlines()  # tests import it: it parses
     cut: set[int] = set()  # 0-based numbers of the lines left out
     heading = [f"# ---- core/{name}.py ".ljust(RULE_WIDTH, "-")]
     docstring = ast.get_docstring(tree)
@@ -132,17 +125,14 @@ def read_section(package_dir: Path, name: str, earlier: set[str]) -> Section:
                 cut.update(range(node.lineno - 1, node.end_lineno))
             else:
                 check_library(node, where)
-    inside = {number for node in tree.body for number in range(statement_start(node) - 1, node.end_lineno)}
+    starts = [min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) for node in tree.body]
+    inside = {number for start, node in zip(starts, tree.body) for number in range(start - 1, node.end_lineno)}
     body = []
     for number, line in enumerate(lines):
         # Between top-level statements (never inside a string) one blank line is enough to read by.
         if number not in cut and (line.strip() or number in inside or (body and body[-1].strip())):
             body.append(line)
-    return Section(name, "\n".join(heading + [""] + body).rstrip() + "\n", top_level_names(tree), imports)
-
-
-def statement_start(node: ast.stmt) -> int:
-    return min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
+    return Section("\n".join(heading + [""] + body).rstrip() + "\n", top_level_names(tree), imports)
 
 
 def package_import(node: ast.ImportFrom, where: str, tree: ast.Module, lines: list[str], earlier: set[str]) -> str:
@@ -216,11 +206,9 @@ def check_names(sections: dict[str, Section]) -> None:
             if first != name and (meaning == "def" or meaning != first_meaning):
                 raise UserError(f"{defined} means one thing in core/{first}.py and another in core/{name}.py; the "
                                 f"kernel puts both in one namespace, so rename one")
-        for target, names in section.imports.items():
-            for wanted in names:
-                if wanted not in sections[target].defines:
-                    raise UserError(f"core/{name}.py imports {wanted} from .{target}, which defines no top-level "
-                                    f"{wanted}")
+        for target, wanted in ((t, w) for t, names in section.imports.items() for w in names):
+            if wanted not in sections[target].defines:
+                raise UserError(f"core/{name}.py imports {wanted} from .{target}, which defines no top-level {wanted}")
 
 
 def staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> tuple[str, str] | None:
@@ -242,35 +230,25 @@ def staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> tuple[str, str] | 
 
 
 def kernel_staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> str | None:
-    """None when root's kernel is current; else one line saying what to run (`bundle --check` shows the diff)."""
+    """None when root's kernel is current; else one line (`push` shows it; `bundle --check` adds the diff)."""
     stale = staleness(root, package_dir)
     return stale[0] if stale else None
 
 
-def write_kernel(root: Path, package_dir: Path = PACKAGE_DIR) -> tuple[Path, Kernel, bool]:
-    """Write root's kernel file; return its path, the kernel, and whether the file changed."""
-    if not root.is_dir():
-        raise UserError(f"{root}: no such folder; --root takes the repository folder that holds kernel/")
-    kernel = build_kernel(package_dir)
-    path = root / KERNEL_FILE
-    if path.is_file() and path.read_text(encoding="utf-8") == kernel.text:
-        return path, kernel, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, kernel.text)
-    return path, kernel, True
-
-
 def cmd_bundle(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        raise UserError(f"{args.root}: no such folder; --root takes the repository folder that holds kernel/")
+    stale, path = staleness(args.root), args.root / KERNEL_FILE
     if args.check:
-        stale = staleness(args.root)
-        if stale:
-            print("\n".join(part for part in stale if part), file=sys.stderr)
-            return 1
-        print(f"{args.root / KERNEL_FILE}: up to date")
-        return 0
-    path, kernel, changed = write_kernel(args.root)
-    lines = kernel.text.count("\n")
-    print(f"{'wrote' if changed else 'unchanged:'} {path} ({lines} lines; modules {', '.join(kernel.modules)})")
+        print("\n".join(part for part in stale if part) if stale else f"{path}: up to date",
+              file=sys.stderr if stale else sys.stdout)
+        return 1 if stale else 0
+    kernel = build_kernel()
+    if stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, kernel.text)
+    lines, modules = kernel.text.count("\n"), ", ".join(kernel.modules)
+    print(f"{'wrote' if stale else 'unchanged:'} {path} ({lines} lines; modules {modules})")
     return 0
 
 

@@ -8,4 +8,5 @@ def config_changes(values: dict) -> dict:
     """The fields of a saved config that differ from the defaults, ignoring keys an older or newer kit wrote."""
     known = {f.name for f in fields(Config)}
     config, default = replace(Config(), **{k: v for k, v in values.items() if k in known}), Config()
-    return {f.name: getattr(config, f.name) for f in fields(Config) if getattr(config, f.name) != getattr(default, f.name)}
+    return {f.name: getattr(config, f.name) for f in fields(Config)
+            if getattr(config, f.name) != getattr(default, f.name)}
