@@ -7,13 +7,11 @@
 #   4. keep the best epoch on a stratified hold-out (10% of train.csv by default), stop early after that;
 #   5. write submission.csv, and pictures of the weights, the worst errors and the confusion matrix.
 #
-# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`: do not edit it.
-# Change the package and run `digit-recognizer bundle` again; `digit-recognizer bundle --check` says when
-# this file is stale, so the code tested locally is the code that runs on Kaggle.
+# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`, so the code tested
+# locally is the code that runs on Kaggle: do not edit it; change core/ and run that command again.
 #
-# On Kaggle (attach the digit-recognizer competition data; no internet needed) it finds the data under
-# /kaggle/input, trains on the GPU when one is attached, and writes /kaggle/working/submission.csv.
-# Anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
+# On Kaggle it reads the competition data under /kaggle/input and writes /kaggle/working/submission.csv;
+# anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Parts: 1. Configuration  2. Data  3. Model  4. Training  5. Submission  6. Pictures  7. Entry point
 
@@ -106,7 +104,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
 # Only the standard library is imported up to here, so that `--help` and a mistyped flag are answered
 # before torch and pandas load: the kernel parses its flags once right after this section.
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -144,7 +141,6 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -252,9 +248,6 @@ def read_bytes(path: Path) -> bytes:
 # Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
@@ -357,9 +350,6 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
 # ---- core/model.py -------------------------------------------------------------------------------
 # Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
 
-from pathlib import Path
-
-import torch
 from torch import nn
 
 N_PIXELS = 784
@@ -418,8 +408,6 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # ---- core/split.py -------------------------------------------------------------------------------
 # A stratified, seeded hold-out split.
 
-import numpy as np
-
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
     rng = np.random.default_rng(seed)
@@ -439,14 +427,10 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 # ---- core/train.py -------------------------------------------------------------------------------
 # Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
-import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
 import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 def resolve_device(name: str) -> torch.device:
@@ -580,8 +564,6 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 # ---- core/metrics.py -----------------------------------------------------------------------------
 # Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
 
-import numpy as np
-
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
     """Rows are true digits, columns predicted digits."""
     return np.bincount(truth.astype(np.int64) * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
@@ -605,7 +587,6 @@ def format_confusion(confusion: np.ndarray) -> str:
 
 import json
 import os
-from pathlib import Path
 from typing import Callable
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -626,10 +607,6 @@ def write_json(path: Path, data) -> None:
 # ---- core/submission.py --------------------------------------------------------------------------
 # Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
 
-from pathlib import Path
-
-import numpy as np
-
 HEADER = "ImageId,Label"
 
 def submission_text(labels: np.ndarray) -> str:
@@ -647,11 +624,6 @@ def write_submission(path: Path, labels: np.ndarray) -> None:
 # Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
 # (a second of start-up for a few lines of grid layout).
 
-import sys
-from pathlib import Path
-
-import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 DIGIT_SIDE = 28
@@ -859,13 +831,7 @@ def save_picture(path: Path, image) -> None:
 # One training run from data to outputs: split, fit, validate, (refit), predict, write.
 
 import platform
-import time
 from dataclasses import asdict
-from pathlib import Path
-
-import numpy as np
-import torch
-import torch.nn.functional as F
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: float = 0.0) -> dict:
     """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
@@ -938,10 +904,6 @@ def describe_device(device: torch.device) -> str:
 # ---- core/report.py ------------------------------------------------------------------------------
 # What a finished run prints, the same after `digit-recognizer train` and at the end of the kernel's log.
 
-from pathlib import Path
-
-import numpy as np
-
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
     """The run's summary; last the submission and the validation accuracy, what one looks for first.
 
@@ -967,12 +929,6 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
 #
 # With no arguments on Kaggle it reads the attached competition data under /kaggle/input and
 # writes /kaggle/working/submission.csv; --input and --output let it run anywhere.
-
-import argparse
-import os
-import sys
-import time
-from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_kernel_args(argv)

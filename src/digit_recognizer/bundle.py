@@ -53,13 +53,11 @@ OUTLINE = """\
 #   4. keep the best epoch on a stratified hold-out (10% of train.csv by default), stop early after that;
 #   5. write submission.csv, and pictures of the weights, the worst errors and the confusion matrix.
 #
-# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`: do not edit it.
-# Change the package and run `digit-recognizer bundle` again; `digit-recognizer bundle --check` says when
-# this file is stale, so the code tested locally is the code that runs on Kaggle.
+# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`, so the code tested
+# locally is the code that runs on Kaggle: do not edit it; change core/ and run that command again.
 #
-# On Kaggle (attach the digit-recognizer competition data; no internet needed) it finds the data under
-# /kaggle/input, trains on the GPU when one is attached, and writes /kaggle/working/submission.csv.
-# Anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
+# On Kaggle it reads the competition data under /kaggle/input and writes /kaggle/working/submission.csv;
+# anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Parts: {parts}"""
 RULE_WIDTH = 100
@@ -70,7 +68,7 @@ DIFF_LINES = 60
 class Section:
     text: str
     defines: dict[str, str]  # top-level name -> "def" if the module defines it, else what it imports
-    imports: dict[str, list[str]]  # package module -> names imported from it
+    imports: list[str]  # the package modules it imports from
 
 
 @dataclass
@@ -83,8 +81,9 @@ def build_kernel(package_dir: Path = PACKAGE_DIR, parts=READING_ORDER, gate_afte
     """The kernel's text, built from the modules in `package_dir`."""
     order = [name for _, names in parts for name in names]
     sections: dict[str, Section] = {}
+    imported: set[str] = set()  # library imports already in the kernel: a later section need not repeat them
     for name in order:
-        sections[name] = read_section(package_dir, name, set(sections))
+        sections[name] = read_section(package_dir, name, set(sections), imported)
     check_modules(package_dir, order, sections)
     check_names(sections)
     chunks = [OUTLINE.format(parts="  ".join(f"{n}. {title}" for n, (title, _) in enumerate(parts, start=1)))]
@@ -96,14 +95,11 @@ def build_kernel(package_dir: Path = PACKAGE_DIR, parts=READING_ORDER, gate_afte
                 chunks.append(GATE)
     chunks.append(RUN)
     text = "\n\n".join(chunk.strip("\n") for chunk in chunks) + "\n"
-    try:
-        compile(text, str(KERNEL_FILE), "exec", dont_inherit=True)
-    except SyntaxError as exc:  # a bundler bug, not the user's: say where, so it can be fixed
-        raise UserError(f"the bundled kernel would not compile: line {exc.lineno}: {exc.msg}") from None
+    compile(text, str(KERNEL_FILE), "exec", dont_inherit=True)  # a bundler bug fails here, not on Kaggle
     return Kernel(text, order)
 
 
-def read_section(package_dir: Path, name: str, earlier: set[str]) -> Section:
+def read_section(package_dir: Path, name: str, earlier: set[str], imported: set[str]) -> Section:
     path = package_dir / f"{name}.py"
     if not path.is_file():
         raise UserError(f"{path}: no such file; READING_ORDER in bundle.py lists {name}")
@@ -115,16 +111,19 @@ def read_section(package_dir: Path, name: str, earlier: set[str]) -> Section:
     if docstring:  # the module's docstring becomes the section's opening comment
         heading += [f"# {line}".rstrip() for line in docstring.splitlines()]
         cut.update(range(tree.body[0].lineno - 1, tree.body[0].end_lineno))
-    imports: dict[str, list[str]] = {}
+    imports: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             where = f"{path} line {node.lineno}: `{ast.unparse(node)}`"
             if isinstance(node, ast.ImportFrom) and node.level:
-                target = package_import(node, where, tree, lines, earlier)
-                imports.setdefault(target, []).extend(alias.name for alias in node.names)
+                imports.append(package_import(node, where, tree, lines, earlier))
                 cut.update(range(node.lineno - 1, node.end_lineno))
             else:
                 check_library(node, where)
+                if node in tree.body and own_lines(node, lines):
+                    if ast.unparse(node) in imported:  # an earlier section made the same import
+                        cut.update(range(node.lineno - 1, node.end_lineno))
+                    imported.add(ast.unparse(node))
     starts = [min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) for node in tree.body]
     inside = {number for start, node in zip(starts, tree.body) for number in range(start - 1, node.end_lineno)}
     body = []
@@ -142,14 +141,18 @@ def package_import(node: ast.ImportFrom, where: str, tree: ast.Module, lines: li
         raise UserError(f"{where}: imports from outside core/ or a module object; {form}")
     if any(alias.name == "*" or alias.asname for alias in node.names):
         raise UserError(f"{where}: a star import or a renamed name would not exist as such in the kernel; {form}")
-    before = lines[node.lineno - 1][:node.col_offset]
-    after = lines[node.end_lineno - 1][node.end_col_offset:].strip()
-    if node not in tree.body or before.strip() or (after and not after.startswith("#")):
+    if node not in tree.body or not own_lines(node, lines):
         raise UserError(f"{where}: {form}")
     if node.module not in earlier:
         raise UserError(f"{where}: {node.module} does not come before this module in bundle.py's READING_ORDER; "
                         f"a module may import only from those above it")
     return node.module
+
+
+def own_lines(node: ast.stmt, lines: list[str]) -> bool:
+    """Whether the statement can be cut out whole: nothing else shares its lines but a comment."""
+    after = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+    return not lines[node.lineno - 1][:node.col_offset].strip() and (not after or after.startswith("#"))
 
 
 def check_library(node: ast.Import | ast.ImportFrom, where: str) -> None:
@@ -186,19 +189,14 @@ def check_modules(package_dir: Path, order: list[str], sections: dict[str, Secti
     if missing:
         raise UserError(f"{package_dir / (missing[0] + '.py')}: not in bundle.py's READING_ORDER; core/ holds only "
                         f"what the kernel runs, so add it there or move it out of core/")
-    used, pending = set(), [ENTRY]
-    while pending:
-        name = pending.pop()
-        if name not in used:
-            used.add(name)
-            pending += sections[name].imports
-    unused = [name for name in order if name not in used]
+    imported = {target for section in sections.values() for target in section.imports}
+    unused = [name for name in order if name != ENTRY and name not in imported]
     if unused:
-        raise UserError(f"{package_dir / (unused[0] + '.py')}: main() never reaches it; move it out of core/")
+        raise UserError(f"{package_dir / (unused[0] + '.py')}: no core module imports it; move it out of core/")
 
 
 def check_names(sections: dict[str, Section]) -> None:
-    """One namespace holds every section: no name may mean two things, and every imported name exists."""
+    """One namespace holds every section: no name may mean two things in it."""
     owner: dict[str, tuple[str, str]] = {}  # name -> (module, meaning)
     for name, section in sections.items():
         for defined, meaning in section.defines.items():
@@ -206,9 +204,6 @@ def check_names(sections: dict[str, Section]) -> None:
             if first != name and (meaning == "def" or meaning != first_meaning):
                 raise UserError(f"{defined} means one thing in core/{first}.py and another in core/{name}.py; the "
                                 f"kernel puts both in one namespace, so rename one")
-        for target, wanted in ((t, w) for t, names in section.imports.items() for w in names):
-            if wanted not in sections[target].defines:
-                raise UserError(f"core/{name}.py imports {wanted} from .{target}, which defines no top-level {wanted}")
 
 
 def staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> tuple[str, str] | None:
