@@ -95,6 +95,16 @@ def test_core_holds_only_what_the_kernel_runs():
     assert modules == {name for _, names in READING_ORDER for name in names} == set(build_kernel().modules)
 
 
+def test_core_imports_nothing_outside_itself():
+    for path in PACKAGE_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1, f"{path.name}: {ast.unparse(node)}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(name.split(".")[0] == "digit_recognizer" for name in names), f"{path.name}: {ast.unparse(node)}"
+
+
 def unused_definitions(text: str) -> list[str]:
     """Top-level functions and classes, and methods, that nothing in the text refers to."""
     tree = ast.parse(text)
