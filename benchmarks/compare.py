@@ -24,7 +24,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 # The kit's per-epoch progress bar would interleave with the tables; it costs well under a
@@ -37,13 +37,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from digit_recognizer.config_changes import config_changes
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.scale import write_kaggle_size
 from digit_recognizer.core.split import stratified_split
-from digit_recognizer.core.submission import score
+from digit_recognizer.submission_check import score
 from digit_recognizer.core.train import resolve_device
 
 C_GRID = [0.01, 0.1, 1.0, 10.0]
@@ -299,7 +300,7 @@ def environment(cfg: Config) -> dict:
             "blas_threads": sorted({(p["internal_api"], p["num_threads"]) for p in threadpool_info()}),
             "device": str(resolve_device(cfg.device)),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "kit_config": cfg.changes() or "defaults"}
+            "kit_config": config_changes(asdict(cfg)) or "defaults"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

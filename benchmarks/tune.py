@@ -16,7 +16,7 @@ import torch
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.split import stratified_split
-from digit_recognizer.core.submission import read_submission
+from digit_recognizer.submission_check import read_submission
 from digit_recognizer.core.train import fit, predict
 
 VARIANTS = [

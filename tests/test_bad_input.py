@@ -18,8 +18,8 @@ import pytest
 from conftest import run_cli
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.fileio import run_folder
-from digit_recognizer.core.submission import check_submission
+from digit_recognizer.run_folders import run_folder
+from digit_recognizer.submission_check import check_submission
 
 PREFIX = "digit-recognizer: error: "
 

@@ -1,21 +1,23 @@
-"""The Kaggle kernel is generated from the package: staleness checks, what the bundler refuses, metadata."""
+"""The Kaggle kernel is generated from core/: staleness checks, what the bundler refuses, metadata."""
 import ast
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_cli
-from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, PACKAGE_DIR, build_kernel, kernel_staleness
+from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, PACKAGE_DIR, READING_ORDER, build_kernel, \
+    kernel_staleness
 from digit_recognizer.core.errors import UserError
 
 
 def package_copy(tmp_path: Path) -> Path:
-    """The package's modules in a temporary folder, to change without touching the real source."""
-    copy = tmp_path / "digit_recognizer"
-    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "sample"))
+    """core/ in a temporary folder, to change without touching the real source."""
+    copy = tmp_path / "core"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 
 
@@ -31,24 +33,19 @@ def test_committed_kernel_is_what_bundle_writes():
     assert "up to date" in done.stdout
 
 
-def test_a_changed_module_makes_the_check_name_it(tmp_path):
+def test_the_bundle_is_deterministic(tmp_path):
+    assert build_kernel().text == build_kernel(package_copy(tmp_path)).text
+
+
+def test_a_changed_module_shows_in_the_diff_and_push_gets_one_line(tmp_path):
     package = package_copy(tmp_path)
     edit(package / "model.py", "self.use_deskew = use_deskew", "self.use_deskew = bool(use_deskew)")
     problem = kernel_staleness(ROOT, package_dir=package)
-    assert problem is not None
-    assert "model.py" in problem and "digit-recognizer bundle" in problem
-    assert "data.py" not in problem and "train.py" not in problem
-    assert "\n" not in problem
+    assert problem is not None and "\n" not in problem  # `push` shows it as its one error line
+    assert "stale (2 lines differ" in problem and "digit-recognizer bundle" in problem
 
 
-def test_a_new_import_in_a_module_is_named(tmp_path):
-    package = package_copy(tmp_path)
-    edit(package / "split.py", "import numpy as np\n", "import heapq\n\nimport numpy as np\n")
-    problem = kernel_staleness(ROOT, package_dir=package)
-    assert problem is not None and "split.py" in problem
-
-
-def test_check_fails_on_a_stale_kernel_until_it_is_regenerated(tmp_path):
+def test_check_shows_a_unified_diff_until_the_kernel_is_regenerated(tmp_path):
     (tmp_path / "kernel").mkdir()
     committed = (ROOT / KERNEL_FILE).read_text(encoding="utf-8")
     stale = committed.replace("def stratified_split(", "def stratified_split_old(", 1)
@@ -57,11 +54,24 @@ def test_check_fails_on_a_stale_kernel_until_it_is_regenerated(tmp_path):
 
     done = run_cli("bundle", "--check", "--root", str(tmp_path))
     assert done.returncode == 1
-    assert "split.py" in done.stderr and "digit-recognizer bundle" in done.stderr
+    lines = done.stderr.splitlines()
+    assert "is stale (2 lines differ" in lines[0] and "digit-recognizer bundle" in lines[0]
+    assert lines[1].startswith("--- ") and lines[2].startswith("+++ ") and lines[3].startswith("@@ ")
+    assert any(line.startswith("-def stratified_split_old(") for line in lines)
+    assert any(line.startswith("+def stratified_split(") for line in lines)
 
     assert run_cli("bundle", "--root", str(tmp_path)).returncode == 0
     assert (tmp_path / KERNEL_FILE).read_text(encoding="utf-8") == committed
     assert run_cli("bundle", "--check", "--root", str(tmp_path)).returncode == 0
+
+
+def test_a_long_diff_is_cut_short(tmp_path):
+    (tmp_path / "kernel").mkdir()
+    committed = (ROOT / KERNEL_FILE).read_text(encoding="utf-8")
+    (tmp_path / KERNEL_FILE).write_text(committed.replace("    ", "\t"), encoding="utf-8")
+    done = run_cli("bundle", "--check", "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1 + 60 + 1 and "more lines of diff" in done.stderr.splitlines()[-1]
 
 
 def test_check_reports_a_missing_kernel(tmp_path):
@@ -69,10 +79,46 @@ def test_check_reports_a_missing_kernel(tmp_path):
     assert done.returncode == 1 and "no such file" in done.stderr
 
 
-def test_kernel_reads_from_data_to_model_to_training_to_main():
-    order = build_kernel().modules
-    assert order[-1] == "main"
-    assert order.index("data") < order.index("model") < order.index("train") < order.index("pipeline")
+def test_kernel_reads_in_the_outline_order_and_opens_with_the_method():
+    text = build_kernel().text
+    assert text.startswith("# Kaggle Digit Recognizer") and "deskew" in text[:600] and "softmax" in text[:600]
+    titles = [title for title, _ in READING_ORDER]
+    assert titles == ["Configuration", "Data", "Model", "Training", "Submission", "Pictures", "Entry point"]
+    positions = [text.index(f"# ======== {n}. {title} ") for n, title in enumerate(titles, start=1)]
+    assert positions == sorted(positions)
+    assert text.index("def parse_kernel_args(") < text.index('if __name__ == "__main__":') < text.index("import torch")
+    assert text.rstrip().endswith("raise SystemExit(status)")
+
+
+def test_core_holds_only_what_the_kernel_runs():
+    modules = {path.stem for path in PACKAGE_DIR.glob("*.py")}
+    assert modules == {name for _, names in READING_ORDER for name in names} == set(build_kernel().modules)
+
+
+def test_core_imports_nothing_outside_itself():
+    for path in PACKAGE_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1, f"{path.name}: {ast.unparse(node)}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(name.split(".")[0] == "digit_recognizer" for name in names), f"{path.name}: {ast.unparse(node)}"
+
+
+def unused_definitions(text: str) -> list[str]:
+    """Top-level functions and classes, and methods, that nothing in the text refers to."""
+    tree = ast.parse(text)
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} | \
+        {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    defined = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    defined += [item for node in tree.body if isinstance(node, ast.ClassDef) for item in node.body
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith("__") and item.name != "forward"]
+    return [node.name for node in defined if node.name not in used]
+
+
+def test_kernel_defines_nothing_it_never_uses():
+    assert unused_definitions("def f():\n    return g\n\ndef g():\n    pass\n") == ["f"]
+    assert unused_definitions((ROOT / KERNEL_FILE).read_text(encoding="utf-8")) == []
 
 
 def test_kernel_imports_only_what_kaggle_images_have():
@@ -120,6 +166,10 @@ def dotted_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def test_kernel_parses_as_python_3_10():
+    ast.parse((ROOT / KERNEL_FILE).read_text(encoding="utf-8"), feature_version=(3, 10))  # Kaggle's older images
+
+
 def test_kernel_uses_no_torch_api_newer_than_2_1():
     names = dotted_names(ast.parse((ROOT / KERNEL_FILE).read_text(encoding="utf-8")))
     assert "torch.nn.functional.cross_entropy" in names  # the alias expansion works
@@ -143,79 +193,70 @@ def make_package(folder: Path, modules: dict[str, str]) -> Path:
     return folder
 
 
-def test_bundles_lazy_imports_and_puts_future_imports_first(tmp_path):
+def bundle(package: Path, order: tuple[str, ...]):
+    return build_kernel(package, parts=(("Everything", order),), gate_after=None)
+
+
+def test_sections_keep_their_imports_made_once_and_run(tmp_path):
     package = make_package(tmp_path / "pkg", {
-        "main": '"""Entry."""\nfrom __future__ import annotations\n\nimport math\n\nfrom .shapes import area\n\n\n'
-                       'def main(argv=None) -> int:\n    return int(area(2.0)) + later()\n\n\n'
-                       'def later() -> int:\n    from .extra import bonus\n\n    return bonus()\n\n\n'
-                       'def only_import():\n    from .extra import bonus\n',
-        "shapes": '"""Shapes."""\nimport math\n\nfrom .extra import bonus\n\n\ndef area(r: float) -> float:\n'
-                  '    return math.pi * r * r + 0 * bonus()\n',
-        "extra": "def bonus() -> int:\n    return 100\n",
+        "shapes": '"""Shapes."""\nimport math\n\n\ndef area(r: float) -> float:\n    return math.pi * r * r\n',
+        "main": '"""Entry."""\nimport math\n\nfrom .shapes import area\n\n\n'
+                'def main(argv=None) -> int:\n    return int(area(2.0)) + int(math.e)\n',
     })
-    kernel = build_kernel(package)
-    tree = ast.parse(kernel.text)
-    assert ast.unparse(tree.body[0]) == "from __future__ import annotations"
-    assert kernel.modules == ["extra", "shapes", "main"]
-    assert "from ." not in kernel.text and kernel.text.count("import math") == 1
+    kernel = bundle(package, ("shapes", "main"))
+    assert kernel.modules == ["shapes", "main"]
+    assert "from ." not in kernel.text and kernel.text.count("import math") == 1  # made once, in shapes
     assert "# Shapes." in kernel.text and "# Entry." in kernel.text
+    assert "\n\n\n\n" not in kernel.text
     namespace = {"__name__": "bundled"}
     exec(compile(kernel.text, "kernel.py", "exec"), namespace)
-    assert namespace["main"]() == 12 + 100
-    assert namespace["only_import"]() is None  # its body became `pass`
+    assert namespace["main"]() == 12 + 2
 
 
-@pytest.mark.parametrize("modules, expected", [
+@pytest.mark.parametrize("modules, order, expected", [
     ({"main": "from .a import helper\n\n\ndef main():\n    return helper()\n\n\ndef helper():\n    pass\n",
-      "a": "def helper():\n    return 1\n"},
-     "helper is defined at top level in both"),
-    ({"main": "from . import a\n\n\ndef main():\n    return a\n", "a": "X = 1\n"},
-     "imports a module object"),
-    ({"main": "from .a import X as Y\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"},
-     "renames X"),
-    ({"main": "from .a import *\n\n\ndef main():\n    return X\n", "a": "X = 1\n"},
+      "a": "def helper():\n    return 1\n"}, ("a", "main"),
+     "helper means one thing in core/a.py and another in core/main.py"),
+    ({"main": "from . import a\n\n\ndef main():\n    return a\n", "a": "X = 1\n"}, ("a", "main"),
+     "imports from outside core/ or a module object"),
+    ({"main": "from .a import X as Y\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"}, ("a", "main"),
+     "renamed name"),
+    ({"main": "from .a import *\n\n\ndef main():\n    return X\n", "a": "X = 1\n"}, ("a", "main"),
      "star import"),
-    ({"main": "import digit_recognizer.a\n\n\ndef main():\n    return 1\n"},
-     "absolute import of the package"),
-    ({"main": "def main():\n    from digit_recognizer.a import X\n    return X\n"},
-     "absolute import of the package"),
-    ({"main": "from ..a import X\n\n\ndef main():\n    return X\n"},
-     "parent package"),
-    ({"main": "from .a.b import X\n\n\ndef main():\n    return X\n"},
-     "subpackage"),
-    ({"main": "from .missing import X\n\n\ndef main():\n    return X\n"},
-     "no missing.py in the package"),
-    ({"main": "from .a import Y\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"},
-     "a.py defines no top-level Y"),
-    ({"main": "from .a import X; Y = 2\n\n\ndef main():\n    return X + Y\n", "a": "X = 1\n"},
-     "shares its line"),
-    ({"main": "import numpy as np\n\n\ndef main():\n    return np\n",
-      "unused": "import sklearn\n"},
-     None),  # modules main does not reach may import anything
+    ({"main": "from ..a import X\n\n\ndef main():\n    return X\n"}, ("main",),
+     "imports from outside core/"),
+    ({"main": "def main():\n    from .a import X\n    return X\n", "a": "X = 1\n"}, ("a", "main"),
+     "at a module's top level"),
+    ({"main": "from .a import X; Y = 2\n\n\ndef main():\n    return X + Y\n", "a": "X = 1\n"}, ("a", "main"),
+     "on lines of its own"),
+    ({"main": "from .a import X\n\n\ndef main():\n    return X\n", "a": "X = 1\n"}, ("main", "a"),
+     "a does not come before this module in bundle.py's READING_ORDER"),
+    ({"main": "def main():\n    return 1\n", "a": "X = 1\n"}, ("main",),
+     "a.py: not in bundle.py's READING_ORDER"),
+    ({"main": "def main():\n    return 1\n", "a": "X = 1\n"}, ("a", "main"),
+     "a.py: no core module imports it"),
+    ({"main": "def main():\n    return 1\n"}, ("missing", "main"),
+     "missing.py: no such file"),
     ({"main": "from .a import f\n\n\ndef main():\n    return f()\n",
-      "a": "def f():\n    import sklearn.linear_model\n    return sklearn\n"},
+      "a": "def f():\n    import sklearn.linear_model\n    return sklearn\n"}, ("a", "main"),
      "a.py line 2: `import sklearn.linear_model`: sklearn is not on Kaggle's images"),
-    ({"main": "import requests\n\n\ndef main():\n    return 1\n"},
+    ({"main": "import requests\n\n\ndef main():\n    return 1\n"}, ("main",),
      "main.py line 1: `import requests`: requests is not on Kaggle's images"),
+    ({"main": "import digit_recognizer.core\n\n\ndef main():\n    return 1\n"}, ("main",),
+     "digit_recognizer is not on Kaggle's images"),
     ({"main": "import numpy as np\nfrom .a import f\n\n\ndef main():\n    return f()\n",
-      "a": "np = 1\n\n\ndef f():\n    return np\n"},
-     "main.py imports np (`import numpy as np`), but a.py defines np"),
+      "a": "np = 1\n\n\ndef f():\n    return np\n"}, ("a", "main"),
+     "np means one thing in core/a.py and another in core/main.py"),
     ({"main": "from numpy import linalg\nfrom .a import f\n\n\ndef main():\n    return f()\n",
-      "a": "from torch import linalg\n\n\ndef f():\n    return linalg\n"},
-     "linalg is imported as numpy.linalg in main.py and as torch.linalg in a.py"),
-    ({"main": "from .a import f\n\n\ndef main():\n    return f()\n",
-      "a": "from .main import main\n\n\ndef f():\n    return main\n"},
-     "import cycle"),
-    ({"main": "def run():\n    return 1\n"},
+      "a": "from torch import linalg\n\n\ndef f():\n    return linalg\n"}, ("a", "main"),
+     "linalg means one thing in core/a.py and another in core/main.py"),
+    ({"main": "def run():\n    return 1\n"}, ("main",),
      "defines no function main()"),
 ])
-def test_refuses_what_it_cannot_inline_safely(tmp_path, modules, expected):
+def test_refuses_what_it_cannot_inline(tmp_path, modules, order, expected):
     package = make_package(tmp_path / "pkg", modules)
-    if expected is None:
-        build_kernel(package)
-        return
     with pytest.raises(UserError) as caught:
-        build_kernel(package)
+        bundle(package, order)
     assert expected in str(caught.value)
 
 

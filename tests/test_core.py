@@ -15,11 +15,13 @@ from digit_recognizer.core.data import TRAIN_LIMITS
 from digit_recognizer.csv_diagnosis import diagnose
 from digit_recognizer.local_data import SAMPLE_DIR, load_data, table_reader
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.model import load_model, save_model
+from digit_recognizer.core.model import save_model
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
-from digit_recognizer.core.submission import check_submission, score, submission_text
+from digit_recognizer.core.submission import submission_text
 from digit_recognizer.core.train import predict
+from digit_recognizer.saved_model import load_model
+from digit_recognizer.submission_check import check_submission, score
 
 HEADER = ",".join(TRAIN_COLUMNS)
 

@@ -134,3 +134,24 @@ def test_kernel_runs_as_a_notebook_cell(monkeypatch, capsys):
         exec(code, {"__name__": "__main__"})
     assert caught.value.code == 2
     assert "/kaggle/input: looked in it" in capsys.readouterr().err
+
+
+HELP_RUN = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    print("exit", exc.code, "torch" in sys.modules, "pandas" in sys.modules, "numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("flag, code", [("--help", 0), ("--epochs=many", 2), ("--no-such-flag", 2)])
+def test_help_and_bad_flags_answer_before_torch_is_imported(tmp_path, flag, code):
+    """argparse exits at the gate after the flags section, before any heavy import."""
+    shutil.copy(ROOT / KERNEL_FILE, tmp_path)
+    done = subprocess.run([sys.executable, "-I", "-c", HELP_RUN, KERNEL_FILE.name, flag], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == f"exit {code} False False False", done.stdout + done.stderr
+    assert ("usage: digit_recognizer_kernel.py" in done.stdout) == (code == 0)
+    assert code == 0 or done.stderr.splitlines()[-1].startswith("digit_recognizer_kernel.py: error: ")

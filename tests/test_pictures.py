@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import load_data
-from digit_recognizer.core.model import load_model
+from digit_recognizer.saved_model import load_model
 from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
                                        picture_font, weight_patterns, write_run_pictures)
 from digit_recognizer.core.pipeline import run_training

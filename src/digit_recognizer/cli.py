@@ -29,31 +29,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
-    from .core.fileio import publish_name, run_folder
-    from .core.metrics import format_confusion
+    from .run_folders import publish_name, run_folder
     from .core.pipeline import run_training
-    import numpy as np
+    from .core.report import report_lines
 
     with run_folder(args.out) as temp:
         metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
         final = publish_name(temp)
-    print(f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {cfg.epochs}; "
-          f"fit {metrics['timings_seconds']['fit']:.2f}s")
-    print("validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:")
-    print(format_confusion(np.array(metrics["confusion_matrix"])))
-    if cfg.refit:
-        print(f"refit on train+validation ({metrics['refit']['examples']} images) for the predictions")
-    print(f"run folder: {final}")
-    if metrics.get("pictures"):
-        print(f"pictures: {', '.join(metrics['pictures'])} in the run folder")
-    print(f"submission: {final / 'submission.csv'}")
-    print(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} held-out images)")
+    for line in report_lines(metrics, final, "run folder", time.perf_counter() - clock):
+        print(line)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .local_data import load_test_images
-    from .core.model import load_model
+    from .saved_model import load_model
     from .core.submission import write_submission
     from .core.train import predict, resolve_device, to_device
 
@@ -71,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .local_data import SAMPLE_DIR
-    from .core.submission import score
+    from .submission_check import score
 
     solution = args.solution or SAMPLE_DIR / "solution.csv.gz"
     accuracy = score(args.submission, solution)

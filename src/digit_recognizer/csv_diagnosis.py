@@ -2,7 +2,6 @@
 
 It runs only after the fast path (core/csvtable.parse_table) has failed, so it is kept out of the kernel.
 """
-from .core.csvtable import count_fields
 from .core.errors import UserError
 
 
@@ -29,3 +28,7 @@ def check_cell(where: str, cell: bytes, limit: int) -> None:
         raise UserError(f"{where}: {what}, got {text[:20]!r}")
     if int(cell) > limit:
         raise UserError(f"{where}: {what}, got {int(cell)}")
+
+
+def count_fields(n: int) -> str:
+    return f"{n} field{'' if n == 1 else 's'}"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core.config import config_from_dict
+from .config_changes import config_changes
 from .core.errors import UserError
-from .core.fileio import INCOMPLETE_PREFIX
+from .run_folders import INCOMPLETE_PREFIX
 
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
 
@@ -105,7 +105,7 @@ def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
     config = metrics.get("config")
     if isinstance(config, dict):
         try:
-            changes = config_from_dict(config).changes()
+            changes = config_changes(config)
         except (TypeError, ValueError):
             summary.notes.append("damaged metrics.json (config)")
         else:

@@ -1,6 +1,5 @@
 """The one training configuration, and the command-line flags made from it."""
 import argparse
-import dataclasses
 import math
 from dataclasses import dataclass, fields
 
@@ -46,11 +45,6 @@ class Config:
         """
         return self.batch_size or max(256, -(-n_examples // 32))
 
-    def changes(self) -> dict:
-        """Fields that differ from the defaults: what makes this run different from a plain one."""
-        default = Config()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
-
 
 CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
 HELP = {
@@ -84,8 +78,3 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
 
-
-def config_from_dict(values: dict) -> Config:
-    """Rebuild a Config from a saved run, ignoring keys an older or newer kit wrote."""
-    known = {f.name for f in fields(Config)}
-    return dataclasses.replace(Config(), **{k: v for k, v in values.items() if k in known})

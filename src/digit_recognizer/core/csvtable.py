@@ -100,10 +100,6 @@ def header_problem(header: list[str], columns: list[str]) -> str:
     return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
 
 
-def count_fields(n: int) -> str:
-    return f"{n} field{'' if n == 1 else 's'}"
-
-
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(n[:40]) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")

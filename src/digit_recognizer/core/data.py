@@ -6,8 +6,8 @@ import numpy as np
 
 from .csvtable import PIXELS, TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
 from .errors import UserError
+from .flags import KAGGLE_INPUT
 
-KAGGLE_INPUT = Path("/kaggle/input")
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
 

@@ -9,19 +9,16 @@ import sys
 import time
 from pathlib import Path
 
-from .config import add_config_arguments, config_from_args
-from .data import KAGGLE_INPUT, find_kaggle_input, load_folder
+from .config import config_from_args
+from .data import find_kaggle_input, load_folder
 from .errors import UserError
+from .flags import KAGGLE_INPUT, KAGGLE_WORKING, KERNEL_PROG, parse_kernel_args
 from .pipeline import run_training
-
-KAGGLE_WORKING = Path("/kaggle/working")
-KERNEL_PROG = "digit_recognizer_kernel.py"
+from .report import report_lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and "ipykernel" in sys.modules:
-        argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
-    args = kernel_parser().parse_args(argv)
+    args = parse_kernel_args(argv)
     try:
         return run_kernel(args)
     except UserError as exc:
@@ -29,18 +26,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
         return 2
-
-
-def kernel_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
-                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
-    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder to "
-                        f"search below (default: search {KAGGLE_INPUT})")
-    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
-                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    add_config_arguments(parser)
-    return parser
 
 
 def run_kernel(args: argparse.Namespace) -> int:
@@ -54,7 +39,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"{out}: cannot create the output folder ({exc.strerror})") from None
     metrics = run_training(cfg, data, out, load_seconds=time.perf_counter() - start)
-    for line in report_lines(metrics, cfg.epochs, out, time.perf_counter() - start):
+    for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
         print(line)
     return 0
 
@@ -81,14 +66,3 @@ def default_output() -> Path:
     on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
     return KAGGLE_WORKING if on_kaggle else Path("output")
 
-
-def report_lines(metrics: dict, epochs: int, out: Path, total_seconds: float) -> list[str]:
-    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    lines = [f"device: {metrics['device']}",
-             f"validation accuracy: {metrics['val_accuracy']:.4f} on {metrics['examples']['validation']} held-out "
-             f"images (best epoch {metrics['best_epoch']} of {epochs})",
-             f"timings: {timings}; total {total_seconds:.2f}s"]
-    if metrics["refit"]:
-        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images)")
-    lines.append(f"submission: {out / 'submission.csv'} ({metrics['examples']['test']} rows)")
-    return lines

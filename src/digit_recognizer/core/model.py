@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from .deskew import deskew_
-from .errors import UserError
 
 N_PIXELS = 784
 N_CLASSES = 10
@@ -59,18 +58,3 @@ class SoftmaxRegression(nn.Module):
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
-
-
-def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
-    """Load a model saved by save_model; the dict holds what was saved beside it."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such model file") from None
-    except Exception as exc:  # torch raises many types for a file that is not a saved model
-        raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
-    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
-    model = SoftmaxRegression(bool(saved["use_deskew"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), saved

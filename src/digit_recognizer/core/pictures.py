@@ -1,8 +1,7 @@
-"""Pictures of a run, for looking rather than reading: what the model learned and where it fails.
+"""Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes), confusion.png.
 
-weights.png (the ten weight templates), errors.png (the most confidently wrong validation images) and
-confusion.png (the validation confusion matrix), drawn with torchvision's grid helpers and Pillow's
-own font, so nothing beyond torch and torchvision is needed (the Kaggle kernel writes them too).
+Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
+(a second of start-up for a few lines of grid layout).
 """
 import sys
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.transforms.functional import to_pil_image
-from torchvision.utils import make_grid
 
 from .fileio import atomic_write
 
@@ -105,21 +102,19 @@ def confident_errors(labels: torch.Tensor, probabilities: torch.Tensor, count: i
 
 def draw_confusion(confusion):
     """A 10x10 grid of counts, true digits down and predictions across; errors shaded red."""
-
     counts = np.asarray(confusion, dtype=np.int64)
     n = len(counts)
     totals = counts.sum(1)
     off = counts * (1 - np.eye(n, dtype=np.int64))
     font = picture_font(16)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    cell = max(44, picture_text_size(probe, str(counts.max()), font)[0] + 14)
+    cell = max(44, picture_text_size(str(counts.max()), font)[0] + 14)
     shade = torch.as_tensor(off / max(off.max(), 1)).float()
     colours = diverging_colours(shade * 0.9)  # 0 -> white, the most common error -> deep red
     colours[torch.arange(n), torch.arange(n)] = torch.tensor([0.85, 0.85, 0.85])
     matrix = tensor_to_picture(colours.permute(2, 0, 1).repeat_interleave(cell, 1).repeat_interleave(cell, 2))
 
     small = picture_font(14)
-    acc_width = max(picture_text_size(probe, "100.0%", font)[0], picture_text_size(probe, "accuracy", small)[0]) + 16
+    acc_width = max(picture_text_size("100.0%", font)[0], picture_text_size("accuracy", small)[0]) + 16
     left, top = cell + 30, cell + 30
     canvas = Image.new("RGB", (left + n * cell + acc_width + 10, top + n * cell + 10), PICTURE_WHITE)
     canvas.paste(matrix, (left, top))
@@ -151,15 +146,13 @@ def zoom_digits(images: torch.Tensor) -> torch.Tensor:
 
 
 def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
-    """torchvision's grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
-
+    """A grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
     font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    band = max(picture_text_size(probe, name, font)[1] for name in names) + 10
+    band = max(picture_text_size(name, font)[1] for name in names) + 10
     banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
     body = slice(band, None) if above else slice(0, tiles.shape[-2])
     banded[:, :, body] = tiles
-    grid = tensor_to_picture(make_grid(banded, nrow=columns, padding=TILE_GAP, pad_value=1.0))
+    grid = tensor_to_picture(tile_grid(banded, columns))
     draw = ImageDraw.Draw(grid)
     height, width = banded.shape[-2:]
     for k, name in enumerate(names):
@@ -172,10 +165,8 @@ def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bo
 
 def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12):
     """The picture (or nothing) below centred lines of text, widened so no line is cut off."""
-
     font = picture_font(size)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    sizes = [picture_text_size(probe, line, font) for line in lines]
+    sizes = [picture_text_size(line, font) for line in lines]
     line_height = max(h for _, h in sizes) + 6
     width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
     text_height = len(lines) * line_height + margin
@@ -191,7 +182,6 @@ def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12)
 
 def picture_font(size: int):
     """Pillow's built-in font: scalable since Pillow 10.1, the small fixed bitmap font before."""
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:
@@ -200,17 +190,15 @@ def picture_font(size: int):
 
 def fitting_font(texts: list[str], width: int, size: int):
     """The largest font up to `size` in which every text fits the width."""
-
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     while True:
         font = picture_font(size)
-        if size <= 9 or max(picture_text_size(probe, t, font)[0] for t in texts) <= width - 4:
+        if size <= 9 or max(picture_text_size(t, font)[0] for t in texts) <= width - 4:
             return font
         size -= 1
 
 
-def picture_text_size(draw, text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+def picture_text_size(text: str, font) -> tuple[int, int]:
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
     return right - left, bottom - top
 
 
@@ -220,9 +208,21 @@ def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
     draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
 
 
-def tensor_to_picture(rgb: torch.Tensor):
+def tile_grid(tiles: torch.Tensor, columns: int) -> torch.Tensor:
+    """(n, 3, h, w) tiles in rows of `columns`, TILE_GAP of white around and between them: (3, H, W)."""
+    n, channels, height, width = tiles.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    padded = torch.ones(rows * columns, channels, height + TILE_GAP, width + TILE_GAP)
+    padded[:n, :, TILE_GAP:, TILE_GAP:] = tiles  # each tile with its gap above and to its left
+    grid = padded.view(rows, columns, channels, height + TILE_GAP, width + TILE_GAP).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(channels, rows * (height + TILE_GAP), columns * (width + TILE_GAP))
+    return torch.nn.functional.pad(grid, (0, TILE_GAP, 0, TILE_GAP), value=1.0)  # the gap after the last ones
 
-    return to_pil_image((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+def tensor_to_picture(rgb: torch.Tensor):
+    """(3, h, w) in [0, 1] -> an RGB Pillow image."""
+    return Image.fromarray((rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
 
 
 def save_picture(path: Path, image) -> None:

@@ -129,7 +129,8 @@ def expected_rows(data: Path | None) -> tuple[int, str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..core.submission import HEADER, check_submission
+    from ..core.submission import HEADER
+    from ..submission_check import check_submission
 
     file = args.file / "submission.csv" if args.file.is_dir() else args.file  # a run folder will do
     n_rows, source = expected_rows(args.data)
@@ -144,7 +145,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from ..core.submission import check_submission
+    from ..submission_check import check_submission
 
     credentials = find_credentials()  # no credentials: say so before anything else
     file, run = submission_target(args.target, args.runs)

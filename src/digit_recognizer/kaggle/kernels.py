@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 from ..core.errors import UserError
-from ..core.fileio import publish_name, run_folder, write_json, write_text
+from ..core.fileio import write_json, write_text
 from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
+from ..run_folders import publish_name, run_folder
 from .records import ORIGIN_NAME, utc_now
 
 METADATA_NAME = "kernel-metadata.json"
@@ -193,7 +194,7 @@ def cmd_output(args: argparse.Namespace) -> int:
         print(f"the kernel failed{f' ({failure})' if failure else ''}; its log is in the run folder")
     submission = final / "submission.csv"
     if submission.is_file():
-        from ..core.submission import check_submission
+        from ..submission_check import check_submission
 
         _, problems = check_submission(submission, None)
         print(f"submission: {submission}" + (f" (problem: {problems[0]})" if problems else ""))

@@ -4,13 +4,13 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core.config import config_from_dict
+from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import write_json
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
-# fileio.new_run_id: UTC time to the second, then six hex digits; names sort in time order.
+# run_folders.new_run_id: UTC time to the second, then six hex digits; names sort in time order.
 RUN_ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
@@ -74,7 +74,7 @@ def default_message(file: Path, run: Path | None) -> str:
     if accuracy is not None:
         parts.append(f"val acc {accuracy:.4f}")
     if isinstance(metrics.get("config"), dict):
-        changes = config_from_dict(metrics["config"]).changes()
+        changes = config_changes(metrics["config"])
         parts.append(" ".join(f"{k}={v}" for k, v in changes.items()) if changes else "default config")
     if kernel:
         parts.append(f"Kaggle kernel {kernel}")
