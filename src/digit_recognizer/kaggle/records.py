@@ -77,8 +77,25 @@ def default_message(file: Path, run: Path | None) -> str:
         changes = config_from_dict(metrics["config"]).changes()
         parts.append(" ".join(f"{k}={v}" for k, v in changes.items()) if changes else "default config")
     if kernel:
-        parts.append(f"Kaggle kernel {kernel}")
+        version = read_json_object(run / ORIGIN_NAME).get("version")
+        parts.append(f"Kaggle kernel {kernel}" + (f" version {version}" if version else ""))
     return ", ".join(parts)[:500]
+
+
+SAMPLE_DATA = "embedded sample"  # metrics.json "data" of a run trained on the kit's own sample
+
+
+def trained_on_sample(run: Path | None) -> bool:
+    return run is not None and read_json_object(run / "metrics.json").get("data") == SAMPLE_DATA
+
+
+def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:
+    """The newest run folder fetched from this kernel version that holds its submission.csv."""
+    for run in reversed(run_folders(runs)):
+        origin = read_json_object(run / ORIGIN_NAME)
+        if origin.get("kernel") == kernel and origin.get("version") == version and (run / "submission.csv").is_file():
+            return run
+    return None
 
 
 def read_records(run: Path) -> list[dict]:
