@@ -96,8 +96,10 @@ class FakeKaggle:
             return [r for r in self.requests if r.path.rsplit("/", 1)[-1] == method]
 
     def api_calls(self) -> list[str]:
+        """The API methods called, in order; the live log stream (a GET) shows as "logs/stream"."""
         with self._lock:
-            return [r.path.rsplit("/", 1)[-1] for r in self.requests if r.path.startswith("/api/v1/")]
+            return ["logs/stream" if r.path.startswith(STREAM_PATH) else r.path.rsplit("/", 1)[-1]
+                    for r in self.requests if r.path.startswith("/api/v1/")]
 
     def set_competition_zip(self, files: dict[str, bytes]) -> None:
         buffer = io.BytesIO()
