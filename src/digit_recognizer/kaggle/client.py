@@ -275,7 +275,7 @@ def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:
         extra = detail() if detail else ""
         line = f"{label}: {state} ({elapsed:.0f} s so far; next check in {pause:.0f} s)"
         if tty:
-            print("\r" + (f"{line} | {extra}" if extra else line)[:120].ljust(78), end="", file=sys.stderr, flush=True)
+            print("\r" + (f"{line} | {extra}" if extra else line)[:120].ljust(120), end="", file=sys.stderr, flush=True)
         elif (state, extra) != shown:  # a log, not a terminal: one line per change
             print(line + (f"\n  log: {extra}" if extra else ""), file=sys.stderr, flush=True)
         shown = (state, extra)

@@ -353,7 +353,7 @@ def add_commands(commands) -> None:
 
 def add_download_command(commands) -> None:
     download = commands.add_parser("download", help="download the competition's CSVs from Kaggle (once)")
-    download.add_argument("--to", type=Path, default=Path("data"),
+    download.add_argument("--to", type=Path, default=Path("data"), metavar="DIR",
                           help="folder for train.csv and test.csv (default: data)")
     download.set_defaults(handler=cmd_download)
 
@@ -376,7 +376,7 @@ def add_submit_command(commands) -> None:
                              "the id in kernel-metadata.json)")
     submit.add_argument("--version", type=int, metavar="N",
                         help="with --kernel: the kernel version (default: the one last pushed)")
-    submit.add_argument("-p", "--path", type=Path, default=Path("."),
+    submit.add_argument("-p", "--path", type=Path, default=Path("."), metavar="DIR",
                         help="with --kernel: folder holding kernel-metadata.json and kernel-pushes.json (default: .)")
     submit.add_argument("-m", "--message",
                         help="submission description (default: run id, validation accuracy, config changes)")
@@ -384,7 +384,7 @@ def add_submit_command(commands) -> None:
     _runs_argument(submit)
     submit.add_argument("--wait", action="store_true",
                         help="poll until Kaggle has scored it, then print the public score (default: off)")
-    submit.add_argument("--timeout", type=float, default=900, help="seconds to wait at most with --wait (default: 900)")
+    submit.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="seconds to wait at most with --wait (default: 900)")
     submit.set_defaults(handler=cmd_submit)
 
 
@@ -395,10 +395,10 @@ def add_submissions_command(commands) -> None:
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path,
+    parser.add_argument("--data", type=Path, metavar="DIR",
                         help="folder with the test.csv it answers (default: the competition's 28,000 rows)")
 
 
 def _runs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("submissions"),
+    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
                         help="the folder that holds run folders (default: submissions)")

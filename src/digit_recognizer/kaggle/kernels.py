@@ -423,7 +423,7 @@ def add_status_command(sub) -> None:
     _version_arguments(status)
     status.add_argument("--wait", action="store_true",
                         help="poll until the run completes or fails, showing its last log line (default: off)")
-    status.add_argument("--timeout", type=float, default=3600,
+    status.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
                         help="seconds to wait at most with --wait (default: 3600)")
     status.set_defaults(handler=cmd_status)
 
@@ -440,7 +440,7 @@ def add_logs_command(sub) -> None:
     _version_arguments(logs)
     logs.add_argument("--follow", action="store_true",
                       help="stream the log while the kernel runs; stops when the run ends (default: off)")
-    logs.add_argument("--timeout", type=float, default=3600,
+    logs.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
                       help="seconds to follow at most with --follow (default: 3600)")
     logs.set_defaults(handler=cmd_logs)
 
@@ -450,21 +450,21 @@ def add_run_command(sub) -> None:
                                      "validate its submission")
     _path_argument(run)
     _push_arguments(run)
-    run.add_argument("--wait-timeout", type=float, default=3600,
+    run.add_argument("--wait-timeout", type=float, default=3600, metavar="SECONDS",
                      help="seconds to wait at most for the version to finish (default: 3600)")
-    run.add_argument("--data", type=Path,
+    run.add_argument("--data", type=Path, metavar="DIR",
                      help="folder with the test.csv the submission answers (default: the competition's 28,000 rows)")
     _runs_argument(run)
     run.set_defaults(handler=cmd_run, kernel=None, version=None)
 
 
 def _path_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-p", "--path", type=Path, default=Path("."),
+    parser.add_argument("-p", "--path", type=Path, default=Path("."), metavar="DIR",
                         help=f"folder holding {METADATA_NAME} and {PUSHES_NAME} (default: .)")
 
 
 def _push_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accelerator", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (default: the metadata's)")
+    parser.add_argument("--accelerator", metavar="SHAPE", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (default: the metadata's)")
     parser.add_argument("--timeout", type=int, metavar="SECONDS",
                         help="the run's time limit on Kaggle (default: Kaggle's own limit)")
     parser.add_argument("--ignore-quota", action="store_true",
@@ -473,13 +473,13 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _version_arguments(parser: argparse.ArgumentParser) -> None:
     _path_argument(parser)
-    parser.add_argument("--kernel", help=f"OWNER/SLUG (default: the id in {METADATA_NAME})")
+    parser.add_argument("--kernel", metavar="OWNER/SLUG", help=f"OWNER/SLUG (default: the id in {METADATA_NAME})")
     parser.add_argument("--version", type=int, metavar="N",
                         help=f"the kernel version (default: the one last pushed, from {PUSHES_NAME})")
 
 
 def _runs_argument(parser: argparse.ArgumentParser, *old_names: str) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("submissions"),
+    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
                         help="the folder that holds run folders (default: submissions)")
     for name in old_names:  # earlier spellings keep working, unlisted
         parser.add_argument(name, dest="runs", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

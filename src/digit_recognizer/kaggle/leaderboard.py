@@ -83,5 +83,5 @@ def rank_of(board: list[dict], score: float, team: str | None, username: str | N
 
 def add_leaderboard_command(commands) -> None:
     board = commands.add_parser("leaderboard", help="the public leaderboard's top and where you stand on it")
-    board.add_argument("--top", type=int, default=5, help="how many of the top teams to show (default: 5)")
+    board.add_argument("--top", type=int, default=5, metavar="N", help="how many of the top teams to show (default: 5)")
     board.set_defaults(handler=cmd_leaderboard)

@@ -36,7 +36,7 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
         with_file = [run for run in run_folders(runs) if (run / "submission.csv").is_file()]
         if not with_file:
             raise UserError(f"{runs}: no run folder with a submission.csv; make one with "
-                            f"'digit-recognizer train' or 'digit-recognizer output', or name a FILE to submit")
+                            f"'digit-recognizer train' or 'digit-recognizer kernels output', or name a FILE to submit")
         return with_file[-1] / "submission.csv", with_file[-1]
     if target.is_dir():
         if not (target / "submission.csv").is_file():
