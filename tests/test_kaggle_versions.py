@@ -3,8 +3,6 @@ Kaggle through the real kaggle client (issues 14 and 15)."""
 import json
 from pathlib import Path
 
-import pytest
-
 from fake_kaggle import FAKE_USER
 from kaggle_fixtures import KERNEL, SAMPLE, kaggle, one_error_line, project, run, sample, user_env  # noqa: F401
 

@@ -19,7 +19,7 @@ from ..core.errors import UserError
 from ..core.fileio import publish_name, run_folder, write_json, write_text
 from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, poll
 from .kernel_logs import LogFollower, follow_log, print_log_tail, read_log
-from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, record_push
+from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, read_pushes, record_push
 from .records import ORIGIN_NAME, utc_now
 
 METADATA_NAME = "kernel-metadata.json"
@@ -73,6 +73,7 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
         for line in errors[1:]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
+    read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
     if args.timeout is not None and args.timeout < 1:
         raise UserError(f"--timeout {args.timeout}: expected the kernel's run-time limit in whole seconds (>= 1)")
     session = connect(credentials)
