@@ -73,6 +73,13 @@ def test_push_passes_timeout_and_no_run_and_skips_the_quota_for_a_save(kaggle, p
     assert "saved (not run)" in result.stdout
     (record,) = json.loads((project / "kernel-pushes.json").read_text())
     assert record["version"] == 1 and record["timeout_seconds"] == 600 and record["no_run"] is True
+    # A saved version has no run: status stays about the last version that ran.
+    kaggle.add_version(1, ["COMPLETE"])  # what an earlier push from elsewhere made (the save became 2)
+    saved = {**record, "version": 2}
+    ran = {**record, "version": 1, "no_run": False}
+    (project / "kernel-pushes.json").write_text(json.dumps([ran, saved]))
+    result = run("kernels", "status", env=kaggle.env, cwd=project)
+    assert "version 1: COMPLETE" in result.stdout and versions_asked(kaggle, "GetKernelSessionStatus") == ["v1"]
 
 
 def test_no_gpu_quota_left_stops_the_push_before_savekernel(kaggle, project):
@@ -243,3 +250,10 @@ def test_submissions_show_cv_beside_the_public_score_and_sum_up_the_gap(kaggle, 
     assert ("CV against public score over 2 scored submission(s): public - CV is +0.0023 on average, "
             "+0.0123 at most; 0 of 2 within 2 standard errors") in result.stdout
     assert "rank: unknown" in result.stdout  # the fake has no leaderboard to place them on
+
+
+def test_a_damaged_push_record_stops_the_push_before_kaggle_is_asked(kaggle, project):
+    (project / "kernel-pushes.json").write_text("{not json")
+    line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
+    assert "kernel-pushes.json: not a JSON list" in line
+    assert kaggle.requests == []

@@ -32,9 +32,10 @@ def record_push(root: Path, entry: dict) -> None:
 
 
 def latest_push(root: Path, kernel: str) -> dict | None:
-    """The newest recorded push of `kernel` that Kaggle gave a version number."""
+    """The newest recorded push of `kernel` that Kaggle gave a version number and ran (a --no-run save
+    has no session to report on)."""
     for entry in reversed(read_pushes(root)):
-        if entry.get("kernel") == kernel and isinstance(entry.get("version"), int):
+        if entry.get("kernel") == kernel and isinstance(entry.get("version"), int) and not entry.get("no_run"):
             return entry
     return None
 
