@@ -44,15 +44,15 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
     check_limits(session)
     message = args.message or default_message(run / FILE_NAME, run)
     submitted_at = utc_now()
-    owner_slug = version.kernel
     try:
         response = session.call(f"submitting {FILE_NAME} of {version}", "competition_submit_code", FILE_NAME,
-                                message, COMPETITION, kernel=owner_slug, kernel_version=version.number, quiet=True)
+                                message, COMPETITION, kernel=version.kernel, kernel_version=version.number, quiet=True)
     except UserError as exc:
         code = http_status(exc)
         if code is not None and 400 <= code < 500 and code not in (401, 429):
-            raise UserError(f"Kaggle refused a code submission of {version} to {COMPETITION} ({exc}); submit the "
-                            f"file instead (validated and kept in {run}): digit-recognizer submit {run}") from None
+            said = str(exc).split(": ", 1)[-1]  # Kaggle's answer, without the "what" already said here
+            raise UserError(f"Kaggle refused a code submission of {version} to {COMPETITION} ({said}); submit "
+                            f"the file instead, validated and kept in {run}: digit-recognizer submit {run}") from None
         raise
     if not response.ref and not response.message:
         raise UserError(f"submitting {FILE_NAME} of {version}: Kaggle gave no answer; check "
