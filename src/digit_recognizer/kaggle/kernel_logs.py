@@ -14,6 +14,7 @@ from ..core.errors import UserError
 from .client import KaggleSession, explain
 
 TAIL_LINES = 20
+STREAM_RETRY_SECONDS = 10.0
 
 
 def log_text(raw: str) -> str:
@@ -61,24 +62,33 @@ def print_log_tail(session: KaggleSession, ref: str, what: str, lines: int = TAI
 
 
 class LogFollower:
-    """Reads a version's live log stream in the background and keeps its last line (for the waits)."""
+    """Reads a version's live log stream in the background and keeps its last line (for the waits).
+
+    Before a pushed version's session starts, Kaggle may have no stream for it yet: the reader tries
+    again every STREAM_RETRY_SECONDS until the stream ends normally or stop() is called."""
 
     def __init__(self, session: KaggleSession, ref: str):
         self.line = ""
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(session, ref), name="kaggle: log", daemon=True)
         self._thread.start()
 
     def _read(self, session: KaggleSession, ref: str) -> None:
-        try:
-            for event in session.api.kernels_logs_stream(ref):
-                line = last_line(_event_text(event))
-                if line:
-                    self.line = line
-        except Exception:  # a log that cannot be streamed only costs the live line; the status decides
-            pass
+        while not self._stopped.is_set():
+            try:
+                for event in session.api.kernels_logs_stream(ref):
+                    line = last_line(_event_text(event))
+                    if line:
+                        self.line = line
+                return  # the stream said the session ended
+            except Exception:  # no stream (yet) only costs the live line; the status decides
+                self._stopped.wait(STREAM_RETRY_SECONDS)
 
     def last_line(self) -> str:
         return self.line
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def follow_log(session: KaggleSession, ref: str, timeout: float, resume: str):

@@ -255,7 +255,10 @@ def wait_for(session: KaggleSession, version: Version, timeout: float, resume: s
         status, latest["failure"] = kernel_state(session, version, waiting=True)
         return status in KERNEL_DONE | KERNEL_FAILED, status
 
-    status = poll(check, timeout, str(version), resume, detail=follower.last_line)
+    try:
+        status = poll(check, timeout, str(version), resume, detail=follower.last_line)
+    finally:
+        follower.stop()
     return status, latest["failure"]
 
 
