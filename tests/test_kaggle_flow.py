@@ -223,8 +223,8 @@ def test_output_lands_in_a_new_run_folder_each_time(tmp_path, kaggle):
     kaggle.output_files, kaggle.output_log = files, "epoch 1 ...\n"
     kaggle.kernel_statuses = ["COMPLETE"]
     folders = []
-    for _ in range(2):
-        result = run("kernels", "output", "--kernel", KERNEL, env=kaggle.env, cwd=tmp_path)
+    for flag in ("--runs", "--to"):  # --to: the earlier spelling, kept as a hidden alias
+        result = run("kernels", "output", "--kernel", KERNEL, flag, "submissions", env=kaggle.env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         folders.append(Path(tmp_path, result.stdout.split("run folder: ")[1].split(" (")[0]))
     assert folders[0] != folders[1] and folders[0].parent == folders[1].parent == tmp_path / "submissions"
