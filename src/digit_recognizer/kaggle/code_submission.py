@@ -62,7 +62,7 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
               "kernel_version": version.number, "via": "code submission"}
     print(f"submitted {FILE_NAME} of {version} to {COMPETITION}: {message!r}"
           + (f" (ref {response.ref})" if response.ref else ""))
-    return after_submit(session, args, record, run)
+    return after_submit(session, args, record, run, run / FILE_NAME)
 
 
 def _keep(fetched: Path, version: Version, status: str, args: argparse.Namespace) -> Path:

@@ -192,7 +192,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     record = {"submitted_at": submitted_at, "message": message, "ref": response.ref or None,
               "file": file.name, "status": "pending", "public_score": None}
     print(f"submitted {file} to {COMPETITION}: {message!r}" + (f" (ref {response.ref})" if response.ref else ""))
-    return after_submit(session, args, record, run)
+    return after_submit(session, args, record, run, file)
 
 
 def refuse_invalid(file: Path, n_rows: int, source: str, data: Path | None, run: Path | None) -> None:
@@ -211,14 +211,15 @@ def check_limits(session: KaggleSession) -> None:
         raise UserError(f"no submissions left today ({limits.num_today} made today); nothing was uploaded")
 
 
-def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict, run: Path | None) -> int:
+def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict, run: Path | None,
+                 file: Path) -> int:
     """Record the submission in its run folder; with --wait, poll for the public score."""
     index = None
     if run is not None:
         index = add_record(run, record)
         print(f"recorded in {run / RECORDS_NAME}")
     else:
-        print(f"{record['file']} is not inside a run folder, so no submission record was kept")
+        print(f"{file} is not inside a run folder, so no submission record was kept")
     if not args.wait:
         print("next: digit-recognizer submissions (the public score appears when Kaggle has scored it)")
         return 0
@@ -271,21 +272,16 @@ def cmd_submissions(args: argparse.Namespace) -> int:
     if not items:
         print(f"no submissions to {COMPETITION} yet")
         return 0
-    by_ref, by_message, run_ids = local_index(args.runs)
-    board, board_problem = read_board(session) if any(score_value(i.public_score) is not None for i in items) \
-        else (None, "")
+    scored = any(score_value(i.public_score) is not None for i in items)
+    board, board_problem = read_board(session) if scored else (None, "")
     team = next((i.team_name for i in items if i.team_name), None)
+    index = local_index(args.runs)
     rows, gaps, updated = [], [], 0
     for item in items:
         state, score = _status_name(item), score_value(item.public_score)
-        where = by_ref.get(item.ref) or by_message.get(item.description)
-        run = None
+        run, where = _local_run(item, index, args.runs)
         if where:
             updated += update_record(*where, state, score)
-            run = where[0]
-        else:
-            name = next((w.strip(",") for w in (item.description or "").split() if w.strip(",") in run_ids), "")
-            run = args.runs / name if name else None
         cv = cv_estimate(run)
         if cv and score is not None:
             gaps.append((score - cv[0], cv[1]))
@@ -304,6 +300,17 @@ def cmd_submissions(args: argparse.Namespace) -> int:
     if updated:
         print(f"updated {updated} submission record(s) under {args.runs}")
     return 0
+
+
+def _local_run(item, index: tuple, runs: Path) -> tuple[Path | None, tuple | None]:
+    """The run folder a Kaggle submission came from: by its record (ref or message), else by a run id
+    in its description; and where its record is, when it has one."""
+    by_ref, by_message, run_ids = index
+    where = by_ref.get(item.ref) or by_message.get(item.description)
+    if where:
+        return where[0], where
+    name = next((w.strip(",") for w in (item.description or "").split() if w.strip(",") in run_ids), "")
+    return (runs / name if name else None), None
 
 
 def cv_estimate(run: Path | None) -> tuple[float, float] | None:
