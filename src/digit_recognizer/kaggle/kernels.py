@@ -304,7 +304,6 @@ def cmd_output(args: argparse.Namespace) -> int:
     final = fetch_output(session, version, status, args.runs, args.path)
     if status in KERNEL_FAILED:
         print(f"the kernel failed{f' ({failure})' if failure else ''}; its log is in the run folder")
-        return 1
     submission = final / "submission.csv"
     if submission.is_file():
         from ..core.submission import check_submission
@@ -312,7 +311,7 @@ def cmd_output(args: argparse.Namespace) -> int:
         _, problems = check_submission(submission, None)
         print(f"submission: {submission}" + (f" (problem: {problems[0]})" if problems else ""))
         print(f"next: digit-recognizer submit {final}  (or: digit-recognizer submit --kernel{version.flags()})")
-    return 0
+    return 1 if status in KERNEL_FAILED else 0
 
 
 def fetch_output(session: KaggleSession, version: Version, status: str, runs: Path, root: Path) -> Path:
