@@ -10,14 +10,16 @@ import io
 import json
 import threading
 import zipfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 FAKE_USER = "alice"
 FAKE_KEY = "f4k3k3y0123456789abcdef0123456789"
 FAKE_TOKEN = "KGAT_f4k3t0k3n0123456789abcdef"
+STREAM_PATH = "/api/v1/kernels/logs/stream/"
 
 
 @dataclass
@@ -26,9 +28,32 @@ class Request:
     path: str
     headers: dict
     body: bytes
+    query: dict = field(default_factory=dict)
 
     def json(self) -> dict:
         return json.loads(self.body)
+
+
+@dataclass
+class KernelVersion:
+    """One pushed version: its status answers (one per status call, the last repeats), output and log."""
+    kernel_statuses: list
+    output_files: dict
+    log_lines: list  # what the kernel printed, one entry per line; served as Kaggle's JSON event list
+    failure_message: str = ""
+    hold_until_streamed: bool = False  # stay at the first status until the log stream has been sent
+    streamed: bool = False
+    calls_since_streamed: int = 0
+
+    @property
+    def output_log(self) -> str:
+        return kaggle_log(self.log_lines)
+
+
+def kaggle_log(lines: list[str]) -> str:
+    """A log as Kaggle keeps it: a JSON list of {stream_name, time, data} events."""
+    return json.dumps([{"stream_name": "stdout", "time": round(0.5 * i, 1), "data": line + "\n"}
+                       for i, line in enumerate(lines)])
 
 
 class FakeKaggle:
@@ -47,6 +72,17 @@ class FakeKaggle:
         self.public_score = "0.91234"
         self.limits = {"numToday": 1, "numTotal": 3, "numAllowedNow": 4}
         self.push_reply = None
+        self.versions: dict[int, KernelVersion] = {}  # made by SaveKernel, or by a test for earlier pushes
+        self.next_version = 1
+        self.new_version_log: list[str] = ["training ...", "validation accuracy: 0.9231"]
+        self.hold_until_streamed = False
+        self.latest_session: int | None = None  # which version an unversioned status/output answers for
+        self.stream_delay = 0.0  # seconds between log events on the live stream
+        self.quota = {"quotaRefreshTime": "2026-12-07T00:00:00Z",
+                      "gpuQuota": {"timeUsed": "36000s", "totalTimeAllowed": "108000s"}}
+        self.failing: set[str] = set()  # API methods that answer 500
+        self.code_submission_refusal = ""  # a message makes CreateCodeSubmission answer 400 with it
+        self.leaderboard: list[dict] = []  # [{"teamId", "teamName", "score", "members"}], best first
         self.denied: set[str] = set()  # API methods that answer 403, as before the rules are accepted
         self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
@@ -60,8 +96,10 @@ class FakeKaggle:
             return [r for r in self.requests if r.path.rsplit("/", 1)[-1] == method]
 
     def api_calls(self) -> list[str]:
+        """The API methods called, in order; the live log stream (a GET) shows as "logs/stream"."""
         with self._lock:
-            return [r.path.rsplit("/", 1)[-1] for r in self.requests if r.path.startswith("/api/v1/")]
+            return ["logs/stream" if r.path.startswith(STREAM_PATH) else r.path.rsplit("/", 1)[-1]
+                    for r in self.requests if r.path.startswith("/api/v1/")]
 
     def set_competition_zip(self, files: dict[str, bytes]) -> None:
         buffer = io.BytesIO()
@@ -70,26 +108,100 @@ class FakeKaggle:
                 archive.writestr(name, data)
         self.blobs["digit-recognizer.zip"] = buffer.getvalue()
 
+    def add_version(self, number: int, statuses: list, output_files: dict | None = None,
+                    log_lines: list | None = None, failure_message: str = "") -> KernelVersion:
+        self.versions[number] = KernelVersion(list(statuses), dict(output_files or {}), list(log_lines or []),
+                                              failure_message)
+        self.next_version = max(self.next_version, number + 1)
+        return self.versions[number]
+
+    def _version(self, body):
+        """The version a request names (versionLabel vN), else the latest session; self before any push."""
+        label = body.get("versionLabel")
+        if label:
+            return self.versions.get(int(label.removeprefix("v")))
+        if self.versions:
+            return self.versions[self.latest_session or max(self.versions)]
+        return self  # no versions: the fields below stand for the kernel's one session
+
     # -- the API: one method per call, body in, (status, reply) out
 
     def GetKernelSessionStatus(self, body):
-        status = self.kernel_statuses.pop(0) if len(self.kernel_statuses) > 1 else self.kernel_statuses[0]
+        version = self._version(body)
+        if version is None:
+            return 404, {"code": 404, "message": "Kernel version not found"}
+        statuses = version.kernel_statuses
+        held = getattr(version, "hold_until_streamed", False)
+        if held and version.streamed:
+            version.calls_since_streamed += 1
+        if held and version.calls_since_streamed < 2:  # the client has had the stream for two checks
+            status = statuses[0]
+        else:
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         reply = {"status": status}
-        if status == "ERROR" and self.failure_message:
-            reply["failureMessage"] = self.failure_message
+        if status == "ERROR" and version.failure_message:
+            reply["failureMessage"] = version.failure_message
         return 200, reply
 
     def SaveKernel(self, body):
         owner, slug = body["slug"].split("/")
+        number = self.next_version
+        version = self.add_version(number, self.kernel_statuses, self.output_files, self.new_version_log,
+                                   self.failure_message)
+        version.hold_until_streamed = self.hold_until_streamed
         return 200, self.push_reply or {"ref": f"/code/{owner}/{slug}", "url": f"http://localhost/code/{owner}/{slug}",
-                                        "versionNumber": len(self.calls("SaveKernel"))}
+                                        "versionNumber": number}
 
     def ListKernelSessionOutput(self, body):
+        version = self._version(body)
+        if version is None:
+            return 404, {"code": 404, "message": "Kernel version not found"}
         files = []
-        for name, data in self.output_files.items():
-            self.blobs[name] = data
-            files.append({"fileName": name, "url": f"http://localhost/blob/{name}"})
-        return 200, {"files": files, "log": self.output_log}
+        tag = body.get("versionLabel") or "latest"
+        for name, data in version.output_files.items():
+            self.blobs[f"{tag}/{name}"] = data
+            files.append({"fileName": name, "url": f"http://localhost/blob/{tag}/{name}"})
+        return 200, {"files": files, "log": version.output_log}
+
+    def log_stream(self, owner: str, slug: str, query: dict) -> list[str] | None:
+        """The events of GET /api/v1/kernels/logs/stream/OWNER/SLUG?versionLabel=vN (None: not found)."""
+        version = self._version({"versionLabel": query.get("versionLabel", [""])[0]})
+        if version is None or version is self:
+            return None
+        return json.loads(version.output_log)
+
+    def GetAcceleratorQuotaStatistics(self, body):
+        return 200, self.quota
+
+    def CreateCodeSubmission(self, body):
+        if self.code_submission_refusal:
+            return 400, {"code": 400, "message": self.code_submission_refusal}
+        version = self.versions.get(body.get("kernelVersion"))
+        if version is None or body.get("fileName") not in version.output_files:
+            return 404, {"code": 404, "message": "Kernel version or output file not found"}
+        ref = 1000 + len(self.submissions) + 1
+        self.submissions.insert(0, {
+            "ref": ref, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "description": body.get("submissionDescription", ""), "fileName": body["fileName"],
+            "status": "PENDING", "teamName": FAKE_USER, "_lists": 0})
+        return 200, {"message": "Your submission was successfully saved", "ref": ref}
+
+    def GetLeaderboard(self, body):
+        size = body.get("pageSize") or 20
+        return 200, {"submissions": [{"teamId": e["teamId"], "teamName": e["teamName"], "score": e["score"],
+                                      "submissionDate": "2026-11-30T12:00:00.000Z"} for e in self.leaderboard[:size]]}
+
+    def DownloadLeaderboard(self, body):
+        if not self.leaderboard:
+            return 404, {"code": 404, "message": "Leaderboard not found"}
+        rows = ["Rank,TeamId,TeamName,LastSubmissionDate,Score,SubmissionCount,TeamMemberUserNames"]
+        rows += [f"{i},{e['teamId']},{e['teamName']},2026-11-30 12:00:00,{e['score']},3,{e.get('members', '')}"
+                 for i, e in enumerate(self.leaderboard, start=1)]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("digit-recognizer-publicleaderboard.csv", "\n".join(rows) + "\n")
+        self.blobs["leaderboard.zip"] = buffer.getvalue()
+        return 302, "http://localhost/blob/leaderboard.zip"
 
     def DownloadDataFiles(self, body):
         if body.get("competitionName") != "digit-recognizer":
@@ -107,7 +219,7 @@ class FakeKaggle:
         self.submissions.insert(0, {
             "ref": ref, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "description": body.get("submissionDescription", ""), "fileName": "submission.csv",
-            "totalBytes": len(upload), "status": "PENDING", "_lists": 0})
+            "totalBytes": len(upload), "status": "PENDING", "teamName": FAKE_USER, "_lists": 0})
         return 200, {"message": "Successfully submitted to Digit Recognizer", "ref": ref}
 
     def ListSubmissions(self, body):
@@ -173,7 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _record(self) -> Request:
-        request = Request(self.command, urlsplit(self.path).path, dict(self.headers), self._body())
+        url = urlsplit(self.path)
+        request = Request(self.command, url.path, dict(self.headers), self._body(), parse_qs(url.query))
         with self.fake._lock:
             self.fake.requests.append(request)
         return request
@@ -197,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.fake.authorized(self.headers) and not request.path.endswith("/IntrospectToken"):
             return self._json(401, {"code": 401, "message": "Unauthenticated"})
         name = request.path.rsplit("/", 1)[-1]
+        if name in self.fake.failing:
+            return self._json(500, {"code": 500, "message": "Internal error"})
         if name in self.fake.denied:
             return self._json(403, {"code": 403, "message": "Permission 'competitions.participate' was denied"})
         method = getattr(self.fake, name, None)
@@ -218,7 +333,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         request = self._record()
+        if request.path.startswith(STREAM_PATH):
+            return self._stream(request)
         data = self.fake.blobs.get(request.path.removeprefix("/blob/"))
         if data is None:
             return self._send(404, b"not found", "text/plain")
         self._send(200, data, "application/octet-stream")
+
+    def _stream(self, request: Request) -> None:
+        """Kaggle's live log: server-sent events, one per log event, then the END_OF_LOG sentinel."""
+        if not self.fake.authorized(self.headers):
+            return self._json(401, {"code": 401, "message": "Unauthenticated"})
+        owner, slug = request.path.removeprefix(STREAM_PATH).split("/")[:2]
+        with self.fake._lock:
+            events = self.fake.log_stream(owner, slug, request.query)
+        if events is None:
+            return self._json(404, {"code": 404, "message": "Kernel version not found"})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for event in events:
+            time.sleep(self.fake.stream_delay)
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: END_OF_LOG\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+        with self.fake._lock:
+            version = self.fake._version({"versionLabel": request.query.get("versionLabel", [""])[0]})
+            version.streamed = True

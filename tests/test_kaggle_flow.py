@@ -1,75 +1,14 @@
 """The Kaggle workflow against a fake Kaggle on loopback, driven through the real kaggle client."""
-import gzip
 import json
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
-from fake_kaggle import FAKE_KEY, FAKE_TOKEN, FAKE_USER, FakeKaggle
-
-SAMPLE = ROOT / "src" / "digit_recognizer" / "sample"
-KERNEL = "alice/digit-recognizer-logistic-regression"
-HOW_TO = ("kaggle.json", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "access_token")
-
-
-def sample(name: str) -> bytes:
-    return gzip.decompress((SAMPLE / f"{name}.csv.gz").read_bytes())
-
-
-def run(*args: str, env: dict, cwd: Path):
-    return run_cli(*args, env=env, cwd=cwd, timeout=90)
-
-
-def one_error_line(result) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-@pytest.fixture
-def user_env(tmp_path, monkeypatch) -> dict:
-    """A user with no Kaggle credentials anywhere: a fresh HOME, no KAGGLE_* variables, no proxies."""
-    for name in list(os.environ):
-        if name.startswith("KAGGLE_") or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-            "DIGIT_RECOGNIZER_POLL_SECONDS": "0.02", "DIGIT_RECOGNIZER_KAGGLE_TIMEOUT": "30"}
-
-
-@pytest.fixture
-def kaggle(tmp_path, user_env):
-    """The fake Kaggle, running; .env holds what a client needs to reach it with alice's key."""
-    fake = FakeKaggle().start()
-    config = tmp_path / "kaggle-config"
-    config.mkdir()
-    key_file = config / "kaggle.json"
-    key_file.write_text(json.dumps({"username": FAKE_USER, "key": FAKE_KEY}))
-    key_file.chmod(0o600)
-    fake.env.update(user_env, KAGGLE_CONFIG_DIR=str(config))
-    fake.key_file = key_file
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the project's committed kernel and metadata (push may fill in the id)."""
-    folder = tmp_path / "project"
-    folder.mkdir()
-    shutil.copy(ROOT / "kernel-metadata.json", folder)
-    shutil.copytree(ROOT / "kernel", folder / "kernel")
-    return folder
+from fake_kaggle import FAKE_KEY, FAKE_TOKEN, FAKE_USER
+from kaggle_fixtures import HOW_TO, KERNEL, SAMPLE, kaggle, one_error_line, project, run, sample, user_env  # noqa: F401
 
 
 def make_run(runs: Path, name: str, submission: bytes, config: dict | None = None) -> Path:
@@ -96,8 +35,9 @@ def test_client_imports_in_the_projects_environment_and_six_is_declared(tmp_path
 def test_a_new_user_without_credentials_gets_one_line_from_each_command(tmp_path, user_env):
     (tmp_path / "sub.csv").write_bytes(sample("solution"))
     before = sorted(tmp_path.rglob("*"))
-    for args in (["push"], ["submit", "sub.csv", "--data", str(SAMPLE)], ["download"], ["status"],
-                 ["output"], ["submissions"]):
+    for args in (["kernels", "push"], ["submit", "sub.csv", "--data", str(SAMPLE)], ["download"],
+                 ["kernels", "status"], ["kernels", "output"], ["kernels", "logs"], ["kernels", "run"],
+                 ["submit", "--kernel"], ["submissions"], ["leaderboard"]):
         result = run(*args, env=user_env, cwd=tmp_path)
         line = one_error_line(result)
         assert result.returncode == 2 and result.stdout == ""
@@ -136,13 +76,13 @@ def test_competition_rules_not_accepted_says_where_to_accept_them(tmp_path, kagg
 
 def test_an_access_token_works_and_is_never_shown(tmp_path, kaggle):
     env = {**kaggle.env, "KAGGLE_CONFIG_DIR": str(tmp_path / "empty"), "KAGGLE_API_TOKEN": FAKE_TOKEN}
-    result = run("status", "--kernel", KERNEL, env=env, cwd=tmp_path)
+    result = run("kernels", "status", "--kernel", KERNEL, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert FAKE_TOKEN not in result.stdout + result.stderr
     assert kaggle.calls("GetKernelSessionStatus")[0].headers["Authorization"] == f"Bearer {FAKE_TOKEN}"
 
     env["KAGGLE_API_TOKEN"] = "KGAT_revoked"
-    line = one_error_line(run("status", "--kernel", KERNEL, env=env, cwd=tmp_path))
+    line = one_error_line(run("kernels", "status", "--kernel", KERNEL, env=env, cwd=tmp_path))
     assert "did not accept the credentials from KAGGLE_API_TOKEN" in line and "KGAT_revoked" not in line
 
 
@@ -162,7 +102,7 @@ def test_a_server_that_never_answers_is_cut_off_at_the_deadline(tmp_path, kaggle
         proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
         env = {**kaggle.env, "HTTP_PROXY": proxy, "http_proxy": proxy, "DIGIT_RECOGNIZER_KAGGLE_TIMEOUT": "1.5"}
         clock = time.monotonic()
-        line = one_error_line(run("status", "--kernel", KERNEL, env=env, cwd=tmp_path))
+        line = one_error_line(run("kernels", "status", "--kernel", KERNEL, env=env, cwd=tmp_path))
         assert time.monotonic() - clock < 30
     assert "no answer from Kaggle within 1.5 s" in line
 
@@ -263,17 +203,17 @@ def test_the_daily_limit_stops_the_upload(tmp_path, kaggle):
 def test_status_wait_stops_when_the_run_completes_or_fails(tmp_path, kaggle, statuses, code, calls):
     kaggle.kernel_statuses = statuses
     kaggle.failure_message = "CUDA out of memory"
-    result = run("status", "--kernel", KERNEL, "--wait", env=kaggle.env, cwd=tmp_path)
+    result = run("kernels", "status", "--kernel", KERNEL, "--wait", env=kaggle.env, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     assert len(kaggle.calls("GetKernelSessionStatus")) == calls
-    assert f"{KERNEL}: {statuses[-1]}" in result.stdout
+    assert f"{KERNEL} (latest version; no push recorded here): {statuses[-1]}" in result.stdout
     assert "RUNNING" in result.stderr  # the progress line
     assert ("CUDA out of memory" in result.stdout) == (code == 1)
 
 
 def test_status_wait_gives_up_at_its_timeout(tmp_path, kaggle):
     kaggle.kernel_statuses = ["RUNNING"]
-    line = run("status", "--kernel", KERNEL, "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    line = run("kernels", "status", "--kernel", KERNEL, "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert line.returncode == 2 and "still RUNNING after" in line.stderr
 
 
@@ -283,8 +223,8 @@ def test_output_lands_in_a_new_run_folder_each_time(tmp_path, kaggle):
     kaggle.output_files, kaggle.output_log = files, "epoch 1 ...\n"
     kaggle.kernel_statuses = ["COMPLETE"]
     folders = []
-    for _ in range(2):
-        result = run("output", "--kernel", KERNEL, env=kaggle.env, cwd=tmp_path)
+    for flag in ("--runs", "--to"):  # --to: the earlier spelling, kept as a hidden alias
+        result = run("kernels", "output", "--kernel", KERNEL, flag, "submissions", env=kaggle.env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         folders.append(Path(tmp_path, result.stdout.split("run folder: ")[1].split(" (")[0]))
     assert folders[0] != folders[1] and folders[0].parent == folders[1].parent == tmp_path / "submissions"
@@ -299,7 +239,7 @@ def test_output_lands_in_a_new_run_folder_each_time(tmp_path, kaggle):
 
 def test_output_of_a_running_kernel_is_refused_without_a_folder(tmp_path, kaggle):
     kaggle.kernel_statuses = ["RUNNING"]
-    line = one_error_line(run("output", "--kernel", KERNEL, env=kaggle.env, cwd=tmp_path))
+    line = one_error_line(run("kernels", "output", "--kernel", KERNEL, env=kaggle.env, cwd=tmp_path))
     assert "is RUNNING" in line and "status --wait" in line
     assert not (tmp_path / "submissions").exists()
 
@@ -329,7 +269,7 @@ def test_a_download_that_is_not_the_competitions_csvs_writes_nothing(tmp_path, k
 def test_push_sends_the_committed_kernel_byte_for_byte_with_the_metadatas_flags(kaggle, project):
     metadata = json.loads((project / "kernel-metadata.json").read_text())
     assert metadata["id"].startswith("YOUR_KAGGLE_USERNAME/")
-    result = run("push", "--accelerator", "NvidiaTeslaT4", env=kaggle.env, cwd=project)
+    result = run("kernels", "push", "--accelerator", "NvidiaTeslaT4", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     (push,) = kaggle.calls("SaveKernel")
     body = push.json()
@@ -347,7 +287,7 @@ def test_push_sends_the_committed_kernel_byte_for_byte_with_the_metadatas_flags(
     own = {**metadata, "id": f"bob/{slug}"}
     (project / "kernel-metadata.json").write_text(json.dumps(own, indent=1))
     before = (project / "kernel-metadata.json").read_bytes()
-    result = run("push", env=kaggle.env, cwd=project)
+    result = run("kernels", "push", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     assert kaggle.calls("SaveKernel")[1].json()["slug"] == f"bob/{slug}"
     assert (project / "kernel-metadata.json").read_bytes() == before
@@ -358,13 +298,13 @@ def test_push_refuses_a_stale_kernel_or_bad_metadata_before_calling_kaggle(kaggl
     kernel_file = project / metadata["code_file"]
     original = kernel_file.read_bytes()
     kernel_file.write_bytes(original + b"\n# edited by hand\n")
-    line = one_error_line(run("push", env=kaggle.env, cwd=project))
+    line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
     assert "digit_recognizer_kernel.py" in line
     kernel_file.write_bytes(original)
     for change in ({"enable_internet": None}, {"competition_sources": []}, {"title": "Something else entirely"}):
         broken = {k: v for k, v in {**metadata, **change}.items() if v is not None}
         (project / "kernel-metadata.json").write_text(json.dumps(broken))
-        line = one_error_line(run("push", env=kaggle.env, cwd=project))
+        line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
         assert "kernel-metadata.json" in line
     assert kaggle.requests == []
 
@@ -385,11 +325,11 @@ def test_the_whole_loop_push_status_output_validate_submit_submissions(tmp_path,
         return result
 
     step("download")
-    step("push")
-    step("status", "--wait")
+    step("kernels", "push")
+    step("kernels", "status", "--wait")
     assert [r.json() for r in kaggle.calls("GetKernelSessionStatus")][-1] == {
-        "userName": FAKE_USER, "kernelSlug": "digit-recognizer-logistic-regression"}
-    run_dir = Path(project, step("output").stdout.split("run folder: ")[1].split(" (")[0])
+        "userName": FAKE_USER, "kernelSlug": "digit-recognizer-logistic-regression", "versionLabel": "v1"}
+    run_dir = Path(project, step("kernels", "output").stdout.split("run folder: ")[1].split(" (")[0])
     step("validate", str(run_dir / "submission.csv"), "--data", "data")
     kaggle.score_after = 1
     submitted = step("submit", "--data", "data", "--wait")
@@ -402,7 +342,7 @@ def test_the_whole_loop_push_status_output_validate_submit_submissions(tmp_path,
     (record,) = json.loads((run_dir / "kaggle_submissions.json").read_text())
     assert record["status"] == "complete" and record["public_score"] == pytest.approx(0.91234)
     assert f"run {run_dir.name}" in record["message"] and "val acc 0.9231" in record["message"]
-    assert kaggle.api_calls()[:2] == ["DownloadDataFiles", "SaveKernel"]
+    assert kaggle.api_calls()[:3] == ["DownloadDataFiles", "GetAcceleratorQuotaStatistics", "SaveKernel"]
     for path in [*project.rglob("*"), *tmp_path.glob("home/**/*")]:
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path

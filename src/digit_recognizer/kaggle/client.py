@@ -254,9 +254,10 @@ def _first_text_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def poll(check, timeout: float, label: str, resume: str) -> str:
+def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:
     """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`
-    that names the `resume` command to go on waiting."""
+    that names the `resume` command to go on waiting. detail(), when given, adds a live line (the
+    kernel's last log line) to the progress shown while waiting."""
     start, delay = time.monotonic(), _first_delay()
     shown, tty = None, sys.stderr.isatty()
     while True:
@@ -271,14 +272,25 @@ def poll(check, timeout: float, label: str, resume: str) -> str:
             raise UserError(f"{label}: still {state} after {elapsed:.0f} s (--timeout {timeout:g}); "
                             f"to go on waiting: {resume}")
         pause = min(delay, remaining)
+        extra = detail() if detail else ""
         line = f"{label}: {state} ({elapsed:.0f} s so far; next check in {pause:.0f} s)"
         if tty:
-            print("\r" + line.ljust(78), end="", file=sys.stderr, flush=True)
-        elif state != shown:
-            print(line, file=sys.stderr, flush=True)
-        shown = state
+            print("\r" + (f"{line} | {extra}" if extra else line)[:120].ljust(120), end="", file=sys.stderr, flush=True)
+        elif (state, extra) != shown:  # a log, not a terminal: one line per change
+            print(line + (f"\n  log: {extra}" if extra else ""), file=sys.stderr, flush=True)
+        shown = (state, extra)
         time.sleep(pause)
         delay = min(delay * POLL_GROWTH, POLL_MAX)
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status behind a failed client call (a UserError made by explain), if there was one."""
+    import requests
+
+    for exc in (error, error.__cause__, getattr(error.__cause__, "__context__", None)):
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            return exc.response.status_code
+    return None
 
 
 def _first_delay() -> float:

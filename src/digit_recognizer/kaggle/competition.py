@@ -5,6 +5,7 @@ Every step that costs something on Kaggle (a kernel run, a daily submission) is 
 first; every Kaggle call goes through kaggle_api (the kaggle package's own KaggleApi, bounded).
 """
 import argparse
+import re
 import sys
 import tempfile
 import zipfile
@@ -14,8 +15,9 @@ from ..core.errors import UserError
 from ..core.fileio import atomic_write
 from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
 from .kernels import add_kernel_commands
-from .records import (RECORDS_NAME, add_record, default_message, local_index, score_value,
-                          submission_target, update_record, utc_now, validation_accuracy)
+from .records import (ORIGIN_NAME, RECORDS_NAME, add_record, default_message, is_run_folder, local_index,
+                      read_json_object, read_records, score_value, submission_target, trained_on_sample,
+                      update_record, utc_now, validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
 DATA_FILES = ("train.csv", "test.csv", "sample_submission.csv")
@@ -128,13 +130,17 @@ def expected_rows(data: Path | None) -> tuple[int, str]:
     return count_test_rows(data), f"{data}'s test.csv"
 
 
+SAMPLE_FIX = "run 'digit-recognizer download', then 'digit-recognizer train --data data', and submit that run"
+ROW_COUNT = re.compile(r": has (\d+) rows, expected (\d+) \(one per test image\)$")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from ..core.submission import HEADER
-    from ..submission_check import check_submission
 
     file = args.file / "submission.csv" if args.file.is_dir() else args.file  # a run folder will do
+    run = args.file if args.file.is_dir() else (file.parent if is_run_folder(file.parent) else None)
     n_rows, source = expected_rows(args.data)
-    _, problems = check_submission(file, n_rows)
+    problems = check_file(file, n_rows, args.data, run)
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
@@ -144,23 +150,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
+def check_file(file: Path, n_rows: int, data: Path | None, run: Path | None) -> list[str]:
+    """check_submission's problems; a wrong row count against Kaggle's test set names its likely cause."""
     from ..submission_check import check_submission
 
-    credentials = find_credentials()  # no credentials: say so before anything else
-    file, run = submission_target(args.target, args.runs)
-    n_rows, source = expected_rows(args.data)
     _, problems = check_submission(file, n_rows)
-    for line in problems:
-        print(f"digit-recognizer: error: {line}", file=sys.stderr)
-    if problems:
-        raise UserError(f"{file}: not uploaded: {len(problems)} problem(s) above "
-                        f"(checked against {n_rows} rows of {source})")
+    if data is not None:
+        return problems
+    sample = trained_on_sample(run)
+    for i, line in enumerate(problems):
+        counted = ROW_COUNT.search(line)
+        if counted and (sample or int(counted.group(1)) < n_rows):
+            cause = "this run was trained on the embedded sample" if sample else \
+                "likely a run on the embedded sample (its test.csv has 1000 images)"
+            problems[i] = f"{line}: {cause}; {SAMPLE_FIX}"
+    return problems
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if args.kernel is not None:
+        from .code_submission import submit_kernel_version
+
+        if args.target is not None:
+            raise UserError(f"submit: {args.target} and --kernel both name what to submit; give one")
+        return submit_kernel_version(args)
+    file, run = submission_target(args.target, args.runs)
+    if trained_on_sample(run):  # before any network call: Kaggle would reject it and count the try
+        raise UserError(f"{run}: trained on the embedded sample (1000 test images), which Kaggle would "
+                        f"reject; nothing was uploaded: {SAMPLE_FIX}")
+    credentials = find_credentials()  # no credentials: say so before anything else
+    n_rows, source = expected_rows(args.data)
+    refuse_invalid(file, n_rows, source, args.data, run)
     message = args.message or default_message(file, run)
     session = connect(credentials)
-    limits = session.call("reading the submission limits", "competition_get_submission_limits", COMPETITION)
-    if getattr(limits, "num_allowed_now", None) == 0 and (limits.num_today or limits.num_total):
-        raise UserError(f"no submissions left today ({limits.num_today} made today); nothing was uploaded")
+    check_limits(session)
     submitted_at = utc_now()
     response = session.call(f"uploading {file}", "competition_submit", str(file), message, COMPETITION,
                             quiet=True, transfer=True)
@@ -169,6 +192,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
     record = {"submitted_at": submitted_at, "message": message, "ref": response.ref or None,
               "file": file.name, "status": "pending", "public_score": None}
     print(f"submitted {file} to {COMPETITION}: {message!r}" + (f" (ref {response.ref})" if response.ref else ""))
+    return after_submit(session, args, record, run, file)
+
+
+def refuse_invalid(file: Path, n_rows: int, source: str, data: Path | None, run: Path | None) -> None:
+    """Every problem on its own line, then one UserError: an invalid file never reaches Kaggle."""
+    problems = check_file(file, n_rows, data, run)
+    for line in problems:
+        print(f"digit-recognizer: error: {line}", file=sys.stderr)
+    if problems:
+        raise UserError(f"{file}: not uploaded: {len(problems)} problem(s) above "
+                        f"(checked against {n_rows} rows of {source})")
+
+
+def check_limits(session: KaggleSession) -> None:
+    limits = session.call("reading the submission limits", "competition_get_submission_limits", COMPETITION)
+    if getattr(limits, "num_allowed_now", None) == 0 and (limits.num_today or limits.num_total):
+        raise UserError(f"no submissions left today ({limits.num_today} made today); nothing was uploaded")
+
+
+def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict, run: Path | None,
+                 file: Path) -> int:
+    """Record the submission in its run folder; with --wait, poll for the public score."""
     index = None
     if run is not None:
         index = add_record(run, record)
@@ -220,70 +265,147 @@ def _status_name(item) -> str:
 
 
 def cmd_submissions(args: argparse.Namespace) -> int:
+    from .leaderboard import rank_of, read_board
+
     session = connect()
     items = _list_submissions(session)
     if not items:
         print(f"no submissions to {COMPETITION} yet")
         return 0
-    by_ref, by_message, run_ids = local_index(args.runs)
-    rows, updated = [], 0
+    scored = any(score_value(i.public_score) is not None for i in items)
+    board, board_problem = read_board(session) if scored else (None, "")
+    team = next((i.team_name for i in items if i.team_name), None)
+    index = local_index(args.runs)
+    rows, gaps, updated = [], [], 0
     for item in items:
         state, score = _status_name(item), score_value(item.public_score)
-        where = by_ref.get(item.ref) or by_message.get(item.description)
+        run, where = _local_run(item, index, args.runs)
         if where:
             updated += update_record(*where, state, score)
-            run = where[0].name
-        else:
-            run = next((word.strip(",") for word in (item.description or "").split() if word.strip(",") in run_ids), "")
+        cv = cv_estimate(run)
+        if cv and score is not None:
+            gaps.append((score - cv[0], cv[1]))
+        rank = rank_of(board, score, team, session.username) if board and score is not None else None
         date = item.date.strftime("%Y-%m-%d %H:%M") if item.date else ""
-        rows.append((date, state, item.public_score or "", run or "-", (item.description or "")[:60]))
-    header = ("date (UTC)", "status", "public", "local run", "message")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[4])
+        rows.append((date, state, item.public_score or "", str(rank) if rank else "-",
+                     f"{cv[0]:.4f}±{cv[1]:.4f}" if cv else "-", run.name if run else "-",
+                     kernel_version_of(run, where), (item.description or "")[:60]))
+    print_table(("date (UTC)", "status", "public", "rank", "CV ± stderr", "local run", "kernel", "message"), rows)
+    if board:
+        print(f"rank: the place that public score holds on today's public leaderboard ({len(board)} teams)")
+    elif board_problem:
+        print(f"rank: unknown ({board_problem})")
+    if gaps:
+        print(cv_summary(gaps))
     if updated:
         print(f"updated {updated} submission record(s) under {args.runs}")
     return 0
 
 
+def _local_run(item, index: tuple, runs: Path) -> tuple[Path | None, tuple | None]:
+    """The run folder a Kaggle submission came from: by its record (ref or message), else by a run id
+    in its description; and where its record is, when it has one."""
+    by_ref, by_message, run_ids = index
+    where = by_ref.get(item.ref) or by_message.get(item.description)
+    if where:
+        return where[0], where
+    name = next((w.strip(",") for w in (item.description or "").split() if w.strip(",") in run_ids), "")
+    return (runs / name if name else None), None
+
+
+def cv_estimate(run: Path | None) -> tuple[float, float] | None:
+    """(accuracy, stderr) of the run's cross-validation, when metrics.json has one."""
+    cv = read_json_object(run / "metrics.json").get("cv") if run else None
+    if not isinstance(cv, dict):
+        return None
+    accuracy, stderr = cv.get("accuracy"), cv.get("stderr")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (accuracy, stderr)):
+        return None
+    return float(accuracy), float(stderr)
+
+
+def cv_summary(gaps: list[tuple[float, float]]) -> str:
+    """How far public scores fell from the CV estimates: mean and largest gap, and how many within 2 stderr."""
+    mean = sum(g for g, _ in gaps) / len(gaps)
+    largest = max((g for g, _ in gaps), key=abs)
+    within = sum(1 for g, se in gaps if abs(g) <= 2 * se)
+    return (f"CV against public score over {len(gaps)} scored submission(s): public - CV is {mean:+.4f} on "
+            f"average, {largest:+.4f} at most; {within} of {len(gaps)} within 2 standard errors")
+
+
+def kernel_version_of(run: Path | None, where) -> str:
+    origin = read_json_object(run / ORIGIN_NAME) if run else {}
+    record = read_records(where[0])[where[1]] if where else {}
+    version = record.get("kernel_version") or origin.get("version")
+    return f"v{version}" if version else "-"
+
+
+def print_table(header: tuple, rows: list[tuple]) -> None:
+    """Columns padded to their widest cell; the last column (free text) is left unpadded."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+
+
 # ---- the command line -------------------------------------------------------------------------
 
 def add_commands(commands) -> None:
+    """Kaggle's commands; each parser is defined in its own function so that it can be listed anywhere."""
+    from .leaderboard import add_leaderboard_command
+
+    for add in (add_download_command, add_kernel_commands, add_validate_command, add_submit_command,
+                add_submissions_command, add_leaderboard_command):
+        add(commands)
+
+
+def add_download_command(commands) -> None:
     download = commands.add_parser("download", help="download the competition's CSVs from Kaggle (once)")
-    download.add_argument("--to", type=Path, default=Path("data"),
+    download.add_argument("--to", type=Path, default=Path("data"), metavar="DIR",
                           help="folder for train.csv and test.csv (default: data)")
     download.set_defaults(handler=cmd_download)
 
-    add_kernel_commands(commands)
 
+def add_validate_command(commands) -> None:
     validate = commands.add_parser("validate", help="check a submission file the way Kaggle will need it")
     validate.add_argument("file", type=Path, metavar="FILE",
                           help="a submission CSV, or a run folder holding submission.csv")
     _data_argument(validate)
     validate.set_defaults(handler=cmd_validate)
 
-    submit = commands.add_parser("submit", help="validate, then upload a submission to Kaggle and record it")
+
+def add_submit_command(commands) -> None:
+    submit = commands.add_parser("submit", help="validate, then submit to Kaggle (a run's file, or a kernel "
+                                                "version's output with --kernel) and record it")
     submit.add_argument("target", nargs="?", type=Path, metavar="RUN_DIR|FILE",
                         help="default: the newest run folder's submission.csv")
+    submit.add_argument("--kernel", nargs="?", const="", metavar="OWNER/SLUG",
+                        help="submit a kernel version's submission.csv where Kaggle made it (default kernel: "
+                             "the id in kernel-metadata.json)")
+    submit.add_argument("--version", type=int, metavar="N",
+                        help="with --kernel: the kernel version (default: the one last pushed)")
+    submit.add_argument("-p", "--path", type=Path, default=Path("."), metavar="DIR",
+                        help="with --kernel: folder holding kernel-metadata.json and kernel-pushes.json (default: .)")
     submit.add_argument("-m", "--message",
                         help="submission description (default: run id, validation accuracy, config changes)")
     _data_argument(submit)
     _runs_argument(submit)
     submit.add_argument("--wait", action="store_true",
-                        help="poll until Kaggle has scored it, then print the public score")
-    submit.add_argument("--timeout", type=float, default=900, help="seconds to wait at most with --wait (default: 900)")
+                        help="poll until Kaggle has scored it, then print the public score (default: off)")
+    submit.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="seconds to wait at most with --wait (default: 900)")
     submit.set_defaults(handler=cmd_submit)
 
-    subs = commands.add_parser("submissions", help="your Kaggle submissions, matched to local runs")
+
+def add_submissions_command(commands) -> None:
+    subs = commands.add_parser("submissions", help="your Kaggle submissions with rank and CV, matched to local runs")
     _runs_argument(subs)
     subs.set_defaults(handler=cmd_submissions)
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path,
+    parser.add_argument("--data", type=Path, metavar="DIR",
                         help="folder with the test.csv it answers (default: the competition's 28,000 rows)")
 
 
 def _runs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("submissions"),
-                        help="where run folders are (default: submissions)")
+    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
+                        help="the folder that holds run folders (default: submissions)")

@@ -1,29 +1,64 @@
-"""The Kaggle kernel from the terminal: push the committed kernel, follow its run, fetch its output.
+"""`digit-recognizer kernels push | status | output | logs | run`: the Kaggle kernel from the terminal.
 
 A push starts a run on Kaggle's machines, so everything that can be checked locally is checked
 first: the committed kernel is current (bundle.kernel_staleness) and the metadata will not make the
-push fail or the kernel run without its data.
+push fail or the kernel run without its data. Every later command is about one kernel *version*:
+the one the last push made (kernel-pushes.json), or --version N; asking Kaggle for the kernel's
+latest session instead answers with the previous run until the new one has started.
 """
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.fileio import write_json, write_text
-from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
 from ..run_folders import publish_name, run_folder
+from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, poll
+from .kernel_logs import LogFollower, follow_log, print_log_tail, read_log
+from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, read_pushes, record_push
 from .records import ORIGIN_NAME, utc_now
 
 METADATA_NAME = "kernel-metadata.json"
 ID_PLACEHOLDER = "YOUR_KAGGLE_USERNAME"
 KERNEL_DONE = {"COMPLETE"}
 KERNEL_FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
+NOT_STARTED = "QUEUED (not started yet)"
+PROG = "digit-recognizer kernels"
 
+
+@dataclass(frozen=True)
+class Version:
+    """One kernel version, or the kernel's latest session when the number is unknown."""
+    kernel: str
+    number: int | None
+
+    @property
+    def ref(self) -> str:  # the client turns OWNER/SLUG/N into the API's version label vN
+        return f"{self.kernel}/{self.number}" if self.number else self.kernel
+
+    def __str__(self) -> str:
+        return f"{self.kernel} version {self.number}" if self.number else f"{self.kernel} (latest version; no push recorded here)"
+
+    def flags(self) -> str:
+        return f" --version {self.number}" if self.number else ""
+
+
+# ---- push -------------------------------------------------------------------------------------
 
 def cmd_push(args: argparse.Namespace) -> int:
+    session, version = push_kernel(args)
+    print("next: digit-recognizer kernels status --wait, then digit-recognizer kernels output"
+          if not args.no_run else "saved without running; 'digit-recognizer kernels push' again to run it")
+    return 0
+
+
+def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
+    """Check, (for a GPU run) read the quota, push, and record which version Kaggle made of which code."""
     root: Path = args.path
     credentials = find_credentials()  # no credentials: say so before anything else
     metadata = read_metadata(root)
@@ -39,24 +74,66 @@ def cmd_push(args: argparse.Namespace) -> int:
         for line in errors[1:]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
+    read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
+    if args.timeout is not None and args.timeout < 1:
+        raise UserError(f"--timeout {args.timeout}: expected the kernel's run-time limit in whole seconds (>= 1)")
     session = connect(credentials)
     kernel = kernel_ref(metadata, session)
+    if wants_gpu(metadata, args.accelerator) and not args.no_run:
+        check_gpu_quota(session, args.ignore_quota)
+    code_file = (root / metadata["code_file"]).resolve()
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
         # The client reads the code file's text itself; only the id differs from the committed metadata.
-        staged = {**metadata, "id": kernel, "code_file": str((root / metadata["code_file"]).resolve())}
+        staged = {**metadata, "id": kernel, "code_file": str(code_file)}
         write_json(Path(stage) / METADATA_NAME, staged)
-        response = session.call("pushing the kernel", "kernels_push", stage, None, args.accelerator)
+        response = session.call("pushing the kernel", "kernels_push", stage, args.timeout, args.accelerator,
+                                no_run=args.no_run)
     problem = _push_problem(response)
     if problem:
         raise UserError(f"Kaggle refused the push of {kernel}: {problem}")
     if metadata["id"] != kernel:
         _record_kernel_id(root / METADATA_NAME, metadata["id"], kernel)
         print(f"{root / METADATA_NAME}: id set to {kernel}")
-    version = getattr(response, "version_number", None)
-    print(f"pushed {kernel}" + (f" (version {version})" if version else "") + "; Kaggle runs it now")
-    print(f"kernel: {response.url or f'https://www.kaggle.com/code/{kernel}'}")
-    print("next: digit-recognizer status --wait, then digit-recognizer output")
-    return 0
+    number = getattr(response, "version_number", None) or None
+    url = response.url or f"https://www.kaggle.com/code/{kernel}"
+    record_push(root, {"kernel": kernel, "version": number, "pushed_at": utc_now(), "url": url,
+                       "code_file": metadata["code_file"], "code_sha256": file_sha256(code_file),
+                       "accelerator": args.accelerator or metadata.get("machine_shape"),
+                       "timeout_seconds": args.timeout, "no_run": args.no_run})
+    verb = "saved (not run)" if args.no_run else "pushed; Kaggle runs it now"
+    print(f"{Version(kernel, number)} {verb}" if number else f"{kernel} {verb} (Kaggle sent no version number)")
+    print(f"kernel: {url}")
+    print(f"recorded in {root / PUSHES_NAME}")
+    return session, Version(kernel, number)
+
+
+def wants_gpu(metadata: dict, accelerator: str | None) -> bool:
+    if accelerator:
+        return accelerator.lower().startswith("nvidia") or "gpu" in accelerator.lower()
+    return bool(metadata.get("enable_gpu"))
+
+
+def check_gpu_quota(session: KaggleSession, ignore: bool) -> None:
+    """Print the week's GPU hours left (client's quota_view); stop when none are left unless `ignore`."""
+    try:
+        quota = session.call("reading your GPU quota", "quota_view")
+    except UserError as exc:
+        print(f"GPU quota: unknown ({exc}); pushing anyway")
+        return
+    gpu = getattr(quota, "gpu_quota", None)
+    if gpu is None or gpu.total_time_allowed is None:
+        print("GPU quota: unknown (Kaggle sent none); pushing anyway")
+        return
+    used = (gpu.time_used.total_seconds() if gpu.time_used else 0.0) / 3600
+    total = gpu.total_time_allowed.total_seconds() / 3600
+    refresh = quota.quota_refresh_time
+    when = f"{refresh:%Y-%m-%d %H:%M} UTC" if refresh else "at the weekly reset"
+    left = max(total - used, 0.0)
+    if left <= 0 and not ignore:
+        raise UserError(f"no GPU quota left this week ({used:.1f} of {total:.1f} h used; it refreshes {when}); "
+                        f"nothing was pushed: wait, set \"enable_gpu\": false in {METADATA_NAME}, "
+                        f"or pass --ignore-quota")
+    print(f"GPU quota: {left:.1f} of {total:.1f} h left this week (refreshes {when})")
 
 
 def read_metadata(root: Path) -> dict:
@@ -133,6 +210,8 @@ def _record_kernel_id(path: Path, old: str, new: str) -> None:
     write_text(path, updated)
 
 
+# ---- which version a command is about ---------------------------------------------------------
+
 def resolve_kernel(args: argparse.Namespace, session: KaggleSession) -> str:
     if args.kernel:
         if args.kernel.count("/") != 1 or not all(args.kernel.split("/")):
@@ -144,52 +223,86 @@ def resolve_kernel(args: argparse.Namespace, session: KaggleSession) -> str:
     return kernel_ref(metadata, session)
 
 
-def kernel_state(session: KaggleSession, kernel: str) -> tuple[str, str]:
-    response = session.call(f"reading the status of {kernel}", "kernels_status", kernel)
+def resolve_version(args: argparse.Namespace, session: KaggleSession) -> Version:
+    """--version N, else the version the last push from here made, else Kaggle's latest."""
+    kernel = resolve_kernel(args, session)
+    if args.version is not None:
+        if args.version < 1:
+            raise UserError(f"--version {args.version}: expected a kernel version number (1, 2, ...)")
+        return Version(kernel, args.version)
+    pushed = latest_push(args.path, kernel)
+    if pushed:
+        return Version(kernel, pushed["version"])
+    return Version(kernel, None)  # not pushed from here: Kaggle's latest, and every line says so
+
+
+def kernel_state(session: KaggleSession, version: Version, waiting: bool = False) -> tuple[str, str]:
+    try:
+        response = session.call(f"reading the status of {version}", "kernels_status", version.ref)
+    except UserError as exc:
+        if waiting and version.number and http_status(exc) == 404:
+            return NOT_STARTED, ""  # a version just pushed may not have a session yet
+        raise
     status = getattr(response.status, "name", None) or str(response.status)
     return status, (response.failure_message or "")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    session = connect()
-    kernel = resolve_kernel(args, session)
-    latest = {}
+def wait_for(session: KaggleSession, version: Version, timeout: float, resume: str) -> tuple[str, str]:
+    """Poll this version's status until it ends, showing its live log's last line meanwhile."""
+    latest = {"failure": ""}
+    follower = LogFollower(session, version.ref)
 
     def check() -> tuple[bool, str]:
-        latest["status"], latest["failure"] = kernel_state(session, kernel)
-        return latest["status"] in KERNEL_DONE | KERNEL_FAILED, latest["status"]
+        status, latest["failure"] = kernel_state(session, version, waiting=True)
+        return status in KERNEL_DONE | KERNEL_FAILED, status
 
-    resume = f"digit-recognizer status --wait{f' --kernel {args.kernel}' if args.kernel else ''}"
-    status = poll(check, args.timeout, kernel, resume) if args.wait else check()[1]
-    print(f"{kernel}: {status}" + (f" ({latest['failure']})" if latest["failure"] else ""))
+    try:
+        status = poll(check, timeout, str(version), resume, detail=follower.last_line)
+    finally:
+        follower.stop()
+    return status, latest["failure"]
+
+
+# ---- status, logs, output ---------------------------------------------------------------------
+
+def cmd_status(args: argparse.Namespace) -> int:
+    session = connect()
+    version = resolve_version(args, session)
+    if args.wait:
+        status, failure = wait_for(session, version, args.timeout, f"{PROG} status --wait{_kernel_flags(args, version)}")
+    else:
+        status, failure = kernel_state(session, version)
+    print(f"{version}: {status}" + (f" ({failure})" if failure else ""))
+    if status in KERNEL_FAILED:
+        print_log_tail(session, version.ref, str(version))
+        return 1
     if status in KERNEL_DONE:
-        print("next: digit-recognizer output")
-    return 1 if status in KERNEL_FAILED else 0
+        print(f"next: {PROG} output{_kernel_flags(args, version)}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    session = connect()
+    version = resolve_version(args, session)
+    print(f"log of {version}" + (" (following until the run ends)" if args.follow else ""), file=sys.stderr)
+    if not args.follow:
+        text = read_log(session, version.ref)
+        print(text.rstrip("\n") if text.strip() else "(the log is empty)")
+        return 0
+    resume = f"{PROG} logs --follow{_kernel_flags(args, version)}"
+    for text in follow_log(session, version.ref, args.timeout, resume):
+        print(text, end="", flush=True)
+    return 0
 
 
 def cmd_output(args: argparse.Namespace) -> int:
     session = connect()
-    kernel = resolve_kernel(args, session)
-    status, failure = kernel_state(session, kernel)
+    version = resolve_version(args, session)
+    status, failure = kernel_state(session, version)
     if status not in KERNEL_DONE | KERNEL_FAILED:
-        raise UserError(f"{kernel} is {status}; its output comes when it finishes: digit-recognizer status --wait")
-    with tempfile.TemporaryDirectory(prefix="digit-recognizer-output-", ignore_cleanup_errors=True) as temp:
-        session.call(f"downloading the output of {kernel}", "kernels_output", kernel, temp,
-                     force=True, quiet=True, transfer=True)
-        fetched = sorted(p for p in Path(temp).rglob("*") if p.is_file())
-        if not fetched:
-            raise UserError(f"{kernel} has no output files on Kaggle (status {status})")
-        with run_folder(args.to) as folder:
-            for path in fetched:
-                target = folder / path.relative_to(temp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(path, target)
-            write_json(folder / ORIGIN_NAME, {"origin": "kaggle", "kernel": kernel, "status": status,
-                                              "fetched_at": utc_now()})
-            final = publish_name(folder)
-    names = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
-    print(f"run folder: {final} (from Kaggle kernel {kernel}, status {status})")
-    print("files: " + ", ".join(names))
+        raise UserError(f"{version} is {status}; its output comes when it finishes: "
+                        f"{PROG} status --wait{_kernel_flags(args, version)}")
+    final = fetch_output(session, version, status, args.runs, args.path)
     if status in KERNEL_FAILED:
         print(f"the kernel failed{f' ({failure})' if failure else ''}; its log is in the run folder")
     submission = final / "submission.csv"
@@ -198,32 +311,179 @@ def cmd_output(args: argparse.Namespace) -> int:
 
         _, problems = check_submission(submission, None)
         print(f"submission: {submission}" + (f" (problem: {problems[0]})" if problems else ""))
-        print(f"next: digit-recognizer submit {final}")
+        print(f"next: digit-recognizer submit {final}  (or: digit-recognizer submit --kernel{version.flags()})")
     return 1 if status in KERNEL_FAILED else 0
 
 
+def fetch_output(session: KaggleSession, version: Version, status: str, runs: Path, root: Path) -> Path:
+    """The version's output files (and log) in a new run folder whose origin.json names the version."""
+    with tempfile.TemporaryDirectory(prefix="digit-recognizer-output-", ignore_cleanup_errors=True) as temp:
+        session.call(f"downloading the output of {version}", "kernels_output", version.ref, temp,
+                     force=True, quiet=True, transfer=True)
+        fetched = sorted(p for p in Path(temp).rglob("*") if p.is_file())
+        if not fetched:
+            raise UserError(f"{version} has no output files on Kaggle (status {status})")
+        with run_folder(runs) as folder:
+            for path in fetched:
+                target = folder / path.relative_to(temp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
+            write_json(folder / ORIGIN_NAME, origin_record(version, status, root))
+            final = publish_name(folder)
+    names = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
+    print(f"run folder: {final} (from Kaggle kernel {version}, status {status})")
+    print("files: " + ", ".join(names))
+    return final
+
+
+def origin_record(version: Version, status: str, root: Path, files: str = "all") -> dict:
+    """origin.json of a run folder made from a kernel version: which version, and the push that made it."""
+    pushed = push_of(root, version.kernel, version.number) if version.number else None
+    origin = {"origin": "kaggle", "kernel": version.kernel, "version": version.number, "status": status,
+              "files": files, "fetched_at": utc_now()}
+    if pushed:
+        origin["push"] = {k: pushed.get(k) for k in ("pushed_at", "code_file", "code_sha256", "accelerator")}
+    return origin
+
+
+# ---- run: push, wait for that version, fetch, validate -----------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..submission_check import check_submission
+    from .competition import expected_rows
+
+    n_rows, source = expected_rows(args.data)  # a bad --data is said before anything is pushed
+    args.no_run = False
+    session, version = push_kernel(args)
+    if not version.number:
+        raise UserError(f"{version.kernel}: Kaggle sent no version number, so this run cannot be told from "
+                        f"the previous one; follow it with '{PROG} status --wait'")
+    resume = f"{PROG} status --wait --version {version.number}, then {PROG} output --version {version.number}"
+    status, failure = wait_for(session, version, args.wait_timeout, resume)
+    print(f"{version}: {status}" + (f" ({failure})" if failure else ""))
+    if status in KERNEL_FAILED:
+        print_log_tail(session, version.ref, str(version))
+        return 1
+    final = fetch_output(session, version, status, args.runs, args.path)
+    submission = final / "submission.csv"
+    if not submission.is_file():
+        raise UserError(f"{version} wrote no submission.csv (run folder {final}); see its log: "
+                        f"{PROG} logs --version {version.number}")
+    _, problems = check_submission(submission, n_rows)
+    for line in problems:
+        print(f"digit-recognizer: error: {line}", file=sys.stderr)
+    accuracy = reported_accuracy(final)
+    print(f"validation accuracy (reported by the kernel): {accuracy:.4f}" if accuracy is not None
+          else "validation accuracy: the kernel reported none")
+    if problems:
+        raise UserError(f"{submission}: not a valid submission ({len(problems)} problem(s) above, "
+                        f"checked against {n_rows} rows of {source})")
+    print(f"submission: {submission} (valid: {n_rows} rows)")
+    print(f"next: digit-recognizer submit {final}  (or: digit-recognizer submit --kernel --version {version.number})")
+    return 0
+
+
+ACCURACY_IN_LOG = re.compile(r"validation accuracy:?\s*([01]\.\d+)", re.IGNORECASE)
+
+
+def reported_accuracy(folder: Path) -> float | None:
+    """val_accuracy from the fetched metrics.json, else the last one the log printed."""
+    from .records import read_json_object
+
+    value = read_json_object(folder / "metrics.json").get("val_accuracy")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    for log in folder.glob("*.log"):
+        found = ACCURACY_IN_LOG.findall(log.read_text(encoding="utf-8", errors="replace"))
+        if found:
+            return float(found[-1])
+    return None
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+def _kernel_flags(args: argparse.Namespace, version: Version) -> str:
+    return (f" --kernel {args.kernel}" if getattr(args, "kernel", None) else "") + version.flags()
+
+
 def add_kernel_commands(commands) -> None:
-    push = commands.add_parser("push", help="push the committed Kaggle kernel (after checking it is current)")
-    _metadata_argument(push)
-    push.add_argument("--accelerator", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (overrides the metadata's)")
+    """`kernels` and its subcommands, named as in the kaggle CLI (kaggle kernels push/status/output)."""
+    kernels = commands.add_parser("kernels", help="the Kaggle kernel: push, status, output, logs, run")
+    sub = kernels.add_subparsers(dest="kernels_command", metavar="SUBCOMMAND", required=True)
+    for add in (add_push_command, add_status_command, add_output_command, add_logs_command, add_run_command):
+        add(sub)
+
+
+def add_push_command(sub) -> None:
+    push = sub.add_parser("push", help="push the committed kernel as a new version (after checking it is current)")
+    _path_argument(push)
+    _push_arguments(push)
+    push.add_argument("--no-run", action="store_true", help="save the version without running it (default: run it)")
     push.set_defaults(handler=cmd_push)
 
-    status = commands.add_parser("status", help="the pushed kernel's run status")
-    _metadata_argument(status, with_kernel=True)
-    status.add_argument("--wait", action="store_true", help="poll until the run completes or fails")
-    status.add_argument("--timeout", type=float, default=3600,
+
+def add_status_command(sub) -> None:
+    status = sub.add_parser("status", help="a kernel version's run status (default: the version last pushed)")
+    _version_arguments(status)
+    status.add_argument("--wait", action="store_true",
+                        help="poll until the run completes or fails, showing its last log line (default: off)")
+    status.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
                         help="seconds to wait at most with --wait (default: 3600)")
     status.set_defaults(handler=cmd_status)
 
-    output = commands.add_parser("output", help="download the kernel's output into a new run folder")
-    _metadata_argument(output, with_kernel=True)
-    output.add_argument("--to", type=Path, default=Path("submissions"),
-                        help="where run folders go (default: submissions)")
+
+def add_output_command(sub) -> None:
+    output = sub.add_parser("output", help="download a kernel version's output into a new run folder")
+    _version_arguments(output)
+    _runs_argument(output, "--to")
     output.set_defaults(handler=cmd_output)
 
 
-def _metadata_argument(parser: argparse.ArgumentParser, with_kernel: bool = False) -> None:
-    parser.add_argument("-p", "--path", type=Path, default=Path("."),
-                        help=f"folder holding {METADATA_NAME} (default: .)")
-    if with_kernel:
-        parser.add_argument("--kernel", help=f"OWNER/SLUG (default: the id in {METADATA_NAME})")
+def add_logs_command(sub) -> None:
+    logs = sub.add_parser("logs", help="a kernel version's log (default: the version last pushed)")
+    _version_arguments(logs)
+    logs.add_argument("--follow", action="store_true",
+                      help="stream the log while the kernel runs; stops when the run ends (default: off)")
+    logs.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                      help="seconds to follow at most with --follow (default: 3600)")
+    logs.set_defaults(handler=cmd_logs)
+
+
+def add_run_command(sub) -> None:
+    run = sub.add_parser("run", help="push, wait for that version, fetch its output into a new run folder, "
+                                     "validate its submission")
+    _path_argument(run)
+    _push_arguments(run)
+    run.add_argument("--wait-timeout", type=float, default=3600, metavar="SECONDS",
+                     help="seconds to wait at most for the version to finish (default: 3600)")
+    run.add_argument("--data", type=Path, metavar="DIR",
+                     help="folder with the test.csv the submission answers (default: the competition's 28,000 rows)")
+    _runs_argument(run)
+    run.set_defaults(handler=cmd_run, kernel=None, version=None)
+
+
+def _path_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--path", type=Path, default=Path("."), metavar="DIR",
+                        help=f"folder holding {METADATA_NAME} and {PUSHES_NAME} (default: .)")
+
+
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accelerator", metavar="SHAPE", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (default: the metadata's)")
+    parser.add_argument("--timeout", type=int, metavar="SECONDS",
+                        help="the run's time limit on Kaggle (default: Kaggle's own limit)")
+    parser.add_argument("--ignore-quota", action="store_true",
+                        help="push a GPU run even when the weekly GPU quota reads as used up (default: off)")
+
+
+def _version_arguments(parser: argparse.ArgumentParser) -> None:
+    _path_argument(parser)
+    parser.add_argument("--kernel", metavar="OWNER/SLUG", help=f"OWNER/SLUG (default: the id in {METADATA_NAME})")
+    parser.add_argument("--version", type=int, metavar="N",
+                        help=f"the kernel version (default: the one last pushed, from {PUSHES_NAME})")
+
+
+def _runs_argument(parser: argparse.ArgumentParser, *old_names: str) -> None:
+    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
+                        help="the folder that holds run folders (default: submissions)")
+    for name in old_names:  # earlier spellings keep working, unlisted
+        parser.add_argument(name, dest="runs", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

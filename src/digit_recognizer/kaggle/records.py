@@ -36,7 +36,7 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
         with_file = [run for run in run_folders(runs) if (run / "submission.csv").is_file()]
         if not with_file:
             raise UserError(f"{runs}: no run folder with a submission.csv; make one with "
-                            f"'digit-recognizer train' or 'digit-recognizer output', or name a FILE to submit")
+                            f"'digit-recognizer train' or 'digit-recognizer kernels output', or name a FILE to submit")
         return with_file[-1] / "submission.csv", with_file[-1]
     if target.is_dir():
         if not (target / "submission.csv").is_file():
@@ -77,8 +77,25 @@ def default_message(file: Path, run: Path | None) -> str:
         changes = config_changes(metrics["config"])
         parts.append(" ".join(f"{k}={v}" for k, v in changes.items()) if changes else "default config")
     if kernel:
-        parts.append(f"Kaggle kernel {kernel}")
+        version = read_json_object(run / ORIGIN_NAME).get("version")
+        parts.append(f"Kaggle kernel {kernel}" + (f" version {version}" if version else ""))
     return ", ".join(parts)[:500]
+
+
+SAMPLE_DATA = "embedded sample"  # metrics.json "data" of a run trained on the kit's own sample
+
+
+def trained_on_sample(run: Path | None) -> bool:
+    return run is not None and read_json_object(run / "metrics.json").get("data") == SAMPLE_DATA
+
+
+def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:
+    """The newest run folder fetched from this kernel version that holds its submission.csv."""
+    for run in reversed(run_folders(runs)):
+        origin = read_json_object(run / ORIGIN_NAME)
+        if origin.get("kernel") == kernel and origin.get("version") == version and (run / "submission.csv").is_file():
+            return run
+    return None
 
 
 def read_records(run: Path) -> list[dict]:
