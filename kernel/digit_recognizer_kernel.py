@@ -10,7 +10,7 @@
 #     python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Each section below is one module of the package, dependencies first, so it reads top to bottom:
-#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, train, pipeline, main
+#     errors, config, csvtable, data, fileio, interrupts, metrics, deskew, model, pictures, split, submission, train, pipeline, main
 
 
 import argparse
@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+import errno
 import io
 from itertools import takewhile
 import json
@@ -28,6 +29,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import sys
 import time
 from typing import Callable, Iterator
@@ -314,6 +316,320 @@ def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.nda
     return parse_table(str(path), read_bytes(path), columns, limits, path=path if path.suffix != ".gz" else None)
 
 
+# ======== from digit_recognizer/core/fileio.py ====================================================
+# Writing without ever leaving a half-written file, a run folder that looks finished, or mixed outputs.
+#
+# Every write goes through here, so a failure of the operating system (a read-only folder, a full
+# disk, a missing folder) becomes one UserError naming the path and the reason, in one place.
+
+INCOMPLETE_PREFIX = ".incomplete-"
+REPLACED_MARK = ".replaced-"
+# Folders published by this process, for an interrupt's truthful "what was kept" message.
+PUBLISHED: list[Path] = []
+
+
+def os_reason(exc: OSError) -> str:
+    """'no space left on device', 'read-only file system', ... as a lower-case phrase."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError nobody caught nearer its cause: the path involved and the reason."""
+    where = exc.filename if exc.filename is not None else "?"
+    return f"{os.fsdecode(where) if isinstance(where, bytes) else where}: {os_reason(exc)}"
+
+
+def write_failure(path: Path, exc: OSError) -> UserError:
+    if exc.errno == errno.ENOENT and not path.parent.is_dir():
+        return UserError(f"{path}: cannot write it: the folder {path.parent} does not exist")
+    return UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(temp) on a temporary name beside `path`, then rename it into place.
+
+    An OSError (full disk, read-only folder) becomes one UserError naming `path`; the temporary
+    file is removed whatever happens, so nothing half-written is left.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    finally:
+        with suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def make_folder(folder: Path, purpose: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{folder}: not a folder; {purpose}") from None
+    except OSError as exc:  # a folder we may not write in, a full disk
+        raise UserError(f"{folder}: cannot create it ({os_reason(exc)}); {purpose}") from None
+
+
+@contextmanager
+def run_folder(root: Path) -> Iterator[Path]:
+    """Yield an empty hidden folder to write a run into; publish it under its final name on success.
+
+    On any failure (an exception, Ctrl-C, SIGTERM) the hidden folder is removed, so `root` holds
+    exactly what it held before. A finished run's name is never reused.
+    """
+    created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or a folder we may not write in
+        raise UserError(f"{root}: cannot hold run folders ({os_reason(exc)}); --out takes a folder") from None
+    run_id = new_run_id()
+    while (root / run_id).exists():
+        run_id = new_run_id()
+    temp, final = root / f"{INCOMPLETE_PREFIX}{run_id}", root / run_id
+    try:
+        temp.mkdir()
+    except OSError as exc:
+        _remove_empty(created)
+        raise UserError(f"{root}: cannot write a run folder there ({os_reason(exc)})") from None
+    try:
+        yield temp
+        os.rename(temp, final)
+        PUBLISHED.append(final)
+    except BaseException:
+        if not temp.exists() and final.exists():  # interrupted just after the rename: it is published
+            PUBLISHED.append(final)
+            raise
+        shutil.rmtree(temp, ignore_errors=True)
+        _remove_empty(created)  # nor the folders made for it
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; rmdir removes only empty ones
+        with suppress(OSError):
+            folder.rmdir()
+
+
+def publish_name(temp: Path) -> Path:
+    """The name a folder made by run_folder will have once published."""
+    return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
+
+
+@contextmanager
+def replacing_folder(target: Path) -> Iterator[Path]:
+    """Yield an empty folder to write into; on success its files replace `target`'s as one unit.
+
+    The folder is a hidden sibling of `target`, and publishing swaps the two in one atomic rename
+    (renameat2 RENAME_EXCHANGE), so `target` is all-old or all-new after any interruption, SIGKILL
+    included; the old outputs are then removed. Leftovers of killed runs are swept on the next call.
+    Where a swap is impossible (`target` is a mount point, e.g. /kaggle/working, its parent is read-only,
+    the current folder is below it, or it holds files this run does not replace), the staging folder
+    is inside `target` and only the files written are replaced, old ones moved aside first and put
+    back on any error or interrupt; only SIGKILL in that short window can leave a mix.
+    """
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target}: not a folder; --output takes the folder the outputs go in")
+    _sweep_leftovers(target)
+    token = f"{os.getpid()}-{secrets.token_hex(3)}"
+    staging = _staging_beside(target, token)
+    inside = staging is None
+    if inside:
+        make_folder(target, "--output takes the folder the outputs go in")
+        staging = target / f"{INCOMPLETE_PREFIX}{token}"
+        try:
+            staging.mkdir()
+        except OSError as exc:
+            raise UserError(f"{target}: cannot write the outputs there ({os_reason(exc)})") from None
+    try:
+        yield staging
+        if inside or not _swap_into(staging, target):
+            _replace_files(staging, target, token)
+        PUBLISHED.append(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the new outputs on failure, the old ones after a swap
+
+
+def _staging_beside(target: Path, token: str) -> Path | None:
+    """A new hidden sibling of target to stage into, or None where the outputs must be staged inside it."""
+    if target.exists() and (os.path.ismount(target) or _holds_cwd(target)):
+        return None
+    if not target.exists():
+        make_folder(target.parent, "--output takes the folder the outputs go in")
+    staging = target.parent / f".{target.name}{INCOMPLETE_PREFIX}{token}"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        if target.is_dir():
+            return None  # e.g. a read-only parent: stage inside target instead
+        raise UserError(f"{target.parent}: cannot write the outputs there ({os_reason(exc)})") from None
+    return staging
+
+
+def _holds_cwd(folder: Path) -> bool:
+    try:
+        cwd, resolved = Path.cwd().resolve(), folder.resolve()
+    except OSError:
+        return True
+    return cwd == resolved or resolved in cwd.parents
+
+
+def _swap_into(staging: Path, target: Path) -> bool:
+    """Publish staging as target in one step; False when that cannot be done as one unit."""
+    try:
+        os.rename(staging, target)  # atomic when target is missing or an empty folder
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise UserError(f"{target}: cannot publish the outputs ({os_reason(exc)})") from None
+    old_names = {p.name for p in target.iterdir()}
+    if not old_names <= {p.name for p in staging.iterdir()}:
+        return False  # the user's own files are there too: replace only what was written
+    return _exchange(staging, target)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two folders (Linux renameat2 RENAME_EXCHANGE); False where that is unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBUSY, errno.EXDEV):
+        return False
+    raise UserError(f"{second}: cannot publish the outputs ({os.strerror(code).lower()})")
+
+
+def _replace_files(staging: Path, target: Path, token: str) -> None:
+    """Move target's files of the same names aside, the new ones in, then drop the old; undo on failure."""
+    aside = target / f"{REPLACED_MARK}{token}"
+    names = sorted(p.name for p in staging.iterdir())
+    moved_aside, moved_in = [], []
+    try:
+        aside.mkdir()
+        for name in names:
+            if (target / name).exists() or (target / name).is_symlink():
+                os.rename(target / name, aside / name)
+                moved_aside.append(name)
+        for name in names:
+            os.rename(staging / name, target / name)
+            moved_in.append(name)
+    except BaseException as exc:
+        for name in moved_in:
+            with suppress(OSError):
+                os.rename(target / name, staging / name)
+        for name in moved_aside:
+            with suppress(OSError):
+                os.rename(aside / name, target / name)
+        with suppress(OSError):
+            aside.rmdir()
+        if isinstance(exc, OSError):
+            raise UserError(f"{target}: cannot publish the outputs ({os_reason(exc)}); "
+                            f"its earlier files are as they were") from None
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _sweep_leftovers(target: Path) -> None:
+    """Remove staging and set-aside folders that killed runs left beside or inside target."""
+    places = [(target.parent, f".{target.name}{INCOMPLETE_PREFIX}"), (target, INCOMPLETE_PREFIX),
+              (target, REPLACED_MARK)]
+    for folder, prefix in places:
+        with suppress(OSError):
+            for leftover in folder.glob(f"{prefix}*"):
+                if not _owner_alive(leftover.name.removeprefix(prefix)) and leftover.is_dir():
+                    _restore_or_remove(leftover, target, prefix == REPLACED_MARK)
+
+
+def _restore_or_remove(leftover: Path, target: Path, set_aside: bool) -> None:
+    if set_aside:  # old files moved aside by a killed run: put back any that were not replaced
+        for old in leftover.iterdir():
+            if not (target / old.name).exists():
+                with suppress(OSError):
+                    os.rename(old, target / old.name)
+    shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _owner_alive(token: str) -> bool:
+    """Whether the process named by a leftover's '<pid>-<hex>' token is still running."""
+    pid = token.split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return int(pid) != os.getpid()  # an earlier call in this process is over
+
+
+# ======== from digit_recognizer/core/interrupts.py ================================================
+# Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up.
+
+_stopping = []  # the first interrupt's signal number, once it has been raised
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so that every cleanup path runs."""
+
+
+def handle_interrupts() -> None:
+    """From now on Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, once; later ones are ignored."""
+    signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_interrupt)
+    if hasattr(signal, "setitimer") and not getattr(sys.unraisablehook, "keeps_interrupts", False):
+        signal.signal(signal.SIGALRM, _deliver_again)
+        sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
+
+
+def _on_interrupt(signum, frame):
+    if _stopping:  # a second Ctrl-C during clean-up must not cut the clean-up (or its message) short
+        return
+    _stopping.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _keeping_interrupts(previous):
+    """An interrupt raised where Python cannot propagate it (a weakref callback inside an import, a
+    __del__) would be printed as a traceback and lost; instead it is delivered again 10 ms later."""
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopping:
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            return
+        previous(unraisable)
+    hook.keeps_interrupts = True
+    return hook
+
+
+def _deliver_again(signum, frame):
+    if _stopping:
+        _on_interrupt(_stopping.pop(), frame)
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's 128 + signal number."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 # ======== from digit_recognizer/core/metrics.py ===================================================
 # Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
 
@@ -436,7 +752,8 @@ class SoftmaxRegression(nn.Module):
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
+    with open(path, "wb") as handle:  # a Python file, so that a full disk is an OSError, not torch's RuntimeError
+        torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, handle)
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
@@ -452,69 +769,6 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     model = SoftmaxRegression(bool(saved["use_deskew"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval(), saved
-
-
-# ======== from digit_recognizer/core/fileio.py ====================================================
-# Writing without ever leaving a half-written file or a run folder that looks finished.
-
-INCOMPLETE_PREFIX = ".incomplete-"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(temp) on a temporary name beside `path`, then rename it into place."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-@contextmanager
-def run_folder(root: Path) -> Iterator[Path]:
-    """Yield an empty hidden folder to write a run into; publish it under its final name on success.
-
-    On any failure (an exception, Ctrl-C, SIGTERM) the hidden folder is removed, so `root` holds
-    exactly what it held before. A finished run's name is never reused.
-    """
-    created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file of that name, or a folder we may not write in
-        raise UserError(f"{root}: cannot hold run folders ({exc.strerror}); --out takes a folder") from None
-    run_id = new_run_id()
-    while (root / run_id).exists():
-        run_id = new_run_id()
-    temp = root / f"{INCOMPLETE_PREFIX}{run_id}"
-    temp.mkdir()
-    try:
-        yield temp
-        final = root / run_id
-        os.rename(temp, final)
-        temp = final
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        for folder in created:  # nor the folders made for it (rmdir removes only empty ones)
-            with suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def publish_name(temp: Path) -> Path:
-    """The name a folder made by run_folder will have once published."""
-    return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
 
 
 # ======== from digit_recognizer/core/pictures.py ==================================================
@@ -548,6 +802,8 @@ def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_p
         written.append("errors.png")
         save_picture(out_dir / "confusion.png", draw_confusion(confusion))
         written.append("confusion.png")
+    except UserError:  # the files could not be written (a full disk): the run cannot be either
+        raise
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
@@ -1088,14 +1344,21 @@ KERNEL_PROG = "digit_recognizer_kernel.py"
 def main(argv: list[str] | None = None) -> int:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
+    handle_interrupts()
     args = kernel_parser().parse_args(argv)
     try:
         return run_kernel(args)
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         if args.debug:
             raise
-        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        kept = "the new outputs are complete" if PUBLISHED else "the output folder is as it was"
+        print(f"{KERNEL_PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {kept}",
+              file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 def kernel_parser() -> argparse.ArgumentParser:
@@ -1116,11 +1379,8 @@ def run_kernel(args: argparse.Namespace) -> int:
     data = load_folder(locate_input(args.input))
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    metrics = run_training(cfg, data, out, load_seconds=time.perf_counter() - start)
+    with replacing_folder(out) as staging:  # the outputs appear together, or the old ones stay
+        metrics = run_training(cfg, data, staging, load_seconds=time.perf_counter() - start)
     for line in report_lines(metrics, cfg.epochs, out, time.perf_counter() - start):
         print(line)
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 from .config import add_config_arguments, config_from_args
 from .data import KAGGLE_INPUT, find_kaggle_input, load_folder
 from .errors import UserError
+from .fileio import PUBLISHED, describe_os_error, replacing_folder
+from .interrupts import Terminated, handle_interrupts, interrupt_exit_code
 from .pipeline import run_training
 
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -21,14 +23,21 @@ KERNEL_PROG = "digit_recognizer_kernel.py"
 def main(argv: list[str] | None = None) -> int:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
+    handle_interrupts()
     args = kernel_parser().parse_args(argv)
     try:
         return run_kernel(args)
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         if args.debug:
             raise
-        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        kept = "the new outputs are complete" if PUBLISHED else "the output folder is as it was"
+        print(f"{KERNEL_PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {kept}",
+              file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 def kernel_parser() -> argparse.ArgumentParser:
@@ -49,11 +58,8 @@ def run_kernel(args: argparse.Namespace) -> int:
     data = load_folder(locate_input(args.input))
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    metrics = run_training(cfg, data, out, load_seconds=time.perf_counter() - start)
+    with replacing_folder(out) as staging:  # the outputs appear together, or the old ones stay
+        metrics = run_training(cfg, data, staging, load_seconds=time.perf_counter() - start)
     for line in report_lines(metrics, cfg.epochs, out, time.perf_counter() - start):
         print(line)
     return 0

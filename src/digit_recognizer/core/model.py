@@ -58,7 +58,8 @@ class SoftmaxRegression(nn.Module):
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
+    with open(path, "wb") as handle:  # a Python file, so that a full disk is an OSError, not torch's RuntimeError
+        torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, handle)
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:

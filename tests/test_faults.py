@@ -1,0 +1,185 @@
+"""Faults of the machine and the environment (issue 12), through the real commands in subprocesses.
+
+Each case asserts the exit code, exactly one error line (or a run that succeeds correctly), no
+traceback, and the folders involved hash-identical or all-new afterwards. File-system faults use
+real mechanisms: a small tmpfs and read-only bind mounts when the tests run as root, permissions
+otherwise, and a skip saying why where neither works.
+"""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from digit_recognizer.bundle import KERNEL_FILE
+from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
+
+KERNEL_PREFIX = "digit_recognizer_kernel.py: error: "
+KERNEL_OUTPUTS = {"submission.csv", "model.pt", "metrics.json", "weights.png", "errors.png", "confusion.png"}
+IS_ROOT = os.geteuid() == 0
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file below folder (hidden ones included) -> its sha256."""
+    return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_data(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.csv").write_bytes(text(TRAIN_20))
+    (folder / "test.csv").write_bytes(text(TEST))
+    return folder
+
+
+def one_error_line(result, prefix: str = PREFIX, code: int = 2) -> str:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
+    assert result.returncode == code, (result.returncode, result.stderr)
+    return lines[0]
+
+
+# ---------------------------------------------------------------- mechanisms: tmpfs, read-only mounts
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str):
+    """A real file system of `size` at `where` (root only)."""
+    where.mkdir(parents=True, exist_ok=True)
+    if not IS_ROOT or not _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)):
+        pytest.skip("a small tmpfs needs root and mount(8); not available here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@contextmanager
+def read_only(folder: Path):
+    """folder made read-only: a read-only bind mount over itself as root, else permissions."""
+    if IS_ROOT:
+        if not (_mount("--bind", str(folder), str(folder)) and _mount("-o", "remount,ro,bind", str(folder))):
+            pytest.skip("a read-only bind mount failed here (mount(8) refused)")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        return
+    mode = folder.stat().st_mode
+    folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        folder.chmod(mode)
+
+
+def fill(folder: Path) -> None:
+    """Use up every free byte of folder's file system."""
+    with open(folder / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    with suppress_oserror():
+        with open(folder / "filler2", "wb") as handle:
+            while True:
+                handle.write(b"\0")
+                handle.flush()
+
+
+@contextmanager
+def suppress_oserror():
+    try:
+        yield
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- class 1: the kernel's outputs are one unit
+
+def kernel_command(data: Path, out: Path, seed: int) -> list[str]:
+    return [sys.executable, str(ROOT / KERNEL_FILE), "--input", str(data), "--output", str(out),
+            "--epochs", "1", "--seed", str(seed)]
+
+
+def outputs_of_seed(out: Path, seed: int) -> bool:
+    """out holds a complete set of outputs, every one from the run with this seed."""
+    import torch
+
+    if {p.name for p in out.iterdir()} != KERNEL_OUTPUTS:
+        return False
+    metrics = json.loads((out / "metrics.json").read_text())
+    saved = torch.load(out / "model.pt", weights_only=True)
+    rows = (out / "submission.csv").read_text().count("\n") - 1
+    return metrics["config"]["seed"] == seed and saved["config"]["seed"] == seed and rows == len(TEST) - 1
+
+
+def staged_files(out: Path) -> int:
+    staging = [p for p in out.parent.glob(f".{out.name}.incomplete-*") if p.is_dir()]
+    return sum(1 for s in staging for _ in s.iterdir())
+
+
+@pytest.fixture(scope="module")
+def old_outputs(tmp_path_factory) -> Path:
+    """A kernel's complete outputs (seed 1), made once and copied by each test."""
+    root = tmp_path_factory.mktemp("old")
+    first = subprocess.run(kernel_command(write_data(root / "data"), root / "output", seed=1),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert {p.name for p in (root / "output").iterdir()} == KERNEL_OUTPUTS
+    return root
+
+
+@pytest.mark.parametrize("signum, files", [(signal.SIGINT, 1), (signal.SIGTERM, 3), (signal.SIGKILL, 5)],
+                         ids=["SIGINT after the submission", "SIGTERM among the pictures",
+                              "SIGKILL at the last picture"])
+def test_interrupting_the_kernel_during_its_writes_leaves_all_old_or_all_new(tmp_path, old_outputs, signum, files):
+    shutil.copytree(old_outputs, tmp_path, dirs_exist_ok=True)
+    data, out = tmp_path / "data", tmp_path / "output"
+    old = tree(out)
+    process = subprocess.Popen(kernel_command(data, out, seed=2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and staged_files(out) < files and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signum)
+    stderr = process.communicate(timeout=60)[1].decode()
+    assert "Traceback" not in stderr, stderr
+    assert tree(out) == old or outputs_of_seed(out, 2), (process.returncode, tree(out), stderr)
+    if signum != signal.SIGKILL:
+        assert process.returncode in (0, 130, 143), stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "output"], "a staging folder was left"
+        return
+    # The next run sweeps what the killed one left, and publishes all-new outputs.
+    again = subprocess.run(kernel_command(data, out, seed=3), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert outputs_of_seed(out, 3) and sorted(p.name for p in tmp_path.iterdir()) == ["data", "output"]
+
+
+def test_kernel_output_keeps_the_users_other_files(tmp_path):
+    """An --output holding files the kernel does not write: only the kernel's files are replaced."""
+    data, out = write_data(tmp_path / "data"), tmp_path / "output"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / "submission.csv").write_text("an older submission\n")
+    done = subprocess.run(kernel_command(data, out, seed=4), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (out / "notes.txt").read_text() == "mine\n"
+    assert {p.name for p in out.iterdir()} == KERNEL_OUTPUTS | {"notes.txt"}
+    assert (out / "submission.csv").read_text().startswith("ImageId,Label\n")
