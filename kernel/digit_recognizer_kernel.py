@@ -409,12 +409,14 @@ def run_folder(root: Path) -> Iterator[Path]:
         yield temp
         os.rename(temp, final)
         PUBLISHED.append(final)
-    except BaseException:
+    except BaseException as exc:
         if not temp.exists() and final.exists():  # interrupted just after the rename: it is published
             PUBLISHED.append(final)
             raise
         shutil.rmtree(temp, ignore_errors=True)
         _remove_empty(created)  # nor the folders made for it
+        if isinstance(exc, UserError):  # name the run's files as the user knows them, not by the hidden name
+            raise UserError(str(exc).replace(str(temp), str(final))) from None
         raise
 
 
@@ -445,6 +447,8 @@ def replacing_folder(target: Path) -> Iterator[Path]:
         raise UserError(f"{target}: not a folder; --output takes the folder the outputs go in")
     _sweep_leftovers(target)
     token = f"{os.getpid()}-{secrets.token_hex(3)}"
+    if target.is_dir():
+        _check_writable(target, token)  # before the work, not after it
     staging = _staging_beside(target, token)
     inside = staging is None
     if inside:
@@ -479,6 +483,15 @@ def _staging_beside(target: Path, token: str) -> Path | None:
     return staging
 
 
+def _check_writable(folder: Path, token: str) -> None:
+    probe = folder / f"{INCOMPLETE_PREFIX}{token}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
+
+
 def _holds_cwd(folder: Path) -> bool:
     try:
         cwd, resolved = Path.cwd().resolve(), folder.resolve()
@@ -494,7 +507,7 @@ def _swap_into(staging: Path, target: Path) -> bool:
         return True
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise UserError(f"{target}: cannot publish the outputs ({os_reason(exc)})") from None
+            return False  # e.g. target is a mount point: replace the files inside it instead
     old_names = {p.name for p in target.iterdir()}
     if not old_names <= {p.name for p in staging.iterdir()}:
         return False  # the user's own files are there too: replace only what was written
@@ -752,8 +765,9 @@ class SoftmaxRegression(nn.Module):
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with open(path, "wb") as handle:  # a Python file, so that a full disk is an OSError, not torch's RuntimeError
-        torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, handle)
+    buffer = io.BytesIO()  # written by Python, so that a full disk is an OSError, not torch's RuntimeError
+    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, buffer)
+    Path(path).write_bytes(buffer.getvalue())
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:

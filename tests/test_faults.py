@@ -8,12 +8,13 @@ otherwise, and a skip saying why where neither works.
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
 KERNEL_PREFIX = "digit_recognizer_kernel.py: error: "
 KERNEL_OUTPUTS = {"submission.csv", "model.pt", "metrics.json", "weights.png", "errors.png", "confusion.png"}
 IS_ROOT = os.geteuid() == 0
+PROGRESS = re.compile(r"^(train|refit)\b.*epoch")  # training's progress lines, not messages
 
 
 def sha(path: Path) -> str:
@@ -45,7 +47,8 @@ def write_data(folder: Path) -> Path:
 
 def one_error_line(result, prefix: str = PREFIX, code: int = 2) -> str:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not PROGRESS.match(line)]
     assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
     assert result.returncode == code, (result.returncode, result.stderr)
     return lines[0]
@@ -183,3 +186,98 @@ def test_kernel_output_keeps_the_users_other_files(tmp_path):
     assert (out / "notes.txt").read_text() == "mine\n"
     assert {p.name for p in out.iterdir()} == KERNEL_OUTPUTS | {"notes.txt"}
     assert (out / "submission.csv").read_text().startswith("ImageId,Label\n")
+
+
+# ---------------------------------------------------------------- class 2: operating-system errors are one line
+
+def run_kernel(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / KERNEL_FILE), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def faulty(tmp_path, old_outputs):
+    """A working folder: data/, submissions/ with an earlier run, a kernel's output/, a model; mounts undone after."""
+    write_data(tmp_path / "data")
+    earlier_run(tmp_path / "submissions")
+    shutil.copytree(old_outputs / "output", tmp_path / "output")
+    with ExitStack() as mounts:
+        yield tmp_path, mounts
+
+
+def fill_leaving(folder: Path, free_bytes: int) -> None:
+    """Fill folder's file system, then free about `free_bytes` of it again."""
+    reserve = folder / "reserve"
+    reserve.write_bytes(b"\0" * free_bytes)
+    fill(folder)
+    reserve.unlink()
+
+
+def train_into_read_only_runs(work: Path, mounts: ExitStack):
+    mounts.enter_context(read_only(work / "submissions"))
+    return run_cli("train", "--data", "data", "--out", "submissions", "--epochs", "1", cwd=work), \
+        ["submissions: cannot write a run folder there", "read-only file system" if IS_ROOT else "permission denied"]
+
+
+def train_into_a_full_disk(work: Path, mounts: ExitStack):
+    disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
+    earlier_run(disk / "runs")
+    fill(disk)
+    return run_cli("train", "--data", "data", "--out", "disk/runs", "--epochs", "1", cwd=work), \
+        ["disk/runs", "no space left on device"]
+
+
+def model_save_on_a_full_disk(work: Path, mounts: ExitStack):
+    """Room for submission.csv, not for model.pt (about 33 kB)."""
+    disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
+    earlier_run(disk / "runs")
+    fill_leaving(disk, 12 * 1024)
+    return run_cli("train", "--data", "data", "--out", "disk/runs", "--epochs", "1", cwd=work), \
+        ["/model.pt: cannot write it (no space left on device)"]
+
+
+def predict_into_a_missing_folder(work: Path, mounts: ExitStack):
+    return run_cli("predict", "--model", "output/model.pt", "--out", "nowhere/sub.csv", cwd=work), \
+        ["nowhere/sub.csv: cannot write it: the folder nowhere does not exist"]
+
+
+def kernel_into_read_only_output(work: Path, mounts: ExitStack):
+    mounts.enter_context(read_only(work / "output"))
+    return run_kernel("--input", "data", "--output", "output", "--epochs", "1", cwd=work), \
+        ["output: cannot write the outputs there", "read-only file system" if IS_ROOT else "permission denied"]
+
+
+def kernel_into_read_only_parent(work: Path, mounts: ExitStack):
+    (work / "ro").mkdir()
+    mounts.enter_context(read_only(work / "ro"))
+    return run_kernel("--input", "data", "--output", "ro/new/output", "--epochs", "1", cwd=work), \
+        ["ro/new: cannot create it", "read-only file system" if IS_ROOT else "permission denied"]
+
+
+def bundle_into_read_only_root(work: Path, mounts: ExitStack):
+    (work / "repo" / "kernel").mkdir(parents=True)
+    (work / "repo" / "kernel" / KERNEL_FILE.name).write_text("# an older kernel\n")
+    mounts.enter_context(read_only(work / "repo"))
+    return run_cli("bundle", "--root", "repo", cwd=work), \
+        [f"repo/{KERNEL_FILE}: cannot write it", "read-only file system" if IS_ROOT else "permission denied"]
+
+
+OS_FAULTS = {f.__name__: f for f in (train_into_read_only_runs, train_into_a_full_disk, model_save_on_a_full_disk,
+                                     predict_into_a_missing_folder, kernel_into_read_only_output,
+                                     kernel_into_read_only_parent, bundle_into_read_only_root)}
+
+
+@pytest.mark.parametrize("case", list(OS_FAULTS))
+def test_operating_system_error(faulty, case):
+    work, mounts = faulty
+    before = snapshot(work)
+    result, fragments = OS_FAULTS[case](work, mounts)
+    after = snapshot(work)
+    prefix = KERNEL_PREFIX if "kernel" in case else PREFIX
+    line = one_error_line(result, prefix)
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    made = {k: v for k, v in after.items() if k not in before}
+    assert all(k.startswith(("disk", "repo", "ro")) for k in made), made  # only what the case set up
+    assert {k: v for k, v in after.items() if k in before} == before, "an earlier file changed"
+    assert not [k for k in after if ".incomplete-" in k or k.endswith(".tmp")], "something half-written was left"

@@ -103,12 +103,14 @@ def run_folder(root: Path) -> Iterator[Path]:
         yield temp
         os.rename(temp, final)
         PUBLISHED.append(final)
-    except BaseException:
+    except BaseException as exc:
         if not temp.exists() and final.exists():  # interrupted just after the rename: it is published
             PUBLISHED.append(final)
             raise
         shutil.rmtree(temp, ignore_errors=True)
         _remove_empty(created)  # nor the folders made for it
+        if isinstance(exc, UserError):  # name the run's files as the user knows them, not by the hidden name
+            raise UserError(str(exc).replace(str(temp), str(final))) from None
         raise
 
 
@@ -139,6 +141,8 @@ def replacing_folder(target: Path) -> Iterator[Path]:
         raise UserError(f"{target}: not a folder; --output takes the folder the outputs go in")
     _sweep_leftovers(target)
     token = f"{os.getpid()}-{secrets.token_hex(3)}"
+    if target.is_dir():
+        _check_writable(target, token)  # before the work, not after it
     staging = _staging_beside(target, token)
     inside = staging is None
     if inside:
@@ -173,6 +177,15 @@ def _staging_beside(target: Path, token: str) -> Path | None:
     return staging
 
 
+def _check_writable(folder: Path, token: str) -> None:
+    probe = folder / f"{INCOMPLETE_PREFIX}{token}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
+
+
 def _holds_cwd(folder: Path) -> bool:
     try:
         cwd, resolved = Path.cwd().resolve(), folder.resolve()
@@ -188,7 +201,7 @@ def _swap_into(staging: Path, target: Path) -> bool:
         return True
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise UserError(f"{target}: cannot publish the outputs ({os_reason(exc)})") from None
+            return False  # e.g. target is a mount point: replace the files inside it instead
     old_names = {p.name for p in target.iterdir()}
     if not old_names <= {p.name for p in staging.iterdir()}:
         return False  # the user's own files are there too: replace only what was written
