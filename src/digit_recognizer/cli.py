@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bundle import add_commands as add_bundle_commands
     from .kaggle.competition import add_commands as add_kaggle_commands
     from .runs import add_commands as add_runs_commands
-    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands):
+    from .cache import add_commands as add_cache_commands
+    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands, add_cache_commands):
         add_commands(commands)
     return parser
 
