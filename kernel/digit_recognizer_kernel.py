@@ -14,6 +14,7 @@
 
 
 import argparse
+import atexit
 from contextlib import contextmanager, suppress
 import dataclasses
 from dataclasses import asdict, dataclass, field, fields
@@ -150,6 +151,7 @@ PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *PIXELS]
 TEST_COLUMNS = PIXELS
 BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
 CSV_BYTES = b"0123456789,\r\n"
 _NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
@@ -201,6 +203,8 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
     header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
+    if raw.startswith(UTF16_BOMS) or b"\0" in header_line:  # UTF-16 (Excel's "Unicode text") or UTF-32
+        raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 (CSV UTF-8 in Excel)")
     if b"\r" in header_line.strip():
         raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
     header = header_line.decode("utf-8", errors="replace").strip().split(",")
@@ -612,12 +616,17 @@ def handle_interrupts() -> None:
     if hasattr(signal, "setitimer") and not getattr(sys.unraisablehook, "keeps_interrupts", False):
         signal.signal(signal.SIGALRM, _deliver_again)
         sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
+        atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)  # exiting anyway: no late redelivery
 
 
 def _on_interrupt(signum, frame):
-    if _stopping:  # a second Ctrl-C during clean-up must not cut the clean-up (or its message) short
+    if _stopping:
         return
     _stopping.append(signum)
+    # A second Ctrl-C during clean-up must not cut the clean-up or its message short, nor kill the
+    # process as it exits (Python restores the default handlers then, but leaves "ignore" alone).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -626,7 +635,8 @@ def _keeping_interrupts(previous):
     __del__) would be printed as a traceback and lost; instead it is delivered again 10 ms later."""
     def hook(unraisable):
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopping:
-            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            if not sys.is_finalizing():
+                signal.setitimer(signal.ITIMER_REAL, 0.01)
             return
         previous(unraisable)
     hook.keeps_interrupts = True
@@ -780,8 +790,12 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
         raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
         raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
-    model = SoftmaxRegression(bool(saved["use_deskew"]))
-    model.load_state_dict(saved["state_dict"])
+    try:  # it claims to be one of ours; anything missing or misshapen inside is the same bad file
+        model = SoftmaxRegression(bool(saved["use_deskew"]))
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a model saved by digit-recognizer (damaged contents: "
+                        f"{type(exc).__name__})") from None
     return model.eval(), saved
 
 

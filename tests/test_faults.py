@@ -281,3 +281,147 @@ def test_operating_system_error(faulty, case):
     assert all(k.startswith(("disk", "repo", "ro")) for k in made), made  # only what the case set up
     assert {k: v for k, v in after.items() if k in before} == before, "an earlier file changed"
     assert not [k for k in after if ".incomplete-" in k or k.endswith(".tmp")], "something half-written was left"
+
+
+# ---------------------------------------------------------------- class 5: damaged records
+
+def test_runs_lists_every_run_and_marks_one_with_a_number_too_large_for_a_float(tmp_path):
+    good, huge, config = "20240102T000000Z-good00", "20240101T000000Z-huge00", "20240103T000000Z-confg0"
+    for run, metrics in ((good, '{"val_accuracy": 0.9}'), (huge, '{"val_accuracy": 1' + "0" * 400 + "}"),
+                         (config, '{"val_accuracy": 0.8, "config": {"epochs": 1' + "0" * 400 + "}}")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.json").write_text(metrics)
+    (tmp_path / good / "kaggle_submissions.json").write_text('[{"public_score": 1' + "0" * 400 + "}]")
+    before = snapshot(tmp_path)
+    result = run_cli("runs", "--dir", str(tmp_path))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {good, huge, config}
+    assert "0.9000" in rows[good] and "damaged kaggle_submissions.json" in rows[good]
+    assert "damaged metrics.json" in rows[huge] and "damaged metrics.json" in rows[config]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("contents", ["no state_dict", "wrong shapes", "state_dict not a dict"])
+def test_a_model_that_claims_to_be_ours_but_is_not_is_one_line(tmp_path, contents):
+    import torch
+
+    saved = {"format": 1, "use_deskew": True}
+    if contents == "wrong shapes":
+        saved["state_dict"] = {"linear.weight": torch.zeros(3, 3), "linear.bias": torch.zeros(3),
+                               "mean": torch.zeros(784), "std": torch.ones(784)}
+    elif contents == "state_dict not a dict":
+        saved["state_dict"] = [1, 2, 3]
+    torch.save(saved, tmp_path / "model.pt")
+    before = snapshot(tmp_path)
+    result = run_cli("predict", "--model", "model.pt", cwd=tmp_path)
+    one_error_line(result)
+    assert "model.pt: not a model saved by digit-recognizer" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- class 6: interrupts at the edges
+
+def slow_train(data: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out", str(out),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+def test_ctrl_c_while_starting_up_is_one_line_and_writes_nothing(tmp_path, delay):
+    data, out = write_data(tmp_path / "data"), tmp_path / "runs"
+    earlier_run(out)
+    before = snapshot(tmp_path)
+    process = slow_train(data, out)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    assert snapshot(tmp_path) == before
+    if process.returncode == -signal.SIGINT:  # before Python itself was ready: nothing ran, nothing said
+        assert stderr == ""
+        return
+    assert process.returncode == 130, (process.returncode, stderr)
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("digit-recognizer: interrupted"), stderr
+
+
+def test_a_second_ctrl_c_during_clean_up_is_ignored(tmp_path):
+    data, out = write_data(tmp_path / "data"), tmp_path / "runs"
+    earlier_run(out)
+    before = snapshot(tmp_path)
+    process = slow_train(data, out, "--epochs", "100000")
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".incomplete-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(5):  # an impatient user
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.003)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    messages = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("digit-recognizer")]
+    assert messages == ["digit-recognizer: interrupted; no run folder was left behind and earlier runs are untouched"]
+    assert snapshot(tmp_path) == before
+
+
+def test_ctrl_c_just_after_the_run_folder_is_published_says_it_was_kept(tmp_path):
+    data, out = write_data(tmp_path / "data"), tmp_path / "runs"
+    earlier_run(out)
+    process = slow_train(data, out, "--epochs", "1")
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        published = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("2026")]
+        if published:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.001)
+    stdout, stderr = process.communicate(timeout=120)
+    (run,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(("2024", "."))]
+    assert "Traceback" not in stderr, stderr
+    if process.returncode == 130:  # the interrupt came before the command ended: it must own up to the run
+        messages = [line for line in stderr.splitlines() if line.startswith("digit-recognizer")]
+        assert messages == [f"digit-recognizer: interrupted; the run folder {run} was complete and is kept; "
+                            "earlier runs are untouched"], stderr
+    else:
+        assert process.returncode == 0 and f"run folder: {run}" in stdout
+    assert {p.name for p in run.iterdir()} >= {"submission.csv", "model.pt", "metrics.json"}
+
+
+# ---------------------------------------------------------------- class 7: odd environments
+
+def test_a_path_that_is_not_utf8_works_and_is_shown_escaped(tmp_path):
+    data = write_data(tmp_path / "data")
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/d\xffta"))
+    data.rename(odd)
+    result = run_cli("train", "--data", str(odd), "--out", str(tmp_path / "runs"), "--epochs", "1")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    missing = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data",
+                              bytes(tmp_path) + b"/n\xffwhere"], capture_output=True, cwd=tmp_path)
+    assert missing.returncode == 2 and b"Traceback" not in missing.stderr
+    assert missing.stderr.count(b"\n") == 1 and b"no such folder" in missing.stderr, missing.stderr
+
+
+@pytest.mark.parametrize("home", ["", None], ids=["HOME empty", "HOME unset"])
+def test_no_usable_home_still_trains_and_caches_outside_root_and_here(tmp_path, home):
+    data = write_data(tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "DIGIT_RECOGNIZER_CACHE")}
+    if home is not None:
+        env["HOME"] = home
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data", "data", "--out", "runs",
+                             "--epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / ".cache").exists() and not Path("/.cache/digit-recognizer").exists()
+    if home == "":
+        assert any((tmp_path / "tmp").glob("digit-recognizer-cache-*/*.entry"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_csv_is_one_line_saying_save_it_as_utf8(tmp_path, encoding):
+    data = write_data(tmp_path / "data")
+    (data / "train.csv").write_bytes(text(TRAIN_20).decode().encode(encoding))
+    before = snapshot(tmp_path)
+    result = run_cli("train", "--data", "data", "--out", "runs", cwd=tmp_path)
+    line = one_error_line(result)
+    assert "data/train.csv: not UTF-8/ASCII text" in line and "save it as UTF-8" in line
+    assert snapshot(tmp_path) == before

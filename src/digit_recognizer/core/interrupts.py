@@ -1,4 +1,5 @@
 """Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up."""
+import atexit
 import signal
 import sys
 
@@ -16,12 +17,17 @@ def handle_interrupts() -> None:
     if hasattr(signal, "setitimer") and not getattr(sys.unraisablehook, "keeps_interrupts", False):
         signal.signal(signal.SIGALRM, _deliver_again)
         sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
+        atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)  # exiting anyway: no late redelivery
 
 
 def _on_interrupt(signum, frame):
-    if _stopping:  # a second Ctrl-C during clean-up must not cut the clean-up (or its message) short
+    if _stopping:
         return
     _stopping.append(signum)
+    # A second Ctrl-C during clean-up must not cut the clean-up or its message short, nor kill the
+    # process as it exits (Python restores the default handlers then, but leaves "ignore" alone).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -30,7 +36,8 @@ def _keeping_interrupts(previous):
     __del__) would be printed as a traceback and lost; instead it is delivered again 10 ms later."""
     def hook(unraisable):
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopping:
-            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            if not sys.is_finalizing():
+                signal.setitimer(signal.ITIMER_REAL, 0.01)
             return
         previous(unraisable)
     hook.keeps_interrupts = True
