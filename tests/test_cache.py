@@ -1,6 +1,7 @@
 """The parse cache never changes a result, never leaks a file, and stays under its cap (issues 11 and 12)."""
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,16 +96,18 @@ def test_an_unwritable_cache_costs_one_warning_line_and_nothing_else(tmp_path, d
     assert "continuing without it" in warnings[0] and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("home", ["", "/", None], ids=["HOME empty", "HOME is /", "HOME unset"])
+@pytest.mark.parametrize("home", ["", "/", None, "unset, no password entry"])
 def test_without_a_usable_home_the_cache_never_lands_in_root_or_here(monkeypatch, home):
     monkeypatch.delenv("DIGIT_RECOGNIZER_CACHE")
-    monkeypatch.setenv("HOME", home) if home is not None else monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setenv("HOME", home) if home in ("", "/") else monkeypatch.delenv("HOME", raising=False)
+    if home is not None and home.startswith("unset"):
+        monkeypatch.setattr(os, "getuid", lambda: 2**31 - 7)  # a user the password database does not know
     folder = cache.cache_dir()
     assert folder.is_absolute() and folder.parent != Path("/") and Path("/.cache") not in folder.parents
-    if home is None:  # the password entry's home, when there is one
-        assert folder.name in ("digit-recognizer", f"digit-recognizer-cache-{os.getuid()}")
+    if home is None:  # the password entry's home
+        assert folder == Path(os.path.expanduser("~")) / ".cache" / "digit-recognizer"
     else:
-        assert folder.name == f"digit-recognizer-cache-{os.getuid()}"
+        assert folder.name == f"digit-recognizer-cache-{os.getuid()}" and folder.parent == Path(tempfile.gettempdir())
 
 
 def test_the_cache_stays_under_its_cap_across_20_data_folders(tmp_path, monkeypatch):

@@ -49,6 +49,20 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"digit-recognizer-cache-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
+def usable_cache_dir() -> Path | None:
+    """cache_dir(), or None for a shared temp folder's entry that another user could have planted."""
+    folder = cache_dir()
+    if folder.parent != Path(tempfile.gettempdir()) or not hasattr(os, "getuid"):
+        return folder
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stat = folder.lstat()
+    except OSError:
+        return None
+    mine = stat.st_uid == os.getuid() and not stat.st_mode & 0o022 and folder.is_dir() and not folder.is_symlink()
+    return folder if mine else None
+
+
 def max_bytes() -> int:
     text = os.environ.get(MAX_BYTES_ENV, "").strip()
     if not text:
@@ -71,9 +85,12 @@ def warn(message: str) -> None:
 
 def cached_table(path: Path, columns: list[str], parse) -> np.ndarray:
     """parse(path) -> array, reusing a cached parse only when it provably is that file's parse."""
-    key = file_key(path)
-    folder = cache_dir()
-    entry = folder / entry_name(path, len(columns), key) if key is not None else None
+    try:
+        key = file_key(path)
+        folder = usable_cache_dir()
+        entry = folder / entry_name(path, len(columns), key) if key is not None and folder else None
+    except (OSError, RuntimeError, ValueError):  # e.g. a symlink loop, no temp folder: just parse
+        entry = None
     if entry is not None:
         values = read_entry(entry, key, len(columns))
         if values is not None:
