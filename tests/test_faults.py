@@ -424,3 +424,35 @@ def test_a_utf16_csv_is_one_line_saying_save_it_as_utf8(tmp_path, encoding):
     line = one_error_line(result)
     assert "data/train.csv: not UTF-8/ASCII text" in line and "save it as UTF-8" in line
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- class 3: the parse cache never changes a result
+
+def test_runs_through_an_edited_csv_and_a_damaged_entry_give_the_uncached_result(tmp_path):
+    data, cache_folder = write_data(tmp_path / "data"), tmp_path / "cache"
+    env = {"DIGIT_RECOGNIZER_CACHE": str(cache_folder)}
+
+    def train(*extra: str) -> Path:
+        result = run_cli("train", "--data", "data", "--out", "runs", "--epochs", "1", *extra, cwd=tmp_path, env=env)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return Path(tmp_path / result.stdout.split("run folder: ")[1].split("\n")[0])
+
+    first = train()  # fills the cache
+    labels = (first / "submission.csv").read_text().splitlines()[1:]
+    a, b = next((a, b) for a in range(len(labels)) for b in range(a) if labels[a][-1] != labels[b][-1])
+    path = data / "test.csv"
+    stat = path.stat()
+    lines = path.read_bytes().split(b"\n")
+    lines[1 + a], lines[1 + b] = lines[1 + b], lines[1 + a]  # two test images swapped: same size, new answer
+    with open(path, "r+b") as handle:  # in place, and the modification time set back
+        handle.write(b"\n".join(lines))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    (train_entry,) = [p for p in cache_folder.iterdir() if p.suffix == ".entry" and b'"shape": [200, 785]' in p.read_bytes()[:600]]
+    damaged = bytearray(train_entry.read_bytes())
+    damaged[-1] ^= 0xFF  # the last pixel of the last training image
+    train_entry.write_bytes(damaged)
+    cached, uncached = train(), train("--no-cache")
+    assert sha(cached / "submission.csv") == sha(uncached / "submission.csv") != sha(first / "submission.csv")
+    assert json.loads((cached / "metrics.json").read_text())["confusion_matrix"] == \
+        json.loads((uncached / "metrics.json").read_text())["confusion_matrix"]
+    assert not [p for p in cache_folder.iterdir() if p.suffix == ".tmp"]
