@@ -33,7 +33,7 @@ class RunSummary:
 
 def add_commands(commands) -> None:
     runs = commands.add_parser("runs", help="table of local runs, best validation accuracy first")
-    runs.add_argument("--dir", type=Path, default=Path("submissions"),
+    runs.add_argument("--runs", "--dir", dest="dir", type=Path, default=Path("submissions"),
                       help="the folder holding run folders, as given to train --out (default: submissions)")
     runs.set_defaults(handler=cmd_runs)
 

@@ -23,7 +23,8 @@ KERNEL_PROG = "digit_recognizer_kernel.py"
 def main(argv: list[str] | None = None) -> int:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
-    handle_interrupts()
+    if "ipykernel" not in sys.modules:  # a notebook's own interrupt handling must keep working after the cell
+        handle_interrupts()
     args = kernel_parser().parse_args(argv)
     try:
         return run_kernel(args)
