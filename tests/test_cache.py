@@ -1,6 +1,9 @@
 """The parse cache never changes a result, never leaks a file, and stays under its cap (issues 11 and 12)."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,3 +147,21 @@ def test_a_bad_cap_is_one_warning_and_the_default(monkeypatch, capsys):
     assert cache.max_bytes() == cache.DEFAULT_MAX_BYTES
     assert cache.max_bytes() == cache.DEFAULT_MAX_BYTES
     assert capsys.readouterr().err.count("warning") == 1
+
+
+def test_ctrl_c_while_an_entry_is_written_leaves_no_temporary_file(tmp_path):
+    data = write_kaggle_size(tmp_path / "data", 42000 // 4, 28000 // 4)
+    folder = tmp_path / "cache"
+    process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out",
+                                str(tmp_path / "runs")], env={**os.environ, cache.CACHE_ENV: str(folder)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if folder.is_dir() and any(p.suffix == ".tmp" for p in folder.iterdir()):
+            break
+        time.sleep(0.0005)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1].startswith("digit-recognizer: interrupted; no run folder was left behind")
+    assert not [p for p in folder.iterdir() if p.suffix == ".tmp"] if folder.is_dir() else True
