@@ -13,7 +13,6 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
 
-from .errors import UserError
 from .fileio import atomic_write
 
 DIGIT_SIDE = 28
@@ -40,8 +39,6 @@ def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_p
         written.append("errors.png")
         save_picture(out_dir / "confusion.png", draw_confusion(confusion))
         written.append("confusion.png")
-    except UserError:  # the files could not be written (a full disk): the run cannot be either
-        raise
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
