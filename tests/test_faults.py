@@ -447,7 +447,8 @@ def test_runs_through_an_edited_csv_and_a_damaged_entry_give_the_uncached_result
     with open(path, "r+b") as handle:  # in place, and the modification time set back
         handle.write(b"\n".join(lines))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    (train_entry,) = [p for p in cache_folder.iterdir() if p.suffix == ".entry" and b'"shape": [200, 785]' in p.read_bytes()[:600]]
+    (train_entry,) = [p for p in cache_folder.iterdir()
+                      if p.suffix == ".entry" and b'"shape": [200, 785]' in p.read_bytes()[:600]]
     damaged = bytearray(train_entry.read_bytes())
     damaged[-1] ^= 0xFF  # the last pixel of the last training image
     train_entry.write_bytes(damaged)

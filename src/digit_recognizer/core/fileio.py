@@ -110,7 +110,8 @@ def run_folder(root: Path) -> Iterator[Path]:
         shutil.rmtree(temp, ignore_errors=True)
         _remove_empty(created)  # nor the folders made for it
         if isinstance(exc, UserError):  # name the run's files as the user knows them, not by the hidden name
-            raise UserError(str(exc).replace(str(temp), str(final))) from None
+            message = str(exc).replace(str(temp), str(final)).replace("nothing was written", "no run folder was kept")
+            raise UserError(message) from None
         raise
 
 
