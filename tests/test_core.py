@@ -78,6 +78,15 @@ def test_sample_is_real_and_kaggle_shaped():
     assert solution[1] == [] and np.bincount(solution[0]).tolist() == [100] * 10
 
 
+def cached_array(entry):
+    """The array a parse-cache entry holds (its format: cache.py)."""
+    from digit_recognizer.cache import read_entry, read_header
+
+    with open(entry, "rb") as handle:
+        header = read_header(handle)
+    return read_entry(entry, header["key"], header["shape"][1])
+
+
 def test_cache_hit_stale_and_corrupt(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("DIGIT_RECOGNIZER_CACHE", str(cache))
@@ -86,14 +95,14 @@ def test_cache_hit_stale_and_corrupt(tmp_path, monkeypatch):
     load_table = table_reader(cache=True)
     first = load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS)
     [cached] = cache.iterdir()
-    np.testing.assert_array_equal(np.load(cached), first)
+    np.testing.assert_array_equal(cached_array(cached), first)
     cached.write_bytes(b"not an npy file")  # corrupt: must be ignored and rewritten
     np.testing.assert_array_equal(load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS), first)
     path.write_bytes(train_csv(some_rows(5)))  # changed file: new size and mtime, new parse
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert load_table(path, TRAIN_COLUMNS, TRAIN_LIMITS).shape == (5, 785)
     [replaced] = cache.iterdir()  # the new version's entry took the old one's place
-    assert replaced != cached and np.load(replaced).shape == (5, 785)
+    assert replaced != cached and cached_array(replaced).shape == (5, 785)
 
 
 def test_stratified_split_is_stratified_disjoint_and_seeded():

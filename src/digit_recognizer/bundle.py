@@ -27,7 +27,7 @@ READING_ORDER = (
     ("Training", ("split", "train", "metrics")),
     ("Submission", ("fileio", "submission")),
     ("Pictures", ("pictures",)),
-    ("Entry point", ("pipeline", "report", ENTRY)),
+    ("Entry point", ("pipeline", "report", "interrupts", ENTRY)),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).

@@ -1,60 +1,255 @@
-"""The parse cache: parsed CSVs kept as .npy files, so a second run on the same data skips parsing."""
+"""The parse cache: parsed CSVs kept on disk, so a second run on the same data skips parsing.
+
+It must never change a result, fail a run, or grow without bound:
+- an entry is keyed on the file's path, size, modification time, inode change time (which a user
+  cannot set back) and inode, and is used only when those still match and its own bytes pass a
+  checksum (with the shape and dtype); on any doubt the CSV is parsed again;
+- a write goes to a temporary file that is removed whatever happens; temporary files that a killed
+  run left are swept after a minute;
+- a cache that cannot be written costs only speed, with at most one warning line;
+- the total size is capped (DIGIT_RECOGNIZER_CACHE_MAX_BYTES, default 1 GiB), least recently used
+  entries dropped first; `digit-recognizer cache` lists it and `cache --clear` empties it.
+"""
+import argparse
 import hashlib
+import json
 import os
+import secrets
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+CACHE_ENV = "DIGIT_RECOGNIZER_CACHE"
+MAX_BYTES_ENV = "DIGIT_RECOGNIZER_CACHE_MAX_BYTES"
+DEFAULT_MAX_BYTES = 1 << 30
+MAGIC = b"digit-recognizer parse cache 1\n"
+ENTRY_SUFFIXES = (".entry", ".npy")  # .npy: entries of older kits, counted and cleared too
+STALE_TEMP_SECONDS = 60
+_warned: list[str] = []  # at most one warning line per process
+
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DIGIT_RECOGNIZER_CACHE") or Path.home() / ".cache" / "digit-recognizer")
+    """$DIGIT_RECOGNIZER_CACHE, else ~/.cache/digit-recognizer, else (no usable home) a private temp folder."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given)
+    home = os.environ.get("HOME")
+    if home is None:
+        try:
+            import pwd
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except (ImportError, KeyError):
+            home = ""
+    if os.path.isabs(home) and Path(home).resolve() != Path("/") and os.path.isdir(home):
+        return Path(home) / ".cache" / "digit-recognizer"
+    # No usable home (HOME unset or "", or "/"): never under / or the current folder.
+    return Path(tempfile.gettempdir()) / f"digit-recognizer-cache-{os.getuid() if hasattr(os, 'getuid') else 0}"
+
+
+def usable_cache_dir() -> Path | None:
+    """cache_dir(), or None for a shared temp folder's entry that another user could have planted."""
+    folder = cache_dir()
+    if folder.parent != Path(tempfile.gettempdir()) or not hasattr(os, "getuid"):
+        return folder
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stat = folder.lstat()
+    except OSError:
+        return None
+    mine = stat.st_uid == os.getuid() and not stat.st_mode & 0o022 and folder.is_dir() and not folder.is_symlink()
+    return folder if mine else None
+
+
+def max_bytes() -> int:
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        warn(f"{MAX_BYTES_ENV}={text!r}: not a whole number of bytes; using the default, {DEFAULT_MAX_BYTES}")
+        return DEFAULT_MAX_BYTES
+    return value
+
+
+def warn(message: str) -> None:
+    if not _warned:
+        _warned.append(message)
+        print(f"digit-recognizer: warning: {message}", file=sys.stderr)
 
 
 def cached_table(path: Path, columns: list[str], parse) -> np.ndarray:
-    """parse(path) -> array, reusing a cached parse when the file's size and modification time match."""
-    cached = _cache_path(path, columns)
-    if cached is not None and cached.is_file():
-        values = _read_cache(cached, len(columns))
+    """parse(path) -> array, reusing a cached parse only when it provably is that file's parse."""
+    try:
+        key = file_key(path)
+        folder = usable_cache_dir()
+        entry = folder / entry_name(path, len(columns), key) if key is not None and folder else None
+    except (OSError, RuntimeError, ValueError):  # e.g. a symlink loop, no temp folder: just parse
+        entry = None
+    if entry is not None:
+        values = read_entry(entry, key, len(columns))
         if values is not None:
             return values
     values = parse(path)
-    if cached is not None:
-        _write_cache(cached, values)
+    if entry is not None and file_key(path) == key:  # unchanged while it was parsed
+        write_entry(entry, values, key, path)
     return values
 
 
-def _cache_path(path: Path, columns: list[str]) -> Path | None:
+def file_key(path: Path) -> list[int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def entry_name(path: Path, n_columns: int, key: list[int]) -> str:
     # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
-    which = hashlib.sha256(f"{path.resolve()}|{len(columns)}".encode()).hexdigest()[:16]
-    version = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    return cache_dir() / f"{which}-{version}.npy"
+    which = hashlib.sha256(os.fsencode(path.resolve()) + f"|{n_columns}".encode()).hexdigest()[:16]
+    version = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    return f"{which}-{version}.entry"
 
 
-def _read_cache(cached: Path, n_columns: int) -> np.ndarray | None:
-    """The cached array, or None when the cache file is unreadable or not what it should be."""
+def read_entry(entry: Path, key: list[int], n_columns: int) -> np.ndarray | None:
+    """The cached array, or None when anything about the entry is not exactly as written for this file."""
     try:
-        values = np.load(cached, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        with open(entry, "rb") as handle:
+            header = read_header(handle)
+            if header is None or header.get("key") != key or header.get("dtype") != "uint8":
+                return None
+            rows, columns = header["shape"]
+            if columns != n_columns or rows <= 0:
+                return None
+            data = bytearray(rows * columns)  # a bytearray: the array is writable, like a parsed one
+            if handle.readinto(data) != len(data) or handle.read(1):
+                return None
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    if values.dtype != np.uint8 or values.ndim != 2 or values.shape[1] != n_columns or values.shape[0] == 0:
+    if hashlib.sha256(data).hexdigest() != header.get("sha256"):
+        entry.unlink(missing_ok=True)  # damaged: parse again and rewrite it
         return None
-    return values
-
-
-def _write_cache(cached: Path, values: np.ndarray) -> None:
-    """Best effort: a cache that cannot be written (read-only home, full disk) only costs speed."""
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        with open(temp, "wb") as handle:
-            np.save(handle, values)
-        os.replace(temp, cached)
-        for stale in cached.parent.glob(cached.name.split("-")[0] + "-*.npy"):
-            if stale != cached:
-                stale.unlink(missing_ok=True)
+        os.utime(entry)  # least recently used goes first when the cache is full
     except OSError:
         pass
+    return np.frombuffer(data, dtype=np.uint8).reshape(rows, columns)
+
+
+def read_header(handle) -> dict | None:
+    if handle.read(len(MAGIC)) != MAGIC:
+        return None
+    header = json.loads(handle.readline(1 << 16))
+    return header if isinstance(header, dict) else None
+
+
+def write_entry(entry: Path, values: np.ndarray, key: list[int], source: Path) -> None:
+    """Best effort, never leaving a temporary file: a cache that cannot be written only costs speed."""
+    values = np.ascontiguousarray(values)
+    if values.dtype != np.uint8 or values.ndim != 2:
+        return
+    header = json.dumps({"source": str(source.resolve()), "key": key, "dtype": "uint8", "shape": list(values.shape),
+                         "sha256": hashlib.sha256(values).hexdigest()}).encode() + b"\n"
+    limit = max_bytes()
+    if len(MAGIC) + len(header) + values.nbytes > limit:
+        return  # larger than the whole cache may be
+    temp = entry.with_name(f".{entry.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files(entry.parent)
+        with open(temp, "wb") as handle:
+            handle.write(MAGIC + header)
+            handle.write(values.data)
+        os.replace(temp, entry)
+        for older in entry.parent.glob(entry.name.split("-")[0] + "-*"):
+            if older != entry and older.suffix in ENTRY_SUFFIXES:
+                older.unlink(missing_ok=True)  # an earlier version of the same file
+        enforce_cap(entry.parent, limit)
+    except OSError as exc:
+        warn(f"parse cache {entry.parent}: cannot write it ({exc.strerror or exc}); continuing without it")
+    finally:
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def entries(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """The cache's entries, least recently used first."""
+    found = []
+    try:
+        for path in folder.iterdir():
+            if path.suffix in ENTRY_SUFFIXES and not path.name.startswith("."):
+                try:
+                    found.append((path, path.stat()))
+                except OSError:
+                    pass
+    except OSError:
+        return []
+    return sorted(found, key=lambda item: item[1].st_mtime_ns)
+
+
+def enforce_cap(folder: Path, limit: int) -> None:
+    """Drop the least recently used entries until the total is at most `limit` bytes."""
+    found = entries(folder)
+    total = sum(stat.st_size for _, stat in found)
+    for path, stat in found:
+        if total <= limit:
+            break
+        path.unlink(missing_ok=True)
+        total -= stat.st_size
+
+
+def sweep_temp_files(folder: Path) -> None:
+    """Remove temporary files that a killed run left (older than a minute; a live write is younger)."""
+    now = time.time()
+    for temp in folder.glob(".*.tmp"):
+        try:
+            if now - temp.stat().st_mtime > STALE_TEMP_SECONDS:
+                temp.unlink()
+        except OSError:
+            pass
+
+
+def describe_entry(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            header = read_header(handle)
+        rows, columns = header["shape"]
+        return f"{header['source']} ({rows} rows x {columns} columns)"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "(an older kit's or unreadable entry)"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    folder = cache_dir()
+    found = entries(folder)
+    total = sum(stat.st_size for _, stat in found)
+    if args.clear:
+        for path, _ in found:
+            path.unlink(missing_ok=True)
+        for temp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            temp.unlink(missing_ok=True)
+        print(f"removed {len(found)} entr{'y' if len(found) == 1 else 'ies'} ({megabytes(total)}) from {folder}")
+        return 0
+    for path, stat in reversed(found):  # most recently used first
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime))
+        print(f"{megabytes(stat.st_size):>9}  {used}  {describe_entry(path)}")
+    print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}, {megabytes(total)} of at most "
+          f"{megabytes(max_bytes())} ({MAX_BYTES_ENV}) in {folder}")
+    return 0
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def add_commands(commands) -> None:
+    cache = commands.add_parser("cache", help="list the parse cache's entries and size; --clear empties it")
+    cache.add_argument("--clear", action="store_true", help="remove every entry (default: false)")
+    cache.set_defaults(handler=cmd_cache)

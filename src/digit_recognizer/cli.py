@@ -1,6 +1,5 @@
 """The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow)."""
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -108,32 +107,60 @@ def build_parser() -> argparse.ArgumentParser:
     from .bundle import add_commands as add_bundle_commands
     from .kaggle.competition import add_commands as add_kaggle_commands
     from .runs import add_commands as add_runs_commands
-    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands):
+    from .cache import add_commands as add_cache_commands
+    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands, add_cache_commands):
         add_commands(commands)
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C so that every cleanup path runs."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    from .core.interrupts import handle_interrupts, interrupt_exit_code
+
+    handle_interrupts()  # first of all, so that no Ctrl-C ends in a traceback
     try:
+        return run_command(argv)
+    except KeyboardInterrupt as exc:  # one arriving while an error was being reported
+        print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
+        return interrupt_exit_code(exc)
+
+
+def run_command(argv: list[str] | None) -> int:
+    from .core.fileio import describe_os_error
+    from .core.interrupts import interrupt_exit_code
+
+    for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is shown escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    debug = False
+    try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
         return args.handler(args)
     except UserError as exc:
-        if args.debug:
+        if debug:
             raise
-        # One line, whatever text from the user's file the message quotes.
-        print(f"{PROG}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
-        return 2
+        return report_error(str(exc))
+    except OSError as exc:  # not caught nearer its cause: still one line naming the path and the reason
+        if debug:
+            raise
+        return report_error(describe_os_error(exc))
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}; no run folder was left behind and "
-              f"earlier runs are untouched", file=sys.stderr)
-        return 143 if terminated else 130  # the shell's 128 + signal number
+        print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
+        return interrupt_exit_code(exc)
+
+
+def report_error(message: str) -> int:
+    # One line, whatever text from the user's file the message quotes.
+    print(f"{PROG}: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return 2
+
+
+def interrupt_report(exc: KeyboardInterrupt) -> str:
+    """What the interrupt stopped and, truthfully, what was kept."""
+    from .core.fileio import PUBLISHED
+    from .core.interrupts import Terminated
+
+    word = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    if PUBLISHED:
+        return f"{word}; the run folder {PUBLISHED[-1]} was complete and is kept; earlier runs are untouched"
+    return f"{word}; no run folder was left behind and earlier runs are untouched"

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .core.errors import UserError
-
-INCOMPLETE_PREFIX = ".incomplete-"
+from .core.fileio import INCOMPLETE_PREFIX, PUBLISHED, os_reason
 
 
 def new_run_id() -> str:
@@ -31,23 +30,36 @@ def run_folder(root: Path) -> Iterator[Path]:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, or a folder we may not write in
-        raise UserError(f"{root}: cannot hold run folders ({exc.strerror}); --out takes a folder") from None
+        raise UserError(f"{root}: cannot hold run folders ({os_reason(exc)}); --out takes a folder") from None
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()
-    temp = root / f"{INCOMPLETE_PREFIX}{run_id}"
-    temp.mkdir()
+    temp, final = root / f"{INCOMPLETE_PREFIX}{run_id}", root / run_id
+    try:
+        temp.mkdir()
+    except OSError as exc:
+        _remove_empty(created)
+        raise UserError(f"{root}: cannot write a run folder there ({os_reason(exc)})") from None
     try:
         yield temp
-        final = root / run_id
         os.rename(temp, final)
-        temp = final
-    except BaseException:
+        PUBLISHED.append(final)
+    except BaseException as exc:
+        if not temp.exists() and final.exists():  # interrupted just after the rename: it is published
+            PUBLISHED.append(final)
+            raise
         shutil.rmtree(temp, ignore_errors=True)
-        for folder in created:  # nor the folders made for it (rmdir removes only empty ones)
-            with suppress(OSError):
-                folder.rmdir()
+        _remove_empty(created)  # nor the folders made for it
+        if isinstance(exc, UserError):  # name the run's files as the user knows them, not by the hidden name
+            message = str(exc).replace(str(temp), str(final)).replace("nothing was written", "no run folder was kept")
+            raise UserError(message) from None
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; rmdir removes only empty ones
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def publish_name(temp: Path) -> Path:

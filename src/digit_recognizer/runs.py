@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config_changes import config_changes
 from .core.errors import UserError
-from .run_folders import INCOMPLETE_PREFIX
+from .core.fileio import INCOMPLETE_PREFIX
 
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
 
@@ -33,7 +33,7 @@ class RunSummary:
 
 def add_commands(commands) -> None:
     runs = commands.add_parser("runs", help="table of local runs, best validation accuracy first")
-    runs.add_argument("--dir", type=Path, default=Path("submissions"),
+    runs.add_argument("--runs", "--dir", dest="dir", type=Path, default=Path("submissions"),
                       help="the folder holding run folders, as given to train --out (default: submissions)")
     runs.set_defaults(handler=cmd_runs)
 
@@ -83,13 +83,23 @@ def read_run_folder(folder: Path) -> RunSummary:
 def read_run_json(path: Path, notes: list[str]):
     """The parsed file, or None when it is missing or damaged (then with a note saying so)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"), parse_int=float_sized_int)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         value = None
     if value is None:  # unreadable, or a bare `null`: no kit writes either
         notes.append(f"damaged {path.name}")
+    return value
+
+
+def float_sized_int(text: str) -> int:
+    """A JSON integer, refused (the file is then damaged) when no float can hold it: no kit writes one."""
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"integer too large for a float: {text[:20]}...") from None
     return value
 
 
@@ -106,7 +116,7 @@ def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
     if isinstance(config, dict):
         try:
             changes = config_changes(config)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             summary.notes.append("damaged metrics.json (config)")
         else:
             summary.changes = " ".join(f"{k}={v}" for k, v in changes.items()) or "none"
@@ -129,7 +139,7 @@ def read_run_submissions(entries, summary: RunSummary) -> None:
         score = entry.get("public_score") if isinstance(entry, dict) else None
         try:
             score = float(score) if score not in (None, "") else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             score = None
         if score is not None and math.isfinite(score):
             summary.public_score = score
@@ -150,7 +160,10 @@ def run_folder_date(folder: Path) -> datetime | None:
 
 
 def is_json_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def format_runs_table(summaries: list[RunSummary]) -> str:

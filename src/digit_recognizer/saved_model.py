@@ -17,6 +17,10 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
         raise UserError(f"{path}: not a model saved by digit-recognizer ({type(exc).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
         raise UserError(f"{path}: not a model saved by digit-recognizer (format {MODEL_FORMAT} expected)")
-    model = SoftmaxRegression(bool(saved["use_deskew"]))
-    model.load_state_dict(saved["state_dict"])
+    try:  # it claims to be one of ours; anything missing or misshapen inside is the same bad file
+        model = SoftmaxRegression(bool(saved["use_deskew"]))
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a model saved by digit-recognizer (damaged contents: "
+                        f"{type(exc).__name__})") from None
     return model.eval(), saved

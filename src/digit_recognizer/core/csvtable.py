@@ -17,6 +17,7 @@ PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *PIXELS]
 TEST_COLUMNS = PIXELS
 BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
 CSV_BYTES = b"0123456789,\r\n"
 _NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
@@ -68,6 +69,8 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
     header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
+    if raw.startswith(UTF16_BOMS) or b"\0" in header_line:  # UTF-16 (Excel's "Unicode text") or UTF-32
+        raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 (CSV UTF-8 in Excel)")
     if b"\r" in header_line.strip():
         raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
     header = header_line.decode("utf-8", errors="replace").strip().split(",")

@@ -12,20 +12,30 @@ from pathlib import Path
 from .config import config_from_args
 from .data import find_kaggle_input, load_folder
 from .errors import UserError
+from .fileio import PUBLISHED, describe_os_error, replacing_folder
 from .flags import KAGGLE_INPUT, KAGGLE_WORKING, KERNEL_PROG, parse_kernel_args
+from .interrupts import Terminated, handle_interrupts, interrupt_exit_code
 from .pipeline import run_training
 from .report import report_lines
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "ipykernel" not in sys.modules:  # a notebook's own interrupt handling must keep working after the cell
+        handle_interrupts()
     args = parse_kernel_args(argv)
     try:
         return run_kernel(args)
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         if args.debug:
             raise
-        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        kept = "the new outputs are complete" if PUBLISHED else "the output folder is as it was"
+        print(f"{KERNEL_PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {kept}",
+              file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 def run_kernel(args: argparse.Namespace) -> int:
@@ -34,11 +44,8 @@ def run_kernel(args: argparse.Namespace) -> int:
     data = load_folder(locate_input(args.input))
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    metrics = run_training(cfg, data, out, load_seconds=time.perf_counter() - start)
+    with replacing_folder(out) as staging:  # the outputs appear together, or the old ones stay
+        metrics = run_training(cfg, data, staging, load_seconds=time.perf_counter() - start)
     for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
         print(line)
     return 0

@@ -1,4 +1,5 @@
 """Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels."""
+import io
 from pathlib import Path
 
 import torch
@@ -57,4 +58,6 @@ class SoftmaxRegression(nn.Module):
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, path)
+    buffer = io.BytesIO()  # written by Python, so that a full disk is an OSError, not torch's RuntimeError
+    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, buffer)
+    Path(path).write_bytes(buffer.getvalue())

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import write_json
+from ..runs import float_sized_int
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
@@ -50,8 +51,8 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
 def read_json_object(path: Path) -> dict:
     """A JSON object from a run folder, or {} when the file is absent or not an object."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"), parse_int=float_sized_int)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # ValueError: a number no float holds
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -103,8 +104,8 @@ def read_records(run: Path) -> list[dict]:
     if not path.is_file():
         return []
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        records = json.loads(path.read_text(encoding="utf-8"), parse_int=float_sized_int)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         records = None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise UserError(f"{path}: not a JSON list of submission records; move it aside to start a new one")
@@ -121,7 +122,7 @@ def add_record(run: Path, record: dict) -> int:
 def score_value(text) -> float | None:
     try:
         return float(text) if text not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
