@@ -136,5 +136,5 @@ def test_an_empty_folder_and_a_missing_one(tmp_path):
     assert done.returncode == 0 and done.stdout == f"no runs in {tmp_path} yet\n"
     done = run_cli("runs", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["digit-recognizer: error: submissions: no such folder; --dir takes the "
-                                        "folder `digit-recognizer train --out` writes runs into"]
+    assert done.stderr.splitlines() == ["digit-recognizer: error: submissions: no such folder; --runs takes the "
+                                        "folder `digit-recognizer train` writes runs into"]

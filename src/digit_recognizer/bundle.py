@@ -247,8 +247,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands) -> None:
-    bundle = commands.add_parser("bundle", help=f"write the Kaggle kernel {KERNEL_FILE} from core/")
+def bundle_flags(bundle: argparse.ArgumentParser) -> None:
     bundle.add_argument("--root", type=Path, default=Path("."),
                         help="the repository folder whose kernel/ is written or checked (default: the current folder)")
     bundle.add_argument("--check", action="store_true",

@@ -249,7 +249,6 @@ def megabytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def add_commands(commands) -> None:
-    cache = commands.add_parser("cache", help="list the parse cache's entries and size; --clear empties it")
+def cache_flags(cache: argparse.ArgumentParser) -> None:
     cache.add_argument("--clear", action="store_true", help="remove every entry (default: false)")
     cache.set_defaults(handler=cmd_cache)

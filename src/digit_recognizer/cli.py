@@ -1,5 +1,6 @@
 """The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow)."""
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from . import __version__
 from .core.config import add_config_arguments, config_from_args
 from .core.errors import UserError
+from .runs import runs_flag
 
 PROG = "digit-recognizer"
 
@@ -20,8 +22,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.device == "cuda":  # say so before the data is parsed, not after
         from .core.train import resolve_device
         resolve_device(cfg.device)
-    if args.out.exists() and not args.out.is_dir():  # before the data is parsed, not after
-        raise UserError(f"{args.out}: not a folder; --out takes the folder that run folders go in")
+    if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
+        raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
     data_dir = args.data or find_kaggle_input()
     clock = time.perf_counter()
     data = load_data(data_dir, cache=not args.no_cache)
@@ -32,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.pipeline import run_training
     from .core.report import report_lines
 
-    with run_folder(args.out) as temp:
+    with run_folder(args.runs) as temp:
         metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
         final = publish_name(temp)
     for line in report_lines(metrics, final, "run folder", time.perf_counter() - clock):
@@ -76,41 +78,90 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {command + ': ' if command else ''}{message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, booleans included, unless the help already says it."""
 
-    train = commands.add_parser("train", help="train with validation and write a submission into a new run folder")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        default = {False: "off", True: "on", None: "none"}.get(action.default, "%(default)s") \
+            if isinstance(action.default, (bool, type(None))) else "%(default)s"
+        return f"{text} (default: {default})"
+
+
+def train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--data", type=Path, help="folder with train.csv and test.csv (or Kaggle's zip); "
                        "default: Kaggle's input when found, else the embedded sample")
-    train.add_argument("--out", type=Path, default=Path("submissions"), help="where run folders go (default: submissions)")
+    runs_flag(train, "--out")
     train.add_argument("--no-cache", action="store_true", help="parse the CSVs even when a cached parse is current")
     add_config_arguments(train)
     train.set_defaults(handler=cmd_train)
 
-    pred = commands.add_parser("predict", help="write a submission from a saved model")
+
+def predict_flags(pred: argparse.ArgumentParser) -> None:
     pred.add_argument("--model", type=Path, required=True, help="a run's model.pt")
     pred.add_argument("--data", type=Path, help="folder with test.csv (default: the embedded sample)")
     pred.add_argument("--out", type=Path, help="submission path (default: predict-submission.csv beside the model)")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
-    pred.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    pred.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to predict")
     pred.add_argument("--no-cache", action="store_true", help="parse the CSVs even when a cached parse is current")
     pred.set_defaults(handler=cmd_predict)
 
-    sc = commands.add_parser("score", help="accuracy of a submission against a solution file")
+
+def score_flags(sc: argparse.ArgumentParser) -> None:
     sc.add_argument("submission", type=Path)
     sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
     sc.set_defaults(handler=cmd_score)
-    # Each feature module adds its own subcommands.
-    from .bundle import add_commands as add_bundle_commands
-    from .kaggle.competition import add_commands as add_kaggle_commands
-    from .runs import add_commands as add_runs_commands
-    from .cache import add_commands as add_cache_commands
-    for add_commands in (add_bundle_commands, add_runs_commands, add_kaggle_commands, add_cache_commands):
-        add_commands(commands)
+
+
+def kernels_flags(kernels: argparse.ArgumentParser) -> None:
+    add_commands(kernels, "kernels_command", "SUBCOMMAND", KERNEL_COMMANDS)
+
+
+# Every command, in the order --help lists them: (name, what it does, the module:function adding its flags).
+# Each module imports its heavy libraries only inside its handlers, so building this parser stays cheap.
+COMMANDS = (
+    ("train", "train with validation and write a submission into a new run folder", "cli:train_flags"),
+    ("predict", "write a submission from a saved model", "cli:predict_flags"),
+    ("score", "accuracy of a submission against a solution file", "cli:score_flags"),
+    ("runs", "table of local runs, best validation accuracy first", "runs:runs_flags"),
+    ("cache", "list the parse cache's entries and size; --clear empties it", "cache:cache_flags"),
+    ("bundle", "write the Kaggle kernel kernel/digit_recognizer_kernel.py from core/", "bundle:bundle_flags"),
+    ("download", "download the competition's CSVs from Kaggle (once)", "kaggle.competition:download_flags"),
+    ("kernels", "the Kaggle kernel: push, status, output, logs, run", "cli:kernels_flags"),
+    ("validate", "check a submission file the way Kaggle will need it", "kaggle.competition:validate_flags"),
+    ("submit", "validate, then submit to Kaggle (a run's file, or a kernel version's output with --kernel) "
+               "and record it", "kaggle.competition:submit_flags"),
+    ("submissions", "your Kaggle submissions with rank and CV, matched to local runs",
+     "kaggle.competition:submissions_flags"),
+    ("leaderboard", "the public leaderboard's top and where you stand on it", "kaggle.leaderboard:leaderboard_flags"),
+)
+# `digit-recognizer kernels ...`, named as in the kaggle CLI (kaggle kernels push/status/output).
+KERNEL_COMMANDS = (
+    ("push", "push the committed kernel as a new version (after checking it is current)", "kaggle.kernels:push_flags"),
+    ("status", "a kernel version's run status (default: the version last pushed)", "kaggle.kernels:status_flags"),
+    ("output", "download a kernel version's output into a new run folder", "kaggle.kernels:output_flags"),
+    ("logs", "a kernel version's log (default: the version last pushed)", "kaggle.kernels:logs_flags"),
+    ("run", "push, wait for that version, fetch its output into a new run folder, validate its submission",
+     "kaggle.kernels:run_flags"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_commands(parser, "command", "COMMAND", COMMANDS)
     return parser
+
+
+def add_commands(parser: argparse.ArgumentParser, dest: str, metavar: str, commands: tuple) -> None:
+    sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+    for name, summary, where in commands:
+        module, function = where.split(":")
+        define = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        define(sub.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter))
 
 
 def main(argv: list[str] | None = None) -> int:

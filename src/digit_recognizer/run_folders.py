@@ -30,7 +30,7 @@ def run_folder(root: Path) -> Iterator[Path]:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, or a folder we may not write in
-        raise UserError(f"{root}: cannot hold run folders ({os_reason(exc)}); --out takes a folder") from None
+        raise UserError(f"{root}: cannot hold run folders ({os_reason(exc)}); --runs takes a folder") from None
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()

@@ -31,16 +31,22 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def add_commands(commands) -> None:
-    runs = commands.add_parser("runs", help="table of local runs, best validation accuracy first")
-    runs.add_argument("--runs", "--dir", dest="dir", type=Path, default=Path("submissions"),
-                      help="the folder holding run folders, as given to train --out (default: submissions)")
+def runs_flag(parser: argparse.ArgumentParser, *old_names: str) -> None:
+    """--runs DIR, the folder holding run folders: one name in every command."""
+    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
+                        help="the folder that holds run folders")
+    for name in old_names:  # earlier spellings keep working, unlisted
+        parser.add_argument(name, dest="runs", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def runs_flags(runs: argparse.ArgumentParser) -> None:
+    runs_flag(runs, "--dir")
     runs.set_defaults(handler=cmd_runs)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    summaries = list_runs(args.dir)
-    print(format_runs_table(summaries) if summaries else f"no runs in {args.dir} yet")
+    summaries = list_runs(args.runs)
+    print(format_runs_table(summaries) if summaries else f"no runs in {args.runs} yet")
     return 0
 
 
@@ -48,7 +54,7 @@ def list_runs(root: Path) -> list[RunSummary]:
     """Every published run folder under root, best validation accuracy first, those without one last."""
     if not root.is_dir():
         what = "not a folder" if root.exists() else "no such folder"
-        raise UserError(f"{root}: {what}; --dir takes the folder `digit-recognizer train --out` writes runs into")
+        raise UserError(f"{root}: {what}; --runs takes the folder `digit-recognizer train` writes runs into")
     try:
         # Hidden folders are runs still being written (or abandoned by a killed process).
         folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", INCOMPLETE_PREFIX))]

@@ -12,9 +12,9 @@ import zipfile
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..runs import runs_flag
 from ..core.fileio import atomic_write
 from .client import COMPETITION, KaggleSession, connect, find_credentials, poll
-from .kernels import add_kernel_commands
 from .records import (ORIGIN_NAME, RECORDS_NAME, add_record, default_message, is_run_folder, local_index,
                       read_json_object, read_records, score_value, submission_target, trained_on_sample,
                       update_record, utc_now, validation_accuracy)
@@ -349,33 +349,20 @@ def print_table(header: tuple, rows: list[tuple]) -> None:
 
 # ---- the command line -------------------------------------------------------------------------
 
-def add_commands(commands) -> None:
-    """Kaggle's commands; each parser is defined in its own function so that it can be listed anywhere."""
-    from .leaderboard import add_leaderboard_command
-
-    for add in (add_download_command, add_kernel_commands, add_validate_command, add_submit_command,
-                add_submissions_command, add_leaderboard_command):
-        add(commands)
-
-
-def add_download_command(commands) -> None:
-    download = commands.add_parser("download", help="download the competition's CSVs from Kaggle (once)")
+def download_flags(download: argparse.ArgumentParser) -> None:
     download.add_argument("--to", type=Path, default=Path("data"), metavar="DIR",
                           help="folder for train.csv and test.csv (default: data)")
     download.set_defaults(handler=cmd_download)
 
 
-def add_validate_command(commands) -> None:
-    validate = commands.add_parser("validate", help="check a submission file the way Kaggle will need it")
+def validate_flags(validate: argparse.ArgumentParser) -> None:
     validate.add_argument("file", type=Path, metavar="FILE",
                           help="a submission CSV, or a run folder holding submission.csv")
     _data_argument(validate)
     validate.set_defaults(handler=cmd_validate)
 
 
-def add_submit_command(commands) -> None:
-    submit = commands.add_parser("submit", help="validate, then submit to Kaggle (a run's file, or a kernel "
-                                                "version's output with --kernel) and record it")
+def submit_flags(submit: argparse.ArgumentParser) -> None:
     submit.add_argument("target", nargs="?", type=Path, metavar="RUN_DIR|FILE",
                         help="default: the newest run folder's submission.csv")
     submit.add_argument("--kernel", nargs="?", const="", metavar="OWNER/SLUG",
@@ -388,16 +375,15 @@ def add_submit_command(commands) -> None:
     submit.add_argument("-m", "--message",
                         help="submission description (default: run id, validation accuracy, config changes)")
     _data_argument(submit)
-    _runs_argument(submit)
+    runs_flag(submit)
     submit.add_argument("--wait", action="store_true",
                         help="poll until Kaggle has scored it, then print the public score (default: off)")
     submit.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="seconds to wait at most with --wait (default: 900)")
     submit.set_defaults(handler=cmd_submit)
 
 
-def add_submissions_command(commands) -> None:
-    subs = commands.add_parser("submissions", help="your Kaggle submissions with rank and CV, matched to local runs")
-    _runs_argument(subs)
+def submissions_flags(subs: argparse.ArgumentParser) -> None:
+    runs_flag(subs)
     subs.set_defaults(handler=cmd_submissions)
 
 
@@ -406,6 +392,3 @@ def _data_argument(parser: argparse.ArgumentParser) -> None:
                         help="folder with the test.csv it answers (default: the competition's 28,000 rows)")
 
 
-def _runs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
-                        help="the folder that holds run folders (default: submissions)")

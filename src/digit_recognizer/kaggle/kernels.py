@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..runs import runs_flag
 from ..core.fileio import write_json, write_text
 from ..run_folders import publish_name, run_folder
 from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, poll
@@ -406,24 +407,14 @@ def _kernel_flags(args: argparse.Namespace, version: Version) -> str:
     return (f" --kernel {args.kernel}" if getattr(args, "kernel", None) else "") + version.flags()
 
 
-def add_kernel_commands(commands) -> None:
-    """`kernels` and its subcommands, named as in the kaggle CLI (kaggle kernels push/status/output)."""
-    kernels = commands.add_parser("kernels", help="the Kaggle kernel: push, status, output, logs, run")
-    sub = kernels.add_subparsers(dest="kernels_command", metavar="SUBCOMMAND", required=True)
-    for add in (add_push_command, add_status_command, add_output_command, add_logs_command, add_run_command):
-        add(sub)
-
-
-def add_push_command(sub) -> None:
-    push = sub.add_parser("push", help="push the committed kernel as a new version (after checking it is current)")
+def push_flags(push: argparse.ArgumentParser) -> None:
     _path_argument(push)
     _push_arguments(push)
     push.add_argument("--no-run", action="store_true", help="save the version without running it (default: run it)")
     push.set_defaults(handler=cmd_push)
 
 
-def add_status_command(sub) -> None:
-    status = sub.add_parser("status", help="a kernel version's run status (default: the version last pushed)")
+def status_flags(status: argparse.ArgumentParser) -> None:
     _version_arguments(status)
     status.add_argument("--wait", action="store_true",
                         help="poll until the run completes or fails, showing its last log line (default: off)")
@@ -432,15 +423,13 @@ def add_status_command(sub) -> None:
     status.set_defaults(handler=cmd_status)
 
 
-def add_output_command(sub) -> None:
-    output = sub.add_parser("output", help="download a kernel version's output into a new run folder")
+def output_flags(output: argparse.ArgumentParser) -> None:
     _version_arguments(output)
-    _runs_argument(output, "--to")
+    runs_flag(output, "--to")
     output.set_defaults(handler=cmd_output)
 
 
-def add_logs_command(sub) -> None:
-    logs = sub.add_parser("logs", help="a kernel version's log (default: the version last pushed)")
+def logs_flags(logs: argparse.ArgumentParser) -> None:
     _version_arguments(logs)
     logs.add_argument("--follow", action="store_true",
                       help="stream the log while the kernel runs; stops when the run ends (default: off)")
@@ -449,16 +438,14 @@ def add_logs_command(sub) -> None:
     logs.set_defaults(handler=cmd_logs)
 
 
-def add_run_command(sub) -> None:
-    run = sub.add_parser("run", help="push, wait for that version, fetch its output into a new run folder, "
-                                     "validate its submission")
+def run_flags(run: argparse.ArgumentParser) -> None:
     _path_argument(run)
     _push_arguments(run)
     run.add_argument("--wait-timeout", type=float, default=3600, metavar="SECONDS",
                      help="seconds to wait at most for the version to finish (default: 3600)")
     run.add_argument("--data", type=Path, metavar="DIR",
                      help="folder with the test.csv the submission answers (default: the competition's 28,000 rows)")
-    _runs_argument(run)
+    runs_flag(run)
     run.set_defaults(handler=cmd_run, kernel=None, version=None)
 
 
@@ -482,8 +469,3 @@ def _version_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the kernel version (default: the one last pushed, from {PUSHES_NAME})")
 
 
-def _runs_argument(parser: argparse.ArgumentParser, *old_names: str) -> None:
-    parser.add_argument("--runs", type=Path, default=Path("submissions"), metavar="DIR",
-                        help="the folder that holds run folders (default: submissions)")
-    for name in old_names:  # earlier spellings keep working, unlisted
-        parser.add_argument(name, dest="runs", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -81,7 +81,6 @@ def rank_of(board: list[dict], score: float, team: str | None, username: str | N
                    and not mine.intersection(e["members"]))
 
 
-def add_leaderboard_command(commands) -> None:
-    board = commands.add_parser("leaderboard", help="the public leaderboard's top and where you stand on it")
+def leaderboard_flags(board: argparse.ArgumentParser) -> None:
     board.add_argument("--top", type=int, default=5, metavar="N", help="how many of the top teams to show (default: 5)")
     board.set_defaults(handler=cmd_leaderboard)
