@@ -43,14 +43,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .local_data import load_test_images
-    from .saved_model import load_model
-    from .core.submission import write_submission
-    from .core.train import predict, resolve_device, to_device
-
     out = args.out or args.model.parent / "predict-submission.csv"
     if out.exists() and not args.force:  # before any work: nothing earlier is overwritten by surprise
         raise UserError(f"{out}: already exists; pass --out with a new name or --force to replace it")
+    if not args.model.is_file():  # before torch is imported: a mistyped path is answered at once
+        raise UserError(f"{args.model}: no such model file")
+    from .core.submission import write_submission
+    from .core.train import predict, resolve_device, to_device
+    from .local_data import load_test_images
+    from .saved_model import load_model
+
     model, _ = load_model(args.model)
     device = resolve_device(args.device)
     images = load_test_images(args.data, cache=not args.no_cache)
