@@ -19,8 +19,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where entries are read or written, not when `cache` lists them
+    import numpy as np
+
 
 CACHE_ENV = "DIGIT_RECOGNIZER_CACHE"
 MAX_BYTES_ENV = "DIGIT_RECOGNIZER_CACHE_MAX_BYTES"
@@ -83,7 +86,7 @@ def warn(message: str) -> None:
         print(f"digit-recognizer: warning: {message}", file=sys.stderr)
 
 
-def cached_table(path: Path, columns: list[str], parse) -> np.ndarray:
+def cached_table(path: Path, columns: list[str], parse) -> "np.ndarray":
     """parse(path) -> array, reusing a cached parse only when it provably is that file's parse."""
     try:
         key = file_key(path)
@@ -116,7 +119,7 @@ def entry_name(path: Path, n_columns: int, key: list[int]) -> str:
     return f"{which}-{version}.entry"
 
 
-def read_entry(entry: Path, key: list[int], n_columns: int) -> np.ndarray | None:
+def read_entry(entry: Path, key: list[int], n_columns: int) -> "np.ndarray | None":
     """The cached array, or None when anything about the entry is not exactly as written for this file."""
     try:
         with open(entry, "rb") as handle:
@@ -138,6 +141,8 @@ def read_entry(entry: Path, key: list[int], n_columns: int) -> np.ndarray | None
         os.utime(entry)  # least recently used goes first when the cache is full
     except OSError:
         pass
+    import numpy as np
+
     return np.frombuffer(data, dtype=np.uint8).reshape(rows, columns)
 
 
@@ -148,8 +153,10 @@ def read_header(handle) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
-def write_entry(entry: Path, values: np.ndarray, key: list[int], source: Path) -> None:
+def write_entry(entry: Path, values: "np.ndarray", key: list[int], source: Path) -> None:
     """Best effort, never leaving a temporary file: a cache that cannot be written only costs speed."""
+    import numpy as np
+
     values = np.ascontiguousarray(values)
     if values.dtype != np.uint8 or values.ndim != 2:
         return

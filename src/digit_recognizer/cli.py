@@ -14,16 +14,16 @@ PROG = "digit-recognizer"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.data import find_kaggle_input
-    from .local_data import load_data
-    from .core.split import stratified_split
-
     cfg = config_from_args(args)
     if cfg.device == "cuda":  # say so before the data is parsed, not after
         from .core.train import resolve_device
         resolve_device(cfg.device)
     if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
+    from .core.data import find_kaggle_input
+    from .core.split import stratified_split
+    from .local_data import load_data
+
     data_dir = args.data or find_kaggle_input()
     clock = time.perf_counter()
     data = load_data(data_dir, cache=not args.no_cache)
