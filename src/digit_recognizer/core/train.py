@@ -48,24 +48,27 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     epochs = epochs or cfg.epochs
     optimizer = make_optimizer(cfg, model)
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
-    tracker = BestEpoch(model) if val_features is not None else None
-    history, best_accuracy, best_at = [], -1.0, 0
+    validating = val_features is not None
+    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
         record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
                                                             (epoch - 1) / epochs, 1 / epochs)}
-        if tracker is not None:
-            record.update(tracker.update(epoch, val_features, val_labels.long()))
+        if validating:
+            record.update(validate(model, val_features, val_labels.long()))
         # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         history.append(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
-        if tracker is not None and record["val_accuracy"] > best_accuracy:
-            best_accuracy, best_at = record["val_accuracy"], epoch
-        elif tracker is not None and cfg.patience and epoch - best_at >= cfg.patience:
+        if validating and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
+        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
             break  # big data peaks in a few epochs; the rest would cost time for nothing
     bar.close()
-    best_epoch = tracker.restore() if tracker is not None else 0
+    if best_weights is not None:
+        model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
 
 
@@ -109,35 +112,20 @@ def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimiz
 
 
 def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
-    """Cosine decay from the peak to zero over the run, or a constant rate."""
-    scale = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0
     for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * scale
+        group["lr"] = learning_rate(cfg, progress)
 
 
-class BestEpoch:
-    """Keeps, on the device and without host syncs, the weights of the best validation epoch."""
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
-    def __init__(self, model: SoftmaxRegression):
-        self.model = model
-        self.best = {k: v.detach().clone() for k, v in model.linear.state_dict().items()}
-        self.best_accuracy = torch.full((), -1.0, device=model.mean.device)
-        self.best_epoch = torch.zeros((), dtype=torch.long, device=model.mean.device)
 
-    @torch.no_grad()
-    def update(self, epoch: int, features: torch.Tensor, targets: torch.Tensor) -> dict:
-        logits = self.model.linear(features)
-        accuracy = (logits.argmax(1) == targets).float().mean()
-        better = accuracy > self.best_accuracy
-        for name, value in self.model.linear.state_dict().items():
-            self.best[name].copy_(torch.where(better, value, self.best[name]))
-        self.best_accuracy = torch.where(better, accuracy, self.best_accuracy)
-        self.best_epoch = torch.where(better, torch.full_like(self.best_epoch, epoch), self.best_epoch)
-        return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": accuracy}
-
-    def restore(self) -> int:
-        self.model.linear.load_state_dict(self.best)
-        return int(self.best_epoch.item())
+@torch.no_grad()
+def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
+    logits = model.linear(features)
+    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
 
 @torch.no_grad()
