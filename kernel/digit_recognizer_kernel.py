@@ -43,7 +43,6 @@ import torch._dynamo
 import torch.nn.functional as F
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
-from tqdm.auto import tqdm
 
 
 # ======== from digit_recognizer/core/errors.py ====================================================
@@ -54,6 +53,12 @@ class UserError(Exception):
 
 # ======== from digit_recognizer/core/config.py ====================================================
 # The one training configuration, and the command-line flags made from it.
+
+# The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+
 
 @dataclass(frozen=True)
 class Config:
@@ -74,8 +79,12 @@ class Config:
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be an integer from 0 to 2**64-1, got {self.seed}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
             raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
         if self.batch_size < 0:
@@ -84,6 +93,9 @@ class Config:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
+        for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
+            if value > FLOAT32_MAX:
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
         return self
 
     def batch_size_for(self, n_examples: int) -> int:
@@ -1018,26 +1030,69 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
     validating = val_features is not None
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
         record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
                                                             (epoch - 1) / epochs, 1 / epochs)}
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
-        # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
+        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
+        progress.update(record)
         if validating and record["val_accuracy"] > best_accuracy:
             # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
             best_accuracy, best_epoch = record["val_accuracy"], epoch
             best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
         elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
             break  # big data peaks in a few epochs; the rest would cost time for nothing
-    bar.close()
+    progress.close()
     if best_weights is not None:
         model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
+    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if not weights_finite:
+        broken.append("weights")
+    if broken:
+        progress.close()
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
+
+
+class Progress:
+    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
+
+    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
+    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
+    """
+
+    def __init__(self, desc: str, epochs: int):
+        self.desc, self.epochs, self.bar = desc, epochs, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def update(self, record: dict) -> None:
+        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update()
+        elif not self.quiet:
+            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class Batches:

@@ -6,6 +6,11 @@ from dataclasses import dataclass, fields
 
 from .errors import UserError
 
+# The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+
 
 @dataclass(frozen=True)
 class Config:
@@ -26,8 +31,12 @@ class Config:
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be an integer from 0 to 2**64-1, got {self.seed}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
             raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
         if self.batch_size < 0:
@@ -36,6 +45,9 @@ class Config:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
+        for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
+            if value > FLOAT32_MAX:
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
         return self
 
     def batch_size_for(self, n_examples: int) -> int:

@@ -1,5 +1,7 @@
 """Training: the whole dataset on the device, shuffled index slices, the best epoch kept."""
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -7,7 +9,6 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .config import Config
 from .errors import UserError
@@ -50,26 +51,69 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
     validating = val_features is not None
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
         record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
                                                             (epoch - 1) / epochs, 1 / epochs)}
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
-        # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
+        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
+        progress.update(record)
         if validating and record["val_accuracy"] > best_accuracy:
             # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
             best_accuracy, best_epoch = record["val_accuracy"], epoch
             best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
         elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
             break  # big data peaks in a few epochs; the rest would cost time for nothing
-    bar.close()
+    progress.close()
     if best_weights is not None:
         model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
+    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if not weights_finite:
+        broken.append("weights")
+    if broken:
+        progress.close()
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
+
+
+class Progress:
+    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
+
+    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
+    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
+    """
+
+    def __init__(self, desc: str, epochs: int):
+        self.desc, self.epochs, self.bar = desc, epochs, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def update(self, record: dict) -> None:
+        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update()
+        elif not self.quiet:
+            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class Batches:
