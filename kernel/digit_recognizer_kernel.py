@@ -10,7 +10,7 @@
 #     python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Each section below is one module of the package, dependencies first, so it reads top to bottom:
-#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, train, pipeline, main
+#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, optimizer, train, pipeline, main
 
 
 import argparse
@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-import torch._dynamo
 import torch.nn.functional as F
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
@@ -991,6 +990,85 @@ def score(submission: Path, solution: Path) -> float:
     return float((predicted == truth).mean())
 
 
+# ======== from digit_recognizer/core/optimizer.py =================================================
+# Adam and Nesterov SGD as a few plain tensor updates.
+#
+# torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
+# fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
+# implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
+# a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
+# fold and per penalty) need.
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+MOMENTUM = 0.9
+
+
+class Optimizer:
+    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
+
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        self.params, self.decays = params, decays
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        self.steps += 1
+        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
+            self.update(i, param, with_decay(param.grad, param, decay), lr)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        raise NotImplementedError
+
+
+def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
+    """The gradient of loss + decay/2 * |param|^2."""
+    if torch.is_tensor(decay):
+        return grad.addcmul(param, decay)
+    return grad.add(param, alpha=decay) if decay != 0 else grad
+
+
+class Adam(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.means = [torch.zeros_like(p) for p in params]
+        self.squares = [torch.zeros_like(p) for p in params]
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        beta1, beta2 = BETAS
+        mean, square = self.means[i], self.squares[i]
+        mean.lerp_(grad, 1 - beta1)
+        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = float(self.steps)
+        step_size = lr / (1 - beta1**step)
+        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+        param.addcdiv_(mean, denom, value=-step_size)
+
+
+class NesterovSGD(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.velocities: list[torch.Tensor | None] = [None] * len(params)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        velocity = self.velocities[i]
+        if velocity is None:
+            velocity = self.velocities[i] = grad.detach().clone()
+        else:
+            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
+        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
+
+
+def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
+    # L2 on the weights only: penalising the bias would shift the class priors.
+    kind = NesterovSGD if name == "sgd" else Adam
+    return kind([weight, bias], [weight_decay, 0.0])
+
+
 # ======== from digit_recognizer/core/train.py =====================================================
 # Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
@@ -1026,7 +1104,7 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
     validating = val_features is not None
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
@@ -1106,7 +1184,7 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
                 targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
     """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
 
@@ -1116,27 +1194,12 @@ def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Op
     loss_sum = torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        set_lr(optimizer, cfg, progress + span * step / len(epoch))
         loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
     return loss_sum / len(features)
-
-
-def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    groups = [{"params": [model.linear.weight], "weight_decay": cfg.weight_decay},
-              {"params": [model.linear.bias], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(groups, lr=cfg.lr)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, progress)
 
 
 def learning_rate(cfg: Config, progress: float) -> float:

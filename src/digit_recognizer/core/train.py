@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
 import torch.nn.functional as F
 
 from .config import Config
 from .errors import UserError
 from .model import SoftmaxRegression
+from .optimizer import Optimizer, make_optimizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,7 +47,7 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
     validating = val_features is not None
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
@@ -127,7 +127,7 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
                 targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
     """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
 
@@ -137,27 +137,12 @@ def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Op
     loss_sum = torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        set_lr(optimizer, cfg, progress + span * step / len(epoch))
         loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
     return loss_sum / len(features)
-
-
-def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    groups = [{"params": [model.linear.weight], "weight_decay": cfg.weight_decay},
-              {"params": [model.linear.bias], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(groups, lr=cfg.lr)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, progress)
 
 
 def learning_rate(cfg: Config, progress: float) -> float:
