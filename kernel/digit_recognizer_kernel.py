@@ -10,13 +10,13 @@
 #     python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
 #
 # Each section below is one module of the package, dependencies first, so it reads top to bottom:
-#     errors, config, csvtable, data, metrics, deskew, model, fileio, pictures, split, submission, optimizer, train, pipeline, main
+#     errors, config, csvtable, data, deskew, model, optimizer, split, train, cv, metrics, fileio, pictures, submission, pipeline, main
 
 
 import argparse
 from contextlib import contextmanager, suppress
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 import hashlib
 import io
@@ -57,6 +57,9 @@ class UserError(Exception):
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
 MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+MAX_FOLDS = 100
+# L2 strengths that --weight-decay auto tries (see README: the sample's optimum sits inside it).
+WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,12 @@ class Config:
     patience: int = 3  # 0: never stop early
     batch_size: int = 0  # 0: auto, see batch_size_for
     lr: float = 0.003
-    weight_decay: float = 1e-3
+    weight_decay: float | str = 1e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
     optimizer: str = "adam"
     schedule: str = "cosine"
     deskew: bool = True
     refit: bool = False
+    folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
 
     def check(self) -> "Config":
@@ -90,10 +94,14 @@ class Config:
             raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not 0 < self.lr < math.inf:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.weight_decay < math.inf:
+        if self.weight_decay == "auto" and not self.folds:
+            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 (or another K >= 2)")
+        if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
+        if self.folds and not 2 <= self.folds <= MAX_FOLDS:
+            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, got {self.folds}")
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
-            if value > FLOAT32_MAX:
+            if value != "auto" and value > FLOAT32_MAX:
                 raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
         return self
 
@@ -119,13 +127,30 @@ HELP = {
     "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights",
+    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
     "optimizer": "optimiser",
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
-    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions",
+    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
+             "with --folds, retrain on all of train.csv instead of averaging the fold models",
+    "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
+             "0 = one hold-out split",
     "device": "where to train: auto picks CUDA when available",
 }
+
+
+def weight_decay_value(text: str) -> float | str:
+    """--weight-decay takes a number or the word auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+PARSERS = {"weight_decay": weight_decay_value}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +160,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in (bool, "bool"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
             continue
-        kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__", f.type)]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=f"{HELP[f.name]} (default: {f.default})")
 
@@ -445,28 +470,6 @@ def _write_cache(cached: Path, values: np.ndarray) -> None:
         pass
 
 
-# ======== from digit_recognizer/core/metrics.py ===================================================
-# Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
-    """Rows are true digits, columns predicted digits."""
-    return np.bincount(truth.astype(np.int64) * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
-
-
-def per_class_accuracy(confusion: np.ndarray) -> list[float]:
-    totals = confusion.sum(1)
-    return [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(confusion))]
-
-
-def format_confusion(confusion: np.ndarray) -> str:
-    """A text table: true digits down, predictions across, per-class accuracy on the right."""
-    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"
-    lines = [header]
-    for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
-        lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
-    return "\n".join(lines)
-
-
 # ======== from digit_recognizer/core/deskew.py ====================================================
 # Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 #
@@ -583,6 +586,477 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     model = SoftmaxRegression(bool(saved["use_deskew"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval(), saved
+
+
+# ======== from digit_recognizer/core/optimizer.py =================================================
+# Adam and Nesterov SGD as a few plain tensor updates.
+#
+# torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
+# fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
+# implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
+# a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
+# fold and per penalty) need.
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+MOMENTUM = 0.9
+
+
+class Optimizer:
+    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
+
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        self.params, self.decays = params, decays
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        self.steps += 1
+        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
+            self.update(i, param, with_decay(param.grad, param, decay), lr)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        raise NotImplementedError
+
+
+def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
+    """The gradient of loss + decay/2 * |param|^2."""
+    if torch.is_tensor(decay):
+        return grad.addcmul(param, decay)
+    return grad.add(param, alpha=decay) if decay != 0 else grad
+
+
+class Adam(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.means = [torch.zeros_like(p) for p in params]
+        self.squares = [torch.zeros_like(p) for p in params]
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        beta1, beta2 = BETAS
+        mean, square = self.means[i], self.squares[i]
+        mean.lerp_(grad, 1 - beta1)
+        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = float(self.steps)
+        step_size = lr / (1 - beta1**step)
+        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+        param.addcdiv_(mean, denom, value=-step_size)
+
+
+class NesterovSGD(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.velocities: list[torch.Tensor | None] = [None] * len(params)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        velocity = self.velocities[i]
+        if velocity is None:
+            velocity = self.velocities[i] = grad.detach().clone()
+        else:
+            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
+        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
+
+
+def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
+    # L2 on the weights only: penalising the bias would shift the class priors.
+    kind = NesterovSGD if name == "sgd" else Adam
+    return kind([weight, bias], [weight_decay, 0.0])
+
+
+# ======== from digit_recognizer/core/split.py =====================================================
+# A stratified, seeded hold-out split.
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for digit in range(10):
+        members = np.flatnonzero(labels == digit)
+        n_val = int(round(val_fraction * len(members)))
+        if n_val == 0 or n_val == len(members):
+            side = "validation" if n_val == 0 else "training"
+            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
+                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+        members = rng.permutation(members)
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds in turn."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    counts = np.bincount(labels.astype(np.int64), minlength=10)
+    if counts.min() < folds:
+        digit = int(counts.argmin())
+        raise UserError(f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                        f"fold would hold none; use fewer folds or a larger train.csv")
+    start = 0
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start += len(members)
+    return fold_of
+
+
+# ======== from digit_recognizer/core/train.py =====================================================
+# Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class FitResult:
+    model: SoftmaxRegression
+    best_epoch: int  # 1-based; 0 when nothing was validated (refit)
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
+    seconds: float = 0.0
+
+
+def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
+        val_labels: torch.Tensor | None = None, epochs: int | None = None, desc: str = "train") -> FitResult:
+    """Train a fresh model on device tensors; with validation data keep the best epoch's weights."""
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
+    # One shuffle up front; every epoch then takes contiguous slices (views, not copies) in a new order.
+    shuffled = torch.randperm(len(pixels), device=pixels.device, generator=generator)
+    pixels, targets = pixels[shuffled], labels[shuffled].long()
+    model = SoftmaxRegression(cfg.deskew).to(pixels.device)
+    with torch.no_grad():
+        prepared = model.prepare(pixels)
+        model.fit_standardizer(prepared)
+        features = model.standardize(prepared)
+        val_features = model.features_of(val_pixels) if val_pixels is not None else None
+    epochs = epochs or cfg.epochs
+    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
+    batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
+    validating = val_features is not None
+    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
+        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
+                                                            (epoch - 1) / epochs, 1 / epochs)}
+        if validating:
+            record.update(validate(model, val_features, val_labels.long()))
+        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
+        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        check_finite(cfg, epoch, record, bool(finite), progress)
+        history.append(record)
+        progress.update(record)
+        if validating and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
+        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
+            break  # big data peaks in a few epochs; the rest would cost time for nothing
+    progress.close()
+    if best_weights is not None:
+        model.linear.load_state_dict(best_weights)
+    return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
+    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if not weights_finite:
+        broken.append("weights")
+    if broken:
+        progress.close()
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
+
+
+class Progress:
+    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
+
+    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
+    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
+    """
+
+    def __init__(self, desc: str, epochs: int):
+        self.desc, self.epochs, self.bar = desc, epochs, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def update(self, record: dict) -> None:
+        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update()
+        elif not self.quiet:
+            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Batches:
+    """Contiguous slices of the (once shuffled) training set, visited in a new order each epoch."""
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int):
+        self.slices = [slice(s, min(s + batch_size, n_examples)) for s in range(0, n_examples, batch_size)]
+        self.order = torch.Generator().manual_seed(seed)  # on the host: the order is a Python list
+
+    def epoch(self) -> list[slice]:
+        return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
+
+
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
+                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
+    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
+
+    `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
+    for the learning-rate schedule.
+    """
+    loss_sum = torch.zeros((), device=features.device)
+    epoch = batches.epoch()
+    for step, batch in enumerate(epoch):
+        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
+        loss_sum += loss.detach() * (batch.stop - batch.start)
+    return loss_sum / len(features)
+
+
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
+
+
+@torch.no_grad()
+def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
+    logits = model.linear(features)
+    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
+
+
+@torch.no_grad()
+def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Class probabilities (n, 10) for uint8 pixels, computed in chunks to bound memory."""
+    model.eval()
+    return torch.cat([model(part).softmax(1) for part in pixels.split(chunk)]) if len(pixels) else \
+        torch.empty(0, 10, device=pixels.device)
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+# ======== from digit_recognizer/core/cv.py ========================================================
+# K-fold cross-validation as one batched tensor program: every fold and every L2 strength at once.
+#
+# Each fold's examples are gathered by index from one tensor of deskewed images and standardised with
+# that fold's own training statistics; one batched matmul then scores a batch under every fold's
+# weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
+# models train in the step a single model would take. The fits run every epoch (no early stopping:
+# the held-out fold must not choose anything it then scores), and the held-out accuracy after the
+# last epoch is the fold's estimate of the public score.
+
+@dataclass
+class CVResult:
+    model: SoftmaxRegression  # the one model the submission comes from
+    summary: dict  # metrics.json's "cv"
+    oof_probabilities: torch.Tensor  # (n, 10): each example scored by the fits that did not train on it
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> CVResult:
+    """Fit cfg.folds folds x the strengths tried, choose the strength, and make one model from it."""
+    start = time.perf_counter()
+    decays = list(WEIGHT_DECAY_GRID) if cfg.weight_decay == "auto" else [float(cfg.weight_decay)]
+    fold_of = torch.from_numpy(stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)).to(pixels.device)
+    targets = labels.long()
+    with torch.no_grad():
+        prepared = SoftmaxRegression(cfg.deskew).prepare(pixels)
+    folds = FoldData(prepared, targets, fold_of, cfg.folds, cfg.seed)
+    weight, bias, history = fit_folds(cfg, folds, decays)
+    with torch.no_grad():
+        logits = folds.val_logits(weight, bias)  # (folds, v, strengths, 10)
+        accuracy = folds.val_accuracy(logits)  # (folds, strengths)
+    mean = accuracy.mean(0)
+    stderr = accuracy.std(0) / math.sqrt(cfg.folds)
+    chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
+    fold_accuracies = accuracy[:, chosen].tolist()
+    chosen_cfg = replace(cfg, weight_decay=decays[chosen])
+    if cfg.refit:
+        model = fit(chosen_cfg, pixels, labels, desc="refit").model
+        how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
+    else:
+        blocks = (cfg.folds, -1, len(decays), N_CLASSES)
+        model = folds.averaged_model(cfg.deskew, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
+        how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
+    summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
+               "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
+               "grid": [{"weight_decay": d, "accuracy": float(m), "stderr": float(s)}
+                        for d, m, s in zip(decays, mean, stderr)]}
+    oof = folds.out_of_fold(logits[..., chosen, :].softmax(-1))
+    return CVResult(model.eval(), summary, oof, history, time.perf_counter() - start)
+
+
+def summary_line(cv: dict) -> str:
+    """The line printed at the end of a cross-validated run."""
+    line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
+    if len(cv.get("grid", [])) > 1:
+        line += f", weight decay {cv['weight_decay']:g} chosen by it"
+    return line
+
+
+class FoldData:
+    """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
+
+    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int):
+        device = prepared.device
+        self.prepared, self.targets, self.folds = prepared, targets, folds
+        generator = torch.Generator(device=device).manual_seed(seed)
+        train = [torch.nonzero(fold_of != f).flatten() for f in range(folds)]
+        val = [torch.nonzero(fold_of == f).flatten() for f in range(folds)]
+        # Equal lengths make one index matrix; a fold a few examples short repeats a few of its own.
+        self.train = torch.stack([pad(t[torch.randperm(len(t), device=device, generator=generator)],
+                                      max(map(len, train))) for t in train])  # (folds, n), each row shuffled
+        self.n_train = torch.tensor([len(t) for t in train], device=device)
+        self.val = torch.stack([pad(v, max(map(len, val))) for v in val])  # (folds, v)
+        self.val_mask = torch.stack([torch.arange(self.val.shape[1], device=device) < len(v) for v in val])
+        # The standardisers, fitted on each fold's training part only (a loop over folds, once, outside the steps).
+        self.mean = torch.stack([prepared[t].mean(0) for t in train])  # (folds, 784)
+        self.std = torch.stack([shared_std(prepared[t]) for t in train]).view(folds, 1, 1)
+
+    def logits(self, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Logits (folds, b, strengths*10) of examples rows (folds, b), each fold on its own standardised features.
+
+        W (x - m) / s + b = (W / s) x + (b - (W / s) m): the standardiser is folded into the weights,
+        so a step only gathers its batch and never rewrites it.
+        """
+        scaled = weight / self.std
+        shifted = bias - torch.bmm(self.mean[:, None, :], scaled)
+        return torch.baddbmm(shifted, self.prepared[rows], scaled)
+
+    def val_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.val, weight, bias).view(self.folds, self.val.shape[1], -1, N_CLASSES)
+
+    def val_accuracy(self, logits: torch.Tensor) -> torch.Tensor:
+        correct = (logits.argmax(-1) == self.targets[self.val][..., None]) & self.val_mask[..., None]
+        return correct.sum(1) / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
+
+    def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), self.targets[self.val][..., None].expand(logits.shape[:3]),
+                                 reduction="none")
+        return (losses * self.val_mask[..., None]).sum(1) / self.val_mask.sum(1, keepdim=True)
+
+    def out_of_fold(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """(folds, v, 10) held-out probabilities -> (n, 10) in the examples' own order."""
+        result = torch.empty(len(self.targets), N_CLASSES, device=probabilities.device)
+        result[self.val[self.val_mask]] = probabilities[self.val_mask]
+        return result
+
+    def averaged_model(self, use_deskew: bool, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
+        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared pixels.
+
+        Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
+        it is written back in terms of a standardiser fitted on all the training examples.
+        """
+        model = SoftmaxRegression(use_deskew).to(self.prepared.device)
+        with torch.no_grad():
+            model.fit_standardizer(self.prepared)
+            raw = weight.transpose(1, 2) / self.std  # (folds, 10, 784): weights on prepared pixels
+            raw_bias = bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, self.mean)
+            mean_weight, mean_bias = raw.mean(0), raw_bias.mean(0)
+            model.linear.weight.copy_(mean_weight * model.std)
+            model.linear.bias.copy_(mean_bias + mean_weight @ model.mean)
+        return model
+
+
+def pad(index: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.cat([index, index[:length - len(index)]])
+
+
+def shared_std(prepared: torch.Tensor) -> torch.Tensor:
+    model = SoftmaxRegression(False).to(prepared.device)
+    model.fit_standardizer(prepared)
+    return model.std[0]
+
+
+def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias (folds, 1, strengths*10)."""
+    device, n_models = folds.prepared.device, len(decays) * N_CLASSES
+    torch.manual_seed(cfg.seed)
+    weight = torch.zeros(folds.folds, N_PIXELS, n_models, device=device, requires_grad=True)
+    bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10-column block
+    optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
+    n = folds.train.shape[1]
+    batches = Batches(n, cfg.batch_size_for(n), cfg.seed)
+    history, progress = [], Progress(f"{cfg.folds}-fold CV", cfg.epochs)
+    for epoch in range(1, cfg.epochs + 1):
+        loss_sum = torch.zeros((), device=device)
+        order = batches.epoch()
+        for step, batch in enumerate(order):
+            rows = folds.train[:, batch]
+            logits = folds.logits(rows, weight, bias)
+            size = batch.stop - batch.start
+            # Summed over examples and divided by the batch size: each model's gradient is that of its own mean loss.
+            loss = F.cross_entropy(logits.reshape(-1, N_CLASSES),
+                                   folds.targets[rows][..., None].expand(-1, -1, len(decays)).reshape(-1),
+                                   reduction="sum") / size
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step(learning_rate(cfg, (epoch - 1 + step / len(order)) / cfg.epochs))
+            loss_sum += loss.detach() * size
+        with torch.no_grad():
+            logits = folds.val_logits(weight, bias)
+            accuracy, val_loss = folds.val_accuracy(logits).mean(0), folds.val_loss(logits).mean(0)
+            best = torch.argmax(accuracy)
+            record = {"epoch": epoch, "train_loss": loss_sum / (n * folds.folds * len(decays)),
+                      "val_loss": val_loss[best], "val_accuracy": accuracy[best]}
+            finite = torch.isfinite(weight).all() & torch.isfinite(bias).all()
+        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}  # the one host sync
+        check_finite(cfg, epoch, record, bool(finite), progress)
+        history.append(record)
+        progress.update(record)
+    progress.close()
+    return weight.detach(), bias.detach(), history
+
+
+# ======== from digit_recognizer/core/metrics.py ===================================================
+# Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
+    """Rows are true digits, columns predicted digits."""
+    return np.bincount(truth.astype(np.int64) * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float]:
+    totals = confusion.sum(1)
+    return [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(confusion))]
+
+
+def format_confusion(confusion: np.ndarray) -> str:
+    """A text table: true digits down, predictions across, per-class accuracy on the right."""
+    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"
+    lines = [header]
+    for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
+        lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
+    return "\n".join(lines)
 
 
 # ======== from digit_recognizer/core/fileio.py ====================================================
@@ -869,26 +1343,6 @@ def save_picture(path: Path, image) -> None:
     atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
 
-# ======== from digit_recognizer/core/split.py =====================================================
-# A stratified, seeded hold-out split.
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for digit in range(10):
-        members = np.flatnonzero(labels == digit)
-        n_val = int(round(val_fraction * len(members)))
-        if n_val == 0 or n_val == len(members):
-            side = "validation" if n_val == 0 else "training"
-            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
-                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
-        members = rng.permutation(members)
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
 # ======== from digit_recognizer/core/submission.py ================================================
 # Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
 
@@ -990,242 +1444,6 @@ def score(submission: Path, solution: Path) -> float:
     return float((predicted == truth).mean())
 
 
-# ======== from digit_recognizer/core/optimizer.py =================================================
-# Adam and Nesterov SGD as a few plain tensor updates.
-#
-# torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
-# fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
-# implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
-# a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
-# fold and per penalty) need.
-
-BETAS = (0.9, 0.999)
-EPS = 1e-8
-MOMENTUM = 0.9
-
-
-class Optimizer:
-    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
-
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        self.params, self.decays = params, decays
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
-
-    @torch.no_grad()
-    def step(self, lr: float) -> None:
-        self.steps += 1
-        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
-            self.update(i, param, with_decay(param.grad, param, decay), lr)
-
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        raise NotImplementedError
-
-
-def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
-    """The gradient of loss + decay/2 * |param|^2."""
-    if torch.is_tensor(decay):
-        return grad.addcmul(param, decay)
-    return grad.add(param, alpha=decay) if decay != 0 else grad
-
-
-class Adam(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.means = [torch.zeros_like(p) for p in params]
-        self.squares = [torch.zeros_like(p) for p in params]
-
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        beta1, beta2 = BETAS
-        mean, square = self.means[i], self.squares[i]
-        mean.lerp_(grad, 1 - beta1)
-        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = float(self.steps)
-        step_size = lr / (1 - beta1**step)
-        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
-        param.addcdiv_(mean, denom, value=-step_size)
-
-
-class NesterovSGD(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.velocities: list[torch.Tensor | None] = [None] * len(params)
-
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        velocity = self.velocities[i]
-        if velocity is None:
-            velocity = self.velocities[i] = grad.detach().clone()
-        else:
-            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
-        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
-
-
-def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    kind = NesterovSGD if name == "sgd" else Adam
-    return kind([weight, bias], [weight_decay, 0.0])
-
-
-# ======== from digit_recognizer/core/train.py =====================================================
-# Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-@dataclass
-class FitResult:
-    model: SoftmaxRegression
-    best_epoch: int  # 1-based; 0 when nothing was validated (refit)
-    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
-    seconds: float = 0.0
-
-
-def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
-        val_labels: torch.Tensor | None = None, epochs: int | None = None, desc: str = "train") -> FitResult:
-    """Train a fresh model on device tensors; with validation data keep the best epoch's weights."""
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
-    # One shuffle up front; every epoch then takes contiguous slices (views, not copies) in a new order.
-    shuffled = torch.randperm(len(pixels), device=pixels.device, generator=generator)
-    pixels, targets = pixels[shuffled], labels[shuffled].long()
-    model = SoftmaxRegression(cfg.deskew).to(pixels.device)
-    with torch.no_grad():
-        prepared = model.prepare(pixels)
-        model.fit_standardizer(prepared)
-        features = model.standardize(prepared)
-        val_features = model.features_of(val_pixels) if val_pixels is not None else None
-    epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
-    batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
-    validating = val_features is not None
-    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
-    progress = Progress(desc, epochs)
-    for epoch in range(1, epochs + 1):
-        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
-                                                            (epoch - 1) / epochs, 1 / epochs)}
-        if validating:
-            record.update(validate(model, val_features, val_labels.long()))
-        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
-        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
-        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
-        check_finite(cfg, epoch, record, bool(finite), progress)
-        history.append(record)
-        progress.update(record)
-        if validating and record["val_accuracy"] > best_accuracy:
-            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
-            best_accuracy, best_epoch = record["val_accuracy"], epoch
-            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
-        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
-            break  # big data peaks in a few epochs; the rest would cost time for nothing
-    progress.close()
-    if best_weights is not None:
-        model.linear.load_state_dict(best_weights)
-    return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
-
-
-def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
-    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
-    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
-    if not weights_finite:
-        broken.append("weights")
-    if broken:
-        progress.close()
-        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
-                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
-
-
-class Progress:
-    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
-
-    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
-    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
-    """
-
-    def __init__(self, desc: str, epochs: int):
-        self.desc, self.epochs, self.bar = desc, epochs, None
-        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-        if not self.quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm  # only a terminal draws a bar
-
-            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-
-    def update(self, record: dict) -> None:
-        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
-            self.bar.update()
-        elif not self.quiet:
-            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class Batches:
-    """Contiguous slices of the (once shuffled) training set, visited in a new order each epoch."""
-
-    def __init__(self, n_examples: int, batch_size: int, seed: int):
-        self.slices = [slice(s, min(s + batch_size, n_examples)) for s in range(0, n_examples, batch_size)]
-        self.order = torch.Generator().manual_seed(seed)  # on the host: the order is a Python list
-
-    def epoch(self) -> list[slice]:
-        return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
-
-
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
-    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
-
-    `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
-    for the learning-rate schedule.
-    """
-    loss_sum = torch.zeros((), device=features.device)
-    epoch = batches.epoch()
-    for step, batch in enumerate(epoch):
-        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
-        loss_sum += loss.detach() * (batch.stop - batch.start)
-    return loss_sum / len(features)
-
-
-def learning_rate(cfg: Config, progress: float) -> float:
-    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
-    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
-
-
-@torch.no_grad()
-def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
-    logits = model.linear(features)
-    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
-
-
-@torch.no_grad()
-def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """Class probabilities (n, 10) for uint8 pixels, computed in chunks to bound memory."""
-    model.eval()
-    return torch.cat([model(part).softmax(1) for part in pixels.split(chunk)]) if len(pixels) else \
-        torch.empty(0, 10, device=pixels.device)
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
 # ======== from digit_recognizer/core/pipeline.py ==================================================
 # One training run from data to outputs: split, fit, validate, (refit), predict, write.
 
@@ -1234,13 +1452,42 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
     timings = {"load": load_seconds}
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
     pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
     test_pixels = to_device(data.test_images, device)
-    train_at, val_at = to_device(train_idx, device), to_device(val_idx, device)
-    val_pixels, val_labels = pixels[val_at], labels[val_at]
     timings["to_device"] = time.perf_counter() - clock
 
+    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
+    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
+    clock = time.perf_counter()
+    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
+    timings["predict"] = time.perf_counter() - clock
+    metrics = {
+        "data": data.source,
+        **trained,
+        "config": asdict(cfg),
+        "device": describe_device(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "timings_seconds": timings,
+    }
+    metrics["examples"]["test"] = len(test_labels)
+    clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(out_dir, model, test_labels, metrics)
+    timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
+    timings["pictures"] = time.perf_counter() - clock
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
+    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
+    val_pixels, val_labels = pixels[val_at], labels[val_at]
     result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
     validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
@@ -1249,44 +1496,39 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
         model, timings["refit"] = refitted.model, refitted.seconds
         refit = {"epochs": result.best_epoch, "examples": len(labels)}
+    return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
+            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
+            "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
-    clock = time.perf_counter()
-    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
-    timings["predict"] = time.perf_counter() - clock
-    metrics = {
-        "data": data.source,
-        "examples": {"train": len(train_idx), "validation": len(val_idx), "test": len(test_labels)},
-        **validation,
-        "best_epoch": result.best_epoch,
-        "refit": refit,
-        "history": result.history,
-        "config": asdict(cfg),
-        "device": describe_device(device),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "timings_seconds": timings,
-    }
-    clock = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(out_dir, model, test_labels, metrics)
-    timings["write"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, validation["confusion_matrix"]))
-    timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+
+def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
+    result = cross_validate(cfg, pixels, labels)
+    timings["fit"] = result.seconds
+    print(summary_line(result.summary), flush=True)
+    probabilities = result.oof_probabilities
+    validation = out_of_fold_report(probabilities, labels)
+    n = len(labels)
+    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
+            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
+            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit else None, "history": result.history,
+            "cv": result.summary}
 
 
 def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """The validation metrics, and the class probabilities they came from (for errors.png)."""
     probabilities = predict(model, pixels)
+    return out_of_fold_report(probabilities, labels), probabilities
+
+
+def out_of_fold_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
     truth = labels.cpu().numpy()
     confusion = confusion_matrix(truth, predicted)
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}, probabilities
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
 
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
