@@ -337,23 +337,30 @@ def timed_process(command: list[str], env: dict, repeats: int) -> float:
     return best
 
 
-def whole_process(folder: Path, work: Path, c: float, repeats: int) -> dict:
-    """`digit-recognizer train` (hold-out, then --folds 5) against a pandas + scikit-learn script, each a whole process."""
+def whole_process(folder: Path, work: Path, c: float, repeats: int, threads: int | None = None) -> dict:
+    """`digit-recognizer train` (hold-out, then --folds 5) against a pandas + scikit-learn script, each a whole process.
+
+    With `threads`, both get that many OpenMP/BLAS threads. On a shared machine that matters: when
+    another process keeps a core busy, two spinning OpenMP threads on two cores run several times
+    slower than one.
+    """
     env = {**os.environ, "DIGIT_RECOGNIZER_CACHE": str(work / "whole-process-cache"), "TQDM_DISABLE": "1"}
+    if threads:
+        env.update({name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     runs = work / "whole-process-runs"
     kit = [sys.executable, "-m", "digit_recognizer", "train", "--data", str(folder), "--out", str(runs)]
     subprocess.run(kit, env=env, capture_output=True)  # fills the parse cache: the timed runs are warm
     timings = {"kit": timed_process(kit, env, repeats), "kit_folds_5": timed_process(kit + ["--folds", "5"], env, repeats)}
     sklearn = [sys.executable, "-c", SKLEARN_PROCESS, str(folder), str(c), str(work / "whole-process-sklearn.csv")]
     timings["sklearn"] = timed_process(sklearn, env, 1 if repeats == 1 else 2)
-    return {"seconds": timings, "C": c, "repeats": repeats,
-            "threads": torch.get_num_threads(), "sklearn_over_kit": timings["sklearn"] / timings["kit"],
+    return {"seconds": timings, "C": c, "repeats": repeats, "threads": threads or "default", "sklearn_over_kit": timings["sklearn"] / timings["kit"],
             "folds_5_over_kit": timings["kit_folds_5"] / timings["kit"]}
 
 
 def format_whole_process(result: dict) -> str:
     s = result["seconds"]
-    return (f"whole process, imports included, parse cache warm (fastest of {result['repeats']}): "
+    return (f"whole process, imports included, parse cache warm (fastest of {result['repeats']}; threads "
+            f"{result['threads']}): "
             f"kit train {s['kit']:.2f}s; kit train --folds 5 {s['kit_folds_5']:.2f}s "
             f"({result['folds_5_over_kit']:.1f}x the hold-out run); pandas + scikit-learn lbfgs C={result['C']:g} "
             f"{s['sklearn']:.2f}s; scikit-learn / kit = {result['sklearn_over_kit']:.1f}x")
@@ -490,7 +497,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             grid = [] if args.skip_sklearn_grid else args.c_grid
             fixed_c = args.sklearn_c or best_c or 1.0
             results.append(run_case(Case("timing", title, folder), cfg, work, grid, fixed_c))
-            results[-1]["whole_process"] = whole_process(folder, work, fixed_c, args.repeats)
+            results[-1]["whole_process"] = whole_process(folder, work, fixed_c, args.repeats, args.threads)
             print("\n" + format_table(results[-1], command), flush=True)
     if args.out:
         for result in results:
