@@ -190,3 +190,41 @@ def test_diverging_or_unusable_settings_stop_with_one_line_and_no_run_folder(tmp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("digit-recognizer: error: " + expected), result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_terminal_still_gets_the_progress_bar(tmp_path):
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    terminal = []
+
+    def read():  # drain the terminal as the bar is drawn, so the child never blocks on a full buffer
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed
+                return
+            if not chunk:
+                return
+            terminal.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--epochs", "3"],
+                          stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300)
+    os.close(follower)
+    reader.join(timeout=10)
+    os.close(leader)
+    drawn = b"".join(terminal)
+    assert done.returncode == 0
+    assert b"train:" in drawn and b"\r" in drawn, drawn  # tqdm drew its bar on the terminal
+    assert b"train epoch " not in done.stdout  # and no plain per-epoch lines
