@@ -114,7 +114,8 @@ class FoldData:
 
     def val_accuracy(self, logits: torch.Tensor) -> torch.Tensor:
         correct = (logits.argmax(-1) == self.val_targets[..., None]) & self.val_mask[..., None]
-        return correct.sum(1) / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
+        # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
+        return correct.sum(1).double() / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
 
     def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
         losses = F.cross_entropy(logits.permute(0, 3, 1, 2), self.val_targets[..., None].expand(logits.shape[:3]),
