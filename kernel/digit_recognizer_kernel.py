@@ -29,6 +29,14 @@ import argparse
 import math
 from dataclasses import dataclass, fields
 
+# The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+MAX_FOLDS = 100
+# L2 strengths that --weight-decay auto tries (see README: the sample's optimum sits inside it).
+WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -37,27 +45,39 @@ class Config:
     patience: int = 3  # 0: never stop early
     batch_size: int = 0  # 0: auto, see batch_size_for
     lr: float = 0.003
-    weight_decay: float = 1e-3
+    weight_decay: float | str = 1e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
     optimizer: str = "adam"
     schedule: str = "cosine"
     deskew: bool = True
     refit: bool = False
+    folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
 
     def check(self) -> "Config":
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be an integer from 0 to 2**64-1, got {self.seed}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
             raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
         if self.batch_size < 0:
             raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not 0 < self.lr < math.inf:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.weight_decay < math.inf:
+        if self.weight_decay == "auto" and not self.folds:
+            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 (or another K >= 2)")
+        if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
+        if self.folds and not 2 <= self.folds <= MAX_FOLDS:
+            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, got {self.folds}")
+        for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
+            if value != "auto" and value > FLOAT32_MAX:
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
         return self
 
     def batch_size_for(self, n_examples: int) -> int:
@@ -76,13 +96,28 @@ HELP = {
     "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights",
+    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
     "optimizer": "optimiser",
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
-    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions",
+    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
+             "with --folds, retrain on all of train.csv instead of averaging the fold models",
+    "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
+             "0 = one hold-out split",
     "device": "where to train: auto picks CUDA when available",
 }
+
+def weight_decay_value(text: str) -> float | str:
+    """--weight-decay takes a number or the word auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+PARSERS = {"weight_decay": weight_decay_value}
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
@@ -91,7 +126,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in (bool, "bool"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
             continue
-        kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__", f.type)]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=f"{HELP[f.name]} (default: {f.default})")
 
@@ -429,14 +464,102 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         train.append(members[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds in turn."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    counts = np.bincount(labels.astype(np.int64), minlength=10)
+    if counts.min() < folds:
+        digit = int(counts.argmin())
+        raise UserError(f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                        f"fold would hold none; use fewer folds or a larger train.csv")
+    start = 0
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start += len(members)
+    return fold_of
+
+# ---- core/optimizer.py ---------------------------------------------------------------------------
+# Adam and Nesterov SGD as a few plain tensor updates.
+#
+# torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
+# fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
+# implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
+# a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
+# fold and per penalty) need.
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+MOMENTUM = 0.9
+
+class Optimizer:
+    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
+
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        self.params, self.decays = params, decays
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        self.steps += 1
+        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
+            self.update(i, param, with_decay(param.grad, param, decay), lr)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        raise NotImplementedError
+
+def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
+    """The gradient of loss + decay/2 * |param|^2."""
+    if torch.is_tensor(decay):
+        return grad.addcmul(param, decay)
+    return grad.add(param, alpha=decay) if decay != 0 else grad
+
+class Adam(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.means = [torch.zeros_like(p) for p in params]
+        self.squares = [torch.zeros_like(p) for p in params]
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        beta1, beta2 = BETAS
+        mean, square = self.means[i], self.squares[i]
+        mean.lerp_(grad, 1 - beta1)
+        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = float(self.steps)
+        step_size = lr / (1 - beta1**step)
+        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+        param.addcdiv_(mean, denom, value=-step_size)
+
+class NesterovSGD(Optimizer):
+    def __init__(self, params: list[torch.Tensor], decays: list):
+        super().__init__(params, decays)
+        self.velocities: list[torch.Tensor | None] = [None] * len(params)
+
+    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        velocity = self.velocities[i]
+        if velocity is None:
+            velocity = self.velocities[i] = grad.detach().clone()
+        else:
+            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
+        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
+
+def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
+    # L2 on the weights only: penalising the bias would shift the class priors.
+    kind = NesterovSGD if name == "sgd" else Adam
+    return kind([weight, bias], [weight_decay, 0.0])
+
 # ---- core/train.py -------------------------------------------------------------------------------
 # Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
+import os
 import time
 from dataclasses import dataclass, field
-
-import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
-from tqdm.auto import tqdm
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
@@ -468,27 +591,71 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
-    tracker = BestEpoch(model) if val_features is not None else None
-    history, best_accuracy, best_at = [], -1.0, 0
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
+    validating = val_features is not None
+    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
         record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
                                                             (epoch - 1) / epochs, 1 / epochs)}
-        if tracker is not None:
-            record.update(tracker.update(epoch, val_features, val_labels.long()))
-        # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
+        if validating:
+            record.update(validate(model, val_features, val_labels.long()))
+        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
-        if tracker is not None and record["val_accuracy"] > best_accuracy:
-            best_accuracy, best_at = record["val_accuracy"], epoch
-        elif tracker is not None and cfg.patience and epoch - best_at >= cfg.patience:
+        progress.update(record)
+        if validating and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
+        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
             break  # big data peaks in a few epochs; the rest would cost time for nothing
-    bar.close()
-    best_epoch = tracker.restore() if tracker is not None else 0
+    progress.close()
+    if best_weights is not None:
+        model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
+    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if not weights_finite:
+        broken.append("weights")
+    if broken:
+        progress.close()
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
+
+class Progress:
+    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
+
+    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
+    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
+    """
+
+    def __init__(self, desc: str, epochs: int):
+        self.desc, self.epochs, self.bar = desc, epochs, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def update(self, record: dict) -> None:
+        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update()
+        elif not self.quiet:
+            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 class Batches:
     """Contiguous slices of the (once shuffled) training set, visited in a new order each epoch."""
@@ -500,7 +667,7 @@ class Batches:
     def epoch(self) -> list[slice]:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
                 targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
     """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
 
@@ -510,51 +677,22 @@ def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Op
     loss_sum = torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        set_lr(optimizer, cfg, progress + span * step / len(epoch))
         loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
     return loss_sum / len(features)
 
-def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    groups = [{"params": [model.linear.weight], "weight_decay": cfg.weight_decay},
-              {"params": [model.linear.bias], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
-def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
-    """Cosine decay from the peak to zero over the run, or a constant rate."""
-    scale = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * scale
-
-class BestEpoch:
-    """Keeps, on the device and without host syncs, the weights of the best validation epoch."""
-
-    def __init__(self, model: SoftmaxRegression):
-        self.model = model
-        self.best = {k: v.detach().clone() for k, v in model.linear.state_dict().items()}
-        self.best_accuracy = torch.full((), -1.0, device=model.mean.device)
-        self.best_epoch = torch.zeros((), dtype=torch.long, device=model.mean.device)
-
-    @torch.no_grad()
-    def update(self, epoch: int, features: torch.Tensor, targets: torch.Tensor) -> dict:
-        logits = self.model.linear(features)
-        accuracy = (logits.argmax(1) == targets).float().mean()
-        better = accuracy > self.best_accuracy
-        for name, value in self.model.linear.state_dict().items():
-            self.best[name].copy_(torch.where(better, value, self.best[name]))
-        self.best_accuracy = torch.where(better, accuracy, self.best_accuracy)
-        self.best_epoch = torch.where(better, torch.full_like(self.best_epoch, epoch), self.best_epoch)
-        return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": accuracy}
-
-    def restore(self) -> int:
-        self.model.linear.load_state_dict(self.best)
-        return int(self.best_epoch.item())
+@torch.no_grad()
+def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
+    logits = model.linear(features)
+    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
 @torch.no_grad()
 def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
@@ -565,6 +703,193 @@ def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+# ---- core/cv.py ----------------------------------------------------------------------------------
+# K-fold cross-validation as one batched tensor program: every fold and every L2 strength at once.
+#
+# Each fold's examples are gathered by index from one tensor of deskewed images and standardised with
+# that fold's own training statistics; one batched matmul then scores a batch under every fold's
+# weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
+# models train in the step a single model would take. The fits run every epoch (no early stopping:
+# the held-out fold must not choose anything it then scores), and the held-out accuracy after the
+# last epoch is the fold's estimate of the public score.
+
+from dataclasses import dataclass, field, replace
+
+@dataclass
+class CVResult:
+    model: SoftmaxRegression  # the one model the submission comes from
+    summary: dict  # metrics.json's "cv"
+    oof_probabilities: torch.Tensor  # (n, 10): each example scored by the fits that did not train on it
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> CVResult:
+    """Fit cfg.folds folds x the strengths tried, choose the strength, and make one model from it."""
+    start = time.perf_counter()
+    decays = list(WEIGHT_DECAY_GRID) if cfg.weight_decay == "auto" else [float(cfg.weight_decay)]
+    fold_of = torch.from_numpy(stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)).to(pixels.device)
+    targets = labels.long()
+    with torch.no_grad():
+        prepared = SoftmaxRegression(cfg.deskew).prepare(pixels)
+    folds = FoldData(prepared, targets, fold_of, cfg.folds, cfg.seed)
+    weight, bias, history = fit_folds(cfg, folds, decays)
+    with torch.no_grad():
+        logits = folds.val_logits(weight, bias)  # (folds, v, strengths, 10)
+        accuracy = folds.val_accuracy(logits)  # (folds, strengths)
+    mean = accuracy.mean(0)
+    stderr = accuracy.std(0) / math.sqrt(cfg.folds)
+    chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
+    fold_accuracies = accuracy[:, chosen].tolist()
+    chosen_cfg = replace(cfg, weight_decay=decays[chosen])
+    if cfg.refit:
+        model = fit(chosen_cfg, pixels, labels, desc="refit").model
+        how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
+    else:
+        blocks = (cfg.folds, -1, len(decays), N_CLASSES)
+        model = folds.averaged_model(cfg.deskew, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
+        how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
+    summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
+               "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
+               "grid": [{"weight_decay": d, "accuracy": float(m), "stderr": float(s)}
+                        for d, m, s in zip(decays, mean, stderr)]}
+    oof = folds.out_of_fold(logits[..., chosen, :].softmax(-1))
+    return CVResult(model.eval(), summary, oof, history, time.perf_counter() - start)
+
+def summary_line(cv: dict) -> str:
+    """The line printed at the end of a cross-validated run."""
+    line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
+    if len(cv.get("grid", [])) > 1:
+        line += f", weight decay {cv['weight_decay']:g} chosen by it"
+    return line
+
+class FoldData:
+    """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
+
+    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int):
+        device = prepared.device
+        self.prepared, self.targets, self.folds = prepared, targets, folds
+        generator = torch.Generator(device=device).manual_seed(seed)
+        train = [torch.nonzero(fold_of != f).flatten() for f in range(folds)]
+        val = [torch.nonzero(fold_of == f).flatten() for f in range(folds)]
+        # Equal lengths make one index matrix; a fold a few examples short repeats a few of its own.
+        self.train = torch.stack([pad(t[torch.randperm(len(t), device=device, generator=generator)],
+                                      max(map(len, train))) for t in train])  # (folds, n), each row shuffled
+        self.n_train = torch.tensor([len(t) for t in train], device=device)
+        self.val = torch.stack([pad(v, max(map(len, val))) for v in val])  # (folds, v)
+        self.val_mask = torch.stack([torch.arange(self.val.shape[1], device=device) < len(v) for v in val])
+        # Each fold's shuffled training examples gathered once, as the hold-out fit shuffles once: every
+        # step then reads a contiguous slice (a view) instead of gathering rows, at the cost of holding
+        # the data (folds - 1) times (about 0.5 GB at Kaggle size with 5 folds).
+        self.train_features = self.gather(self.train)  # (folds, n, 784)
+        self.train_targets = targets[self.train]  # (folds, n)
+        self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
+        self.mean, self.std = fold_standardisers(prepared, fold_of, folds)
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Prepared images (folds, b, 784) of the examples rows (folds, b)."""
+        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, N_PIXELS)
+
+    def logits(self, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own standardised features.
+
+        W (x - m) / s + b = (W / s) x + (b - (W / s) m): the standardiser is folded into the weights,
+        so a step only gathers its batch and never rewrites it.
+        """
+        scaled = weight / self.std
+        shifted = bias - torch.bmm(self.mean[:, None, :], scaled)
+        return torch.baddbmm(shifted, batch, scaled)
+
+    def val_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.val_features, weight, bias).view(self.folds, self.val.shape[1], -1, N_CLASSES)
+
+    def val_accuracy(self, logits: torch.Tensor) -> torch.Tensor:
+        correct = (logits.argmax(-1) == self.val_targets[..., None]) & self.val_mask[..., None]
+        # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
+        return correct.sum(1).double() / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
+
+    def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), self.val_targets[..., None].expand(logits.shape[:3]),
+                                 reduction="none")
+        return (losses * self.val_mask[..., None]).sum(1) / self.val_mask.sum(1, keepdim=True)
+
+    def out_of_fold(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """(folds, v, 10) held-out probabilities -> (n, 10) in the examples' own order."""
+        result = torch.empty(len(self.targets), N_CLASSES, device=probabilities.device)
+        result[self.val[self.val_mask]] = probabilities[self.val_mask]
+        return result
+
+    def averaged_model(self, use_deskew: bool, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
+        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared pixels.
+
+        Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
+        it is written back in terms of a standardiser fitted on all the training examples.
+        """
+        model = SoftmaxRegression(use_deskew).to(self.prepared.device)
+        with torch.no_grad():
+            model.fit_standardizer(self.prepared)
+            raw = weight.transpose(1, 2) / self.std  # (folds, 10, 784): weights on prepared pixels
+            raw_bias = bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, self.mean)
+            mean_weight, mean_bias = raw.mean(0), raw_bias.mean(0)
+            model.linear.weight.copy_(mean_weight * model.std)
+            model.linear.bias.copy_(mean_bias + mean_weight @ model.mean)
+        return model
+
+def pad(index: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.cat([index, index[:length - len(index)]])
+
+def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each fold's standardiser (as SoftmaxRegression.fit_standardizer), fitted on its training part only.
+
+    A fold's training part is everything but its held-out part, so its sums are the totals minus
+    the held-out sums: one pass over the data for all folds, no copy of any training part.
+    """
+    held_sum = torch.zeros(folds, N_PIXELS, device=prepared.device).index_add_(0, fold_of, prepared)
+    held_square = torch.zeros(folds, device=prepared.device).index_add_(0, fold_of, prepared.square().sum(1))
+    count = (len(fold_of) - torch.bincount(fold_of, minlength=folds)).to(prepared.dtype)[:, None]
+    mean = (prepared.sum(0) - held_sum) / count  # (folds, 784)
+    mean_square = (held_square.sum() - held_square)[:, None] / (count * N_PIXELS)
+    std = (mean_square - mean.square().mean(1, keepdim=True)).clamp_min(1e-12).sqrt()
+    return mean, std.view(folds, 1, 1)
+
+def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias (folds, 1, strengths*10)."""
+    device, n_models = folds.prepared.device, len(decays) * N_CLASSES
+    torch.manual_seed(cfg.seed)
+    weight = torch.zeros(folds.folds, N_PIXELS, n_models, device=device, requires_grad=True)
+    bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10-column block
+    optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
+    n = folds.train.shape[1]
+    batches = Batches(n, cfg.batch_size_for(n), cfg.seed)
+    history, progress = [], Progress(f"{cfg.folds}-fold CV", cfg.epochs)
+    for epoch in range(1, cfg.epochs + 1):
+        loss_sum = torch.zeros((), device=device)
+        order = batches.epoch()
+        for step, batch in enumerate(order):
+            logits = folds.logits(folds.train_features[:, batch], weight, bias)
+            size = batch.stop - batch.start
+            # Summed over examples and divided by the batch size: each model's gradient is that of its own mean loss.
+            loss = F.cross_entropy(logits.reshape(-1, N_CLASSES),
+                                   folds.train_targets[:, batch, None].expand(-1, -1, len(decays)).reshape(-1),
+                                   reduction="sum") / size
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step(learning_rate(cfg, (epoch - 1 + step / len(order)) / cfg.epochs))
+            loss_sum += loss.detach() * size
+        with torch.no_grad():
+            logits = folds.val_logits(weight, bias)
+            accuracy, val_loss = folds.val_accuracy(logits).mean(0), folds.val_loss(logits).mean(0)
+            best = torch.argmax(accuracy)
+            record = {"epoch": epoch, "train_loss": loss_sum / (n * folds.folds * len(decays)),
+                      "val_loss": val_loss[best], "val_accuracy": accuracy[best]}
+            finite = torch.isfinite(weight).all() & torch.isfinite(bias).all()
+        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}  # the one host sync
+        check_finite(cfg, epoch, record, bool(finite), progress)
+        history.append(record)
+        progress.update(record)
+    progress.close()
+    return weight.detach(), bias.detach(), history
 
 # ---- core/metrics.py -----------------------------------------------------------------------------
 # Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
@@ -595,7 +920,6 @@ def format_confusion(confusion: np.ndarray) -> str:
 
 import errno
 import json
-import os
 import secrets
 import shutil
 from contextlib import contextmanager, suppress
@@ -1039,13 +1363,41 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
     timings = {"load": load_seconds}
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
     pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
     test_pixels = to_device(data.test_images, device)
-    train_at, val_at = to_device(train_idx, device), to_device(val_idx, device)
-    val_pixels, val_labels = pixels[val_at], labels[val_at]
     timings["to_device"] = time.perf_counter() - clock
 
+    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
+    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
+    clock = time.perf_counter()
+    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
+    timings["predict"] = time.perf_counter() - clock
+    metrics = {
+        "data": data.source,
+        **trained,
+        "config": asdict(cfg),
+        "device": describe_device(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "timings_seconds": timings,
+    }
+    metrics["examples"]["test"] = len(test_labels)
+    clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(out_dir, model, test_labels, metrics)
+    timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
+    timings["pictures"] = time.perf_counter() - clock
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
+    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
+    val_pixels, val_labels = pixels[val_at], labels[val_at]
     result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
     validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
@@ -1054,43 +1406,36 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
         model, timings["refit"] = refitted.model, refitted.seconds
         refit = {"epochs": result.best_epoch, "examples": len(labels)}
+    return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
+            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
+            "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
-    clock = time.perf_counter()
-    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
-    timings["predict"] = time.perf_counter() - clock
-    metrics = {
-        "data": data.source,
-        "examples": {"train": len(train_idx), "validation": len(val_idx), "test": len(test_labels)},
-        **validation,
-        "best_epoch": result.best_epoch,
-        "refit": refit,
-        "history": result.history,
-        "config": asdict(cfg),
-        "device": describe_device(device),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "timings_seconds": timings,
-    }
-    clock = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(out_dir, model, test_labels, metrics)
-    timings["write"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, validation["confusion_matrix"]))
-    timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
+    result = cross_validate(cfg, pixels, labels)
+    timings["fit"] = result.seconds
+    print(summary_line(result.summary), flush=True)
+    probabilities = result.oof_probabilities
+    validation = out_of_fold_report(probabilities, labels)
+    n = len(labels)
+    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
+            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
+            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit else None, "history": result.history,
+            "cv": result.summary}
 
 def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """The validation metrics, and the class probabilities they came from (for errors.png)."""
     probabilities = predict(model, pixels)
+    return out_of_fold_report(probabilities, labels), probabilities
+
+def out_of_fold_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
     truth = labels.cpu().numpy()
     confusion = confusion_matrix(truth, predicted)
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}, probabilities
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
     write_submission(out_dir / "submission.csv", test_labels)

@@ -32,7 +32,7 @@ def test_timing_table_on_a_small_folder(tmp_path):
     folder = small_folder(tmp_path)
     out = tmp_path / "results.json"
     result = compare("--only", "timing", "--data", str(folder), "--c-grid", "0.1", "1", "--threads", "1",
-                     "--out", str(out))
+                     "--repeats", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert f"--data {folder}" in result.stdout  # the table says which command made it
     table = json.loads(out.read_text())["tables"]
@@ -50,6 +50,11 @@ def test_timing_table_on_a_small_folder(tmp_path):
     cold, warm = (r["details"]["timings_seconds"]["load"] for r in table[0]["rows"][:2])
     assert warm < cold
     assert [s["C"] for s in table[0]["c_search"]] == [0.1, 1.0]
+    # Whole processes, imports included: the kit's hold-out and 5-fold runs, and the scikit-learn script.
+    whole = table[0]["whole_process"]
+    assert set(whole["seconds"]) == {"kit", "kit_folds_5", "sklearn"} and min(whole["seconds"].values()) > 0
+    assert whole["sklearn_over_kit"] == whole["seconds"]["sklearn"] / whole["seconds"]["kit"]
+    assert "whole process, imports included" in result.stdout and "scikit-learn / kit = " in result.stdout
 
 
 def test_cuda_without_a_gpu_is_one_line_error():

@@ -180,3 +180,65 @@ def test_predict_from_a_saved_model_needs_only_test_csv(tmp_path):
     assert (run / "predict-submission.csv").read_bytes() == (run / "submission.csv").read_bytes()
     again = run_cli("predict", "--model", str(run / "model.pt"), "--data", str(only_test), cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_piped_train_prints_one_plain_line_per_epoch_and_no_carriage_returns(tmp_path):
+    result = run_cli("train", "--out", str(tmp_path), "--epochs", "4", "--patience", "0")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("train epoch ")]
+    assert [line.split(":")[0] for line in epochs] == [f"train epoch {e}/4" for e in range(1, 5)]
+    assert all("train loss " in line and "val loss " in line and "val accuracy 0." in line for line in epochs)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--lr", "1e30"], "--lr 1e+30: training diverged in epoch 1 (train loss, val loss, weights not finite); "
+                       "try a smaller --lr"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2**64-1, got -1"),
+    (["--epochs", "10000000"], "--epochs must be at most 1000000, got 10000000"),
+    (["--lr", "1e39"], "--lr must be at most 3.4e+38 (the weights are 32-bit floats), got 1e+39"),
+])
+def test_diverging_or_unusable_settings_stop_with_one_line_and_no_run_folder(tmp_path, flags, expected):
+    result = run_cli("train", "--out", str(tmp_path / "runs"), *flags)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digit-recognizer: error: " + expected), result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_terminal_still_gets_the_progress_bar(tmp_path):
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    terminal = []
+
+    def read():  # drain the terminal as the bar is drawn, so the child never blocks on a full buffer
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed
+                return
+            if not chunk:
+                return
+            terminal.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--epochs", "3"],
+                          stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300)
+    os.close(follower)
+    reader.join(timeout=10)
+    os.close(leader)
+    drawn = b"".join(terminal)
+    assert done.returncode == 0
+    assert b"train:" in drawn and b"\r" in drawn, drawn  # tqdm drew its bar on the terminal
+    assert b"train epoch " not in done.stdout  # and no plain per-epoch lines

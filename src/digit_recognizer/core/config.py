@@ -5,6 +5,14 @@ from dataclasses import dataclass, fields
 
 from .errors import UserError
 
+# The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+MAX_FOLDS = 100
+# L2 strengths that --weight-decay auto tries (see README: the sample's optimum sits inside it).
+WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -14,27 +22,39 @@ class Config:
     patience: int = 3  # 0: never stop early
     batch_size: int = 0  # 0: auto, see batch_size_for
     lr: float = 0.003
-    weight_decay: float = 1e-3
+    weight_decay: float | str = 1e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
     optimizer: str = "adam"
     schedule: str = "cosine"
     deskew: bool = True
     refit: bool = False
+    folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
 
     def check(self) -> "Config":
         """Raise UserError for values no run could use."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be an integer from 0 to 2**64-1, got {self.seed}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
             raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
         if self.batch_size < 0:
             raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not 0 < self.lr < math.inf:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.weight_decay < math.inf:
+        if self.weight_decay == "auto" and not self.folds:
+            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 (or another K >= 2)")
+        if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
+        if self.folds and not 2 <= self.folds <= MAX_FOLDS:
+            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, got {self.folds}")
+        for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
+            if value != "auto" and value > FLOAT32_MAX:
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
         return self
 
     def batch_size_for(self, n_examples: int) -> int:
@@ -54,13 +74,30 @@ HELP = {
     "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights",
+    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
     "optimizer": "optimiser",
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
-    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions",
+    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
+             "with --folds, retrain on all of train.csv instead of averaging the fold models",
+    "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
+             "0 = one hold-out split",
     "device": "where to train: auto picks CUDA when available",
 }
+
+
+def weight_decay_value(text: str) -> float | str:
+    """--weight-decay takes a number or the word auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+PARSERS = {"weight_decay": weight_decay_value}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +107,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in (bool, "bool"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
             continue
-        kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__", f.type)]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=f"{HELP[f.name]} (default: {f.default})")
 

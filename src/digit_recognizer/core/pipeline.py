@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
+from .cv import cross_validate, summary_line
 from .data import DigitData
 from .metrics import confusion_matrix, per_class_accuracy
 from .model import save_model
@@ -24,13 +25,42 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
     timings = {"load": load_seconds}
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
     pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
     test_pixels = to_device(data.test_images, device)
-    train_at, val_at = to_device(train_idx, device), to_device(val_idx, device)
-    val_pixels, val_labels = pixels[val_at], labels[val_at]
     timings["to_device"] = time.perf_counter() - clock
 
+    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
+    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
+    clock = time.perf_counter()
+    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
+    timings["predict"] = time.perf_counter() - clock
+    metrics = {
+        "data": data.source,
+        **trained,
+        "config": asdict(cfg),
+        "device": describe_device(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "timings_seconds": timings,
+    }
+    metrics["examples"]["test"] = len(test_labels)
+    clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(out_dir, model, test_labels, metrics)
+    timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
+    timings["pictures"] = time.perf_counter() - clock
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
+    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
+    val_pixels, val_labels = pixels[val_at], labels[val_at]
     result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
     validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
@@ -39,44 +69,39 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, load_seconds: floa
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
         model, timings["refit"] = refitted.model, refitted.seconds
         refit = {"epochs": result.best_epoch, "examples": len(labels)}
+    return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
+            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
+            "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
-    clock = time.perf_counter()
-    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
-    timings["predict"] = time.perf_counter() - clock
-    metrics = {
-        "data": data.source,
-        "examples": {"train": len(train_idx), "validation": len(val_idx), "test": len(test_labels)},
-        **validation,
-        "best_epoch": result.best_epoch,
-        "refit": refit,
-        "history": result.history,
-        "config": asdict(cfg),
-        "device": describe_device(device),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "timings_seconds": timings,
-    }
-    clock = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(out_dir, model, test_labels, metrics)
-    timings["write"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, validation["confusion_matrix"]))
-    timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+
+def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
+    result = cross_validate(cfg, pixels, labels)
+    timings["fit"] = result.seconds
+    print(summary_line(result.summary), flush=True)
+    probabilities = result.oof_probabilities
+    validation = out_of_fold_report(probabilities, labels)
+    n = len(labels)
+    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
+            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
+            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit else None, "history": result.history,
+            "cv": result.summary}
 
 
 def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """The validation metrics, and the class probabilities they came from (for errors.png)."""
     probabilities = predict(model, pixels)
+    return out_of_fold_report(probabilities, labels), probabilities
+
+
+def out_of_fold_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
     truth = labels.cpu().numpy()
     confusion = confusion_matrix(truth, predicted)
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}, probabilities
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
 
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:

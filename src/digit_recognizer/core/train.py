@@ -1,17 +1,18 @@
 """Training: the whole dataset on the device, shuffled index slices, the best epoch kept."""
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  torch.optim imports it on first use, seconds spent inside fit otherwise
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .config import Config
 from .errors import UserError
 from .model import SoftmaxRegression
+from .optimizer import Optimizer, make_optimizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,27 +47,73 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         features = model.standardize(prepared)
         val_features = model.features_of(val_pixels) if val_pixels is not None else None
     epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
     batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
-    tracker = BestEpoch(model) if val_features is not None else None
-    history, best_accuracy, best_at = [], -1.0, 0
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
-    for epoch in bar:
+    validating = val_features is not None
+    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
         record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
                                                             (epoch - 1) / epochs, 1 / epochs)}
-        if tracker is not None:
-            record.update(tracker.update(epoch, val_features, val_labels.long()))
-        # One host sync per epoch, for the progress bar and early stopping; none inside the step loop.
+        if validating:
+            record.update(validate(model, val_features, val_labels.long()))
+        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
+        check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
-        if tracker is not None and record["val_accuracy"] > best_accuracy:
-            best_accuracy, best_at = record["val_accuracy"], epoch
-        elif tracker is not None and cfg.patience and epoch - best_at >= cfg.patience:
+        progress.update(record)
+        if validating and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
+        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
             break  # big data peaks in a few epochs; the rest would cost time for nothing
-    bar.close()
-    best_epoch = tracker.restore() if tracker is not None else 0
+    progress.close()
+    if best_weights is not None:
+        model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
+    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if not weights_finite:
+        broken.append("weights")
+    if broken:
+        progress.close()
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
+
+
+class Progress:
+    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
+
+    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
+    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
+    """
+
+    def __init__(self, desc: str, epochs: int):
+        self.desc, self.epochs, self.bar = desc, epochs, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def update(self, record: dict) -> None:
+        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+            self.bar.update()
+        elif not self.quiet:
+            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class Batches:
@@ -80,7 +127,7 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
                 targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
     """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
 
@@ -90,54 +137,24 @@ def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: torch.optim.Op
     loss_sum = torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        set_lr(optimizer, cfg, progress + span * step / len(epoch))
         loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
     return loss_sum / len(features)
 
 
-def make_optimizer(cfg: Config, model: SoftmaxRegression) -> torch.optim.Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    groups = [{"params": [model.linear.weight], "weight_decay": cfg.weight_decay},
-              {"params": [model.linear.bias], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, progress: float) -> None:
-    """Cosine decay from the peak to zero over the run, or a constant rate."""
-    scale = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * scale
-
-
-class BestEpoch:
-    """Keeps, on the device and without host syncs, the weights of the best validation epoch."""
-
-    def __init__(self, model: SoftmaxRegression):
-        self.model = model
-        self.best = {k: v.detach().clone() for k, v in model.linear.state_dict().items()}
-        self.best_accuracy = torch.full((), -1.0, device=model.mean.device)
-        self.best_epoch = torch.zeros((), dtype=torch.long, device=model.mean.device)
-
-    @torch.no_grad()
-    def update(self, epoch: int, features: torch.Tensor, targets: torch.Tensor) -> dict:
-        logits = self.model.linear(features)
-        accuracy = (logits.argmax(1) == targets).float().mean()
-        better = accuracy > self.best_accuracy
-        for name, value in self.model.linear.state_dict().items():
-            self.best[name].copy_(torch.where(better, value, self.best[name]))
-        self.best_accuracy = torch.where(better, accuracy, self.best_accuracy)
-        self.best_epoch = torch.where(better, torch.full_like(self.best_epoch, epoch), self.best_epoch)
-        return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": accuracy}
-
-    def restore(self) -> int:
-        self.model.linear.load_state_dict(self.best)
-        return int(self.best_epoch.item())
+@torch.no_grad()
+def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
+    logits = model.linear(features)
+    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
 
 @torch.no_grad()

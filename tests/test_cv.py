@@ -1,0 +1,102 @@
+"""K-fold cross-validation: the folds, the batched fits, the one model out, and the run as a user sees it."""
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from digit_recognizer.core.config import Config
+from digit_recognizer.core.cv import FoldData, cross_validate, fit_folds
+from digit_recognizer.local_data import load_data
+from digit_recognizer.core.errors import UserError
+from digit_recognizer.core.model import SoftmaxRegression
+from digit_recognizer.core.split import stratified_folds
+
+
+@pytest.fixture(scope="module")
+def sample():
+    data = load_data(None)
+    return torch.from_numpy(data.train_images[:1500]), torch.from_numpy(data.train_labels[:1500])
+
+
+def test_folds_are_stratified_disjoint_complete_and_seeded():
+    labels = load_data(None).train_labels
+    fold_of = stratified_folds(labels, 5, seed=3)
+    assert sorted(set(fold_of.tolist())) == [0, 1, 2, 3, 4]  # every example in exactly one fold
+    sizes = np.bincount(fold_of)
+    assert sizes.max() - sizes.min() <= 1
+    for digit in range(10):
+        per_fold = np.bincount(fold_of[labels == digit], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1  # each digit spread evenly
+    assert np.array_equal(fold_of, stratified_folds(labels, 5, seed=3))
+    assert not np.array_equal(fold_of, stratified_folds(labels, 5, seed=4))
+    with pytest.raises(UserError, match="--folds 5: digit 3 has only 4 examples"):
+        stratified_folds(np.array([d for d in range(10) for _ in range(4 if d == 3 else 9)]), 5, 0)
+
+
+def fold_data(pixels, labels, folds=3, seed=0):
+    prepared = SoftmaxRegression(True).prepare(pixels)
+    fold_of = torch.from_numpy(stratified_folds(labels.numpy(), folds, seed))
+    return prepared, fold_of, FoldData(prepared, labels.long(), fold_of, folds, seed)
+
+
+def test_each_fold_standardiser_sees_only_its_training_part(sample):
+    prepared, fold_of, folds = fold_data(*sample)
+    for f in range(3):
+        torch.testing.assert_close(folds.mean[f], prepared[fold_of != f].mean(0))
+        assert not torch.allclose(folds.mean[f], prepared.mean(0), atol=1e-4)
+        assert set(folds.train[f].tolist()) == set(torch.nonzero(fold_of != f).flatten().tolist())
+        assert set(folds.val[f][folds.val_mask[f]].tolist()) == set(torch.nonzero(fold_of == f).flatten().tolist())
+
+
+def test_batched_strengths_train_independently(sample):
+    """Each strength's block of weights trains as if alone: batching folds x strengths changes no result."""
+    _, _, folds = fold_data(*sample)
+    cfg = dataclasses.replace(Config(), epochs=3)
+    weight, bias, _ = fit_folds(cfg, folds, [1e-3, 1e-1])
+    alone, alone_bias, _ = fit_folds(cfg, folds, [1e-1])
+    torch.testing.assert_close(weight[..., 10:], alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bias[..., 10:], alone_bias, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(weight[..., :10], alone, atol=1e-3)  # the strengths do differ
+
+
+def test_averaged_model_is_the_mean_of_the_fold_models(sample):
+    pixels, labels = sample
+    _, _, folds = fold_data(pixels, labels)
+    weight, bias, _ = fit_folds(dataclasses.replace(Config(), epochs=2), folds, [1e-3])
+    model = folds.averaged_model(True, weight, bias)
+    rows = torch.arange(50).expand(3, -1)  # the same 50 images under each fold's model
+    expected = folds.logits(folds.gather(rows), weight, bias).mean(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels[:50]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_weight_decay_picks_the_best_mean_accuracy(sample):
+    result = cross_validate(dataclasses.replace(Config(), folds=3, epochs=3, weight_decay="auto"), *sample)
+    grid = result.summary["grid"]
+    best = max(grid, key=lambda g: g["accuracy"])
+    assert result.summary["weight_decay"] == best["weight_decay"] and len(grid) > 1
+    assert result.summary["accuracy"] == best["accuracy"]
+
+
+def test_train_with_folds_reports_the_estimate_and_the_test_score_falls_inside_it(tmp_path):
+    result = run_cli("train", "--out", str(tmp_path / "runs"), "--folds", "5")
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"expected public score (0\.\d{3}) ± (0\.\d{3}) \(5-fold CV\)", result.stdout)
+    assert found, result.stdout
+    [run] = (tmp_path / "runs").iterdir()
+    cv = json.loads((run / "metrics.json").read_text())["cv"]
+    assert {"folds", "accuracy", "stderr", "fold_accuracies", "weight_decay", "model"} <= set(cv)
+    assert cv["folds"] == 5 and len(cv["fold_accuracies"]) == 5
+    assert cv["accuracy"] == pytest.approx(np.mean(cv["fold_accuracies"]))
+    assert cv["stderr"] == pytest.approx(np.std(cv["fold_accuracies"], ddof=1) / np.sqrt(5))
+    scored = run_cli("score", str(run / "submission.csv"))
+    test_accuracy = float(scored.stdout.split()[1])
+    assert abs(test_accuracy - cv["accuracy"]) <= 2 * cv["stderr"], (test_accuracy, cv)
+    # The saved model is the one the submission came from.
+    predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()
