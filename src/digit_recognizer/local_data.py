@@ -24,10 +24,10 @@ def load_data(data: Path | None, cache: bool = True) -> DigitData:
         sample.source = "embedded sample"
         return sample
     if data.is_file() and data.suffix == ".zip":
-        train, test = (parse_table(f"{data}:{name}", raw, columns, limits, diagnose=diagnose)
-                       for name, raw, columns, limits in zip(("train.csv", "test.csv"),
-                                                             read_zip(data, ("train.csv", "test.csv")),
-                                                             (TRAIN_COLUMNS, TEST_COLUMNS), (TRAIN_LIMITS, PIXEL_LIMITS)))
+        files = read_zip(data, ("train.csv", "test.csv"))
+        train, test = (parse_table(f"{data}:{name}", files[name], columns, limits, diagnose=diagnose)
+                       for name, columns, limits in (("train.csv", TRAIN_COLUMNS, TRAIN_LIMITS),
+                                                     ("test.csv", TEST_COLUMNS, PIXEL_LIMITS)))
         return checked(str(data), f"{data}:train.csv", train, test)
     if data.is_file() and data.name in KAGGLE_FILES:
         data = data.parent  # `--data input/train.csv` means the folder it is in
@@ -59,14 +59,17 @@ def table_reader(cache: bool):
     return lambda path, columns, limits: cached_table(path, columns, lambda p: parse(p, columns, limits))
 
 
-def read_zip(path: Path, names: tuple[str, ...]) -> list[bytes]:
-    """The bytes of each named file in the zip (found in any folder inside it), in the order asked."""
+def read_zip(path: Path, names: tuple[str, ...], required: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    """The bytes of each named file the zip holds (found in any folder inside it).
+
+    Every name in `required` (default: all of `names`) must be there, else one UserError says which are not.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {Path(n).name: n for n in archive.namelist()}
-            missing = [m for m in names if m not in members]
+            members = {Path(n).name: n for n in archive.namelist() if Path(n).name in names}
+            missing = [m for m in (names if required is None else required) if m not in members]
             if missing:
                 raise UserError(f"{path}: the zip holds no {' or '.join(missing)}")
-            return [archive.read(members[m]) for m in names]
+            return {name: archive.read(member) for name, member in members.items()}
     except zipfile.BadZipFile:
         raise UserError(f"{path}: not a readable zip file") from None

@@ -3,6 +3,7 @@
 Local only (the kernel writes into Kaggle's working folder), so kept out of core/.
 """
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager, suppress
@@ -13,6 +14,10 @@ from typing import Iterator
 
 from .core.errors import UserError
 from .core.fileio import INCOMPLETE_PREFIX, PUBLISHED, os_reason
+
+
+# new_run_id's names: UTC time to the second, then six hex digits; they sort in time order.
+RUN_ID_PATTERN = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}")
 
 
 def new_run_id() -> str:
@@ -65,3 +70,10 @@ def _remove_empty(folders: list[Path]) -> None:
 def publish_name(temp: Path) -> Path:
     """The name a folder made by run_folder will have once published."""
     return temp.with_name(temp.name.removeprefix(INCOMPLETE_PREFIX))
+
+
+def published_runs(root: Path) -> list[Path]:
+    """Published run folders under root, oldest first (hidden, unfinished ones are skipped)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.fullmatch(p.name))

@@ -16,7 +16,9 @@ from .config_changes import config_changes
 from .core.errors import UserError
 from .core.fileio import INCOMPLETE_PREFIX
 
+# A run id starts with the UTC time it started (run_folders.new_run_id).
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
+
 
 
 @dataclass
@@ -142,11 +144,7 @@ def read_run_submissions(entries, summary: RunSummary) -> None:
         return
     summary.submitted = "yes" if len(entries) == 1 else f"yes ({len(entries)}x)" if entries else "no"
     for entry in entries:
-        score = entry.get("public_score") if isinstance(entry, dict) else None
-        try:
-            score = float(score) if score not in (None, "") else None
-        except (TypeError, ValueError, OverflowError):
-            score = None
+        score = score_value(entry.get("public_score")) if isinstance(entry, dict) else None
         if score is not None and math.isfinite(score):
             summary.public_score = score
 
@@ -162,6 +160,14 @@ def run_folder_date(folder: Path) -> datetime | None:
     try:
         return datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
     except OSError:
+        return None
+
+
+def score_value(text) -> float | None:
+    """A public score as Kaggle or a record gives it (a string, a number, or empty), or None."""
+    try:
+        return float(text) if text not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

@@ -8,7 +8,6 @@ import argparse
 import re
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 from ..core.errors import UserError
@@ -57,20 +56,17 @@ def _competition_files(temp: Path) -> dict[str, bytes]:
     from ..core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
     from ..core.data import PIXEL_LIMITS, TRAIN_LIMITS
     from ..core.submission import HEADER
+    from ..local_data import read_zip
 
     archives = sorted(temp.glob("*.zip"))
     if not archives:
         got = ", ".join(p.name for p in temp.iterdir()) or "nothing"
         raise UserError(f"Kaggle sent no zip for {COMPETITION} (got: {got}); run the command again")
     try:
-        with zipfile.ZipFile(archives[0]) as archive:
-            members = {Path(n).name: n for n in archive.namelist() if Path(n).name in DATA_FILES}
-            files = {name: archive.read(member) for name, member in members.items()}
-    except zipfile.BadZipFile:
-        raise UserError(f"the {COMPETITION} download is not a readable zip; run the command again") from None
-    missing = [name for name in ("train.csv", "test.csv") if name not in files]
-    if missing:
-        raise UserError(f"the {COMPETITION} zip from Kaggle holds no {' or '.join(missing)}")
+        files = read_zip(archives[0], DATA_FILES, required=("train.csv", "test.csv"))
+    except UserError as exc:  # the temporary zip's path means nothing to the user
+        raise UserError(f"the {COMPETITION} download from Kaggle: {str(exc).split(': ', 1)[1]}; "
+                        f"run the command again") from None
     parse_table("downloaded train.csv", files["train.csv"], TRAIN_COLUMNS, TRAIN_LIMITS)
     parse_table("downloaded test.csv", files["test.csv"], TEST_COLUMNS, PIXEL_LIMITS)
     if "sample_submission.csv" in files:
@@ -103,16 +99,10 @@ def count_rows(raw: bytes) -> int:
 def count_test_rows(data: Path) -> int:
     """Rows in --data's test.csv (a folder holding test.csv or test.csv.gz, or Kaggle's zip)."""
     from ..core.csvtable import read_bytes
+    from ..local_data import read_zip
 
     if data.is_file() and data.suffix == ".zip":
-        try:
-            with zipfile.ZipFile(data) as archive:
-                member = next((n for n in archive.namelist() if Path(n).name == "test.csv"), None)
-                if member is None:
-                    raise UserError(f"{data}: the zip holds no test.csv")
-                raw, name = archive.read(member), f"{data}:test.csv"
-        except zipfile.BadZipFile:
-            raise UserError(f"{data}: not a readable zip file") from None
+        raw, name = read_zip(data, ("test.csv",))["test.csv"], f"{data}:test.csv"
     elif data.is_dir():
         path = next((data / n for n in ("test.csv", "test.csv.gz") if (data / n).is_file()), data / "test.csv")
         raw, name = read_bytes(path), str(path)

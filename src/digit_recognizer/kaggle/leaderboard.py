@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from .client import COMPETITION, KaggleSession, connect
-from .records import score_value
+from ..runs import score_value
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

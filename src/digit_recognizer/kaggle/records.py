@@ -1,29 +1,20 @@
 """Local run folders as the Kaggle commands see them: what to submit, and what was submitted from where."""
 import json
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import write_json
-from ..runs import float_sized_int
+from ..run_folders import RUN_ID_PATTERN, published_runs
+from ..runs import float_sized_int, score_value
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
-# run_folders.new_run_id: UTC time to the second, then six hex digits; names sort in time order.
-RUN_ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def run_folders(root: Path) -> list[Path]:
-    """Published run folders under root, oldest first (hidden, unfinished ones are skipped)."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.fullmatch(p.name))
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -34,7 +25,7 @@ def is_run_folder(folder: Path) -> bool:
 def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | None]:
     """The file to submit and the run folder it belongs to (None for a file outside any run)."""
     if target is None:
-        with_file = [run for run in run_folders(runs) if (run / "submission.csv").is_file()]
+        with_file = [run for run in published_runs(runs) if (run / "submission.csv").is_file()]
         if not with_file:
             raise UserError(f"{runs}: no run folder with a submission.csv; make one with "
                             f"'digit-recognizer train' or 'digit-recognizer kernels output', or name a FILE to submit")
@@ -92,7 +83,7 @@ def trained_on_sample(run: Path | None) -> bool:
 
 def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:
     """The newest run folder fetched from this kernel version that holds its submission.csv."""
-    for run in reversed(run_folders(runs)):
+    for run in reversed(published_runs(runs)):
         origin = read_json_object(run / ORIGIN_NAME)
         if origin.get("kernel") == kernel and origin.get("version") == version and (run / "submission.csv").is_file():
             return run
@@ -119,17 +110,10 @@ def add_record(run: Path, record: dict) -> int:
     return len(records) - 1
 
 
-def score_value(text) -> float | None:
-    try:
-        return float(text) if text not in (None, "") else None
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 def local_index(runs: Path) -> tuple[dict, dict, set]:
     """Submission records by Kaggle ref and by message (records without a ref), and the local run ids."""
     by_ref, by_message, run_ids = {}, {}, set()
-    for run in run_folders(runs):
+    for run in published_runs(runs):
         run_ids.add(run.name)
         try:
             records = read_records(run)
