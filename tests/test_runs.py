@@ -138,3 +138,14 @@ def test_an_empty_folder_and_a_missing_one(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["digit-recognizer: error: submissions: no such folder; --runs takes the "
                                         "folder `digit-recognizer train` writes runs into"]
+
+
+def test_a_cross_validated_run_shows_its_estimate_and_a_fetched_one_its_kernel_version(tmp_path):
+    cv_run, fetched = tmp_path / "20240501T000000Z-c0ffee", tmp_path / "20240502T000000Z-7e57ed"
+    write(cv_run / "metrics.json", json.dumps({"val_accuracy": 0.9415, "data": "data", "config": {"folds": 5},
+                                               "cv": {"folds": 5, "accuracy": 0.9415, "stderr": 0.0048}}))
+    write(fetched / "origin.json", json.dumps({"origin": "kaggle", "version": 7}))
+    table = run_cli("runs", "--runs", str(tmp_path)).stdout.splitlines()
+    assert table[0].split()[4:7] == ["acc", "CV", "±"]
+    assert "0.9415±0.0048" in row_of(table, cv_run.name) and "folds=5" in row_of(table, cv_run.name)
+    assert "output of Kaggle kernel version 7" in row_of(table, fetched.name)

@@ -26,6 +26,7 @@ class RunSummary:
     run_id: str
     date: datetime | None
     val_accuracy: float | None = None
+    cv: str = "-"  # the k-fold CV estimate and its standard error, when the run had --folds
     data: str = "?"
     changes: str = "?"
     submitted: str = "no"
@@ -71,7 +72,9 @@ def read_run_folder(folder: Path) -> RunSummary:
     summary = RunSummary(folder.name, run_folder_date(folder))
     origin = read_run_json(folder / "origin.json", summary.notes)
     if isinstance(origin, dict) and origin.get("origin") == "kaggle":
-        summary.notes.append("output of a Kaggle kernel run")
+        version = origin.get("version")
+        summary.notes.append(f"output of Kaggle kernel version {version}" if isinstance(version, int)
+                             else "output of a Kaggle kernel run")
         summary.data = "kaggle"
     elif isinstance(origin, dict) and isinstance(origin.get("origin"), str):
         summary.notes.append(f"origin: {origin['origin']}")
@@ -118,6 +121,9 @@ def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
     else:
         summary.notes.append("damaged metrics.json (val_accuracy)" if "val_accuracy" in metrics
                              else "metrics.json has no val_accuracy")
+    cv = metrics.get("cv")
+    if isinstance(cv, dict) and is_json_number(cv.get("accuracy")) and is_json_number(cv.get("stderr")):
+        summary.cv = f"{cv['accuracy']:.4f}±{cv['stderr']:.4f}"
     if isinstance(metrics.get("data"), str):
         summary.data = "sample" if metrics["data"] == "embedded sample" else Path(metrics["data"]).name
     config = metrics.get("config")
@@ -179,13 +185,14 @@ def is_json_number(value) -> bool:
 
 
 def format_runs_table(summaries: list[RunSummary]) -> str:
-    header = ("run", "date (UTC)", "val acc", "data", "differs from default", "submitted", "public score", "note")
+    header = ("run", "date (UTC)", "val acc", "CV ± SE", "data", "differs from default", "submitted", "public score",
+              "note")
     rows = [(s.run_id, s.date.strftime("%Y-%m-%d %H:%M") if s.date else "?",
-             f"{s.val_accuracy:.4f}" if s.val_accuracy is not None else "-", s.data, s.changes, s.submitted,
+             f"{s.val_accuracy:.4f}" if s.val_accuracy is not None else "-", s.cv, s.data, s.changes, s.submitted,
              f"{s.public_score:.5f}" if s.public_score is not None else "-", "; ".join(s.notes))
             for s in summaries]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    numeric = {2, 6}  # right-aligned so the decimals line up
+    numeric = {2, 3, 7}  # right-aligned so the decimals line up
     lines = []
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
