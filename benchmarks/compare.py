@@ -115,7 +115,7 @@ def run_kit(case: Case, cfg: Config, work: Path) -> list[Row]:
             start = time.perf_counter()
             data = load_data(case.folder, cache=True)
             load_seconds = time.perf_counter() - start
-            metrics = run_training(cfg, data, out, load_seconds=load_seconds)
+            metrics = run_training(cfg, data, out, {"load": load_seconds})
             total = time.perf_counter() - start
             timings = metrics["timings_seconds"]
             rows.append(Row(f"kit, {label} ({what})", metrics["val_accuracy"],
@@ -139,7 +139,7 @@ def run_kit_cv(case: Case, cfg: Config, work: Path, variants: list[dict]) -> lis
         out.mkdir()
         start = time.perf_counter()
         data = load_data(case.folder, cache=True)
-        metrics = run_training(replace(cfg, **changes), data, out, load_seconds=time.perf_counter() - start)
+        metrics = run_training(replace(cfg, **changes), data, out, {"load": time.perf_counter() - start})
         total = time.perf_counter() - start
         cv = metrics["cv"]
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items())

@@ -20,24 +20,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         resolve_device(cfg.device)
     if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
+    start = clock = time.perf_counter()
     from .core.data import find_kaggle_input
     from .core.split import stratified_split
     from .local_data import load_data
 
-    data_dir = args.data or find_kaggle_input()
+    timings = {"import": time.perf_counter() - clock}  # kept apart from the data's load time
     clock = time.perf_counter()
-    data = load_data(data_dir, cache=not args.no_cache)
+    data = load_data(args.data or find_kaggle_input(), cache=not args.no_cache)
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
+    timings["load"] = time.perf_counter() - clock
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
-    from .run_folders import publish_name, run_folder
+    clock = time.perf_counter()
     from .core.pipeline import run_training
     from .core.report import report_lines
+    from .run_folders import publish_name, run_folder
 
+    timings["import"] += time.perf_counter() - clock
     with run_folder(args.runs) as temp:
-        metrics = run_training(cfg, data, temp, load_seconds=time.perf_counter() - clock)
+        metrics = run_training(cfg, data, temp, timings)
         final = publish_name(temp)
-    for line in report_lines(metrics, final, "run folder", time.perf_counter() - clock):
+    for line in report_lines(metrics, final, "run folder", time.perf_counter() - start):
         print(line)
     return 0
 

@@ -45,7 +45,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
     out = args.output or default_output()
     with replacing_folder(out) as staging:  # the outputs appear together, or the old ones stay
-        metrics = run_training(cfg, data, staging, load_seconds=time.perf_counter() - start)
+        metrics = run_training(cfg, data, staging, {"load": time.perf_counter() - start})
     for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
         print(line)
     return 0
