@@ -178,7 +178,6 @@ import io
 import re
 
 import numpy as np
-import pandas as pd
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *PIXELS]
@@ -214,6 +213,8 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
     try:
         # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
         source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
+        import pandas as pd  # here, not at the top: a run whose parses are cached never pays its import
+
         table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
         if diagnose:
