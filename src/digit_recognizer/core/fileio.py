@@ -154,12 +154,11 @@ def _swap_into(staging: Path, target: Path) -> bool:
 @contextmanager
 def interrupts_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the block is done, then arrive as usual."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _sweep_leftovers(target: Path) -> None:
