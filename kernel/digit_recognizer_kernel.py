@@ -171,8 +171,8 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 #
 # The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-# fails, or a value is out of range, does the caller's slower scan (csv_diagnosis, run locally)
-# name the exact line and column.
+# fails (the header included), or a value is out of range, does the caller's slower scan (csv_diagnosis,
+# run locally) name the exact line and column.
 
 import io
 import re
@@ -195,42 +195,44 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
 
     `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
     the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
-    Raises UserError naming the file and what is wrong; `diagnose(name, body, first_line, columns,
-    limits)`, when given, is called first on a failure to name the exact line and column.
+    Raises UserError naming the file and what is wrong; `diagnose(name, text, columns, limits)`, when
+    given, is called first on a bad header or row to name the exact column, line and cell.
     """
-    body, first_line = _split_header(name, raw, columns)
-    if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
+    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
+
+    def diagnosed():  # raises the exact culprit where the caller can find it; the kernel keeps the short messages
         if diagnose:
-            diagnose(name, body, first_line, columns, limits)
-        line_no = first_line + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
+            diagnose(name, raw, columns, limits)
+
+    body = _body(name, raw, columns, diagnosed)
+    if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
+        diagnosed()
+        line_no = 2 + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
         raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
                         f"expected integers separated by commas")
     lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
     if lone_cr:
-        line_no = first_line + body.count(b"\n", 0, lone_cr.start())
+        line_no = 2 + body.count(b"\n", 0, lone_cr.start())
         raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
                         f"ending in LF or CRLF")
     try:
         # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
-        source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
+        source, skip = (path, 1) if path is not None else (io.BytesIO(body), 0)
         import pandas as pd  # here, not at the top: a run whose parses are cached never pays its import
 
         table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
-        if diagnose:
-            diagnose(name, body, first_line, columns, limits)
+        diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
     values = table.to_numpy()
     maxima = np.array([limits[c] for c in columns])
     if values.shape[1] != len(columns) or (values > maxima).any():
-        if diagnose:
-            diagnose(name, body, first_line, columns, limits)
+        diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
     return np.ascontiguousarray(values)
 
-def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int]:
-    """Check the header line; return the body and the file line number the body starts on."""
-    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
+def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
+    """Check the header line (file line 1); return the data rows after it."""
     if not raw or raw.isspace():  # not strip(): that copies the whole file
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
@@ -239,37 +241,12 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
         raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 (CSV UTF-8 in Excel)")
     if b"\r" in header_line.strip():
         raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
-    header = header_line.decode("utf-8", errors="replace").strip().split(",")
-    problem = header_problem(header, columns)
-    if problem:
-        raise UserError(f"{name}: header: {problem}")
+    if header_line.decode("utf-8", errors="replace").strip().split(",") != columns:
+        diagnose()  # which column is missing, extra, repeated or out of place
+        raise UserError(f"{name}: header: expected exactly the columns {columns[0]},...,{columns[-1]} in order")
     if not body or body.isspace():
         raise UserError(f"{name}: has a header but no data rows")
-    return body, 2
-
-def header_problem(header: list[str], columns: list[str]) -> str:
-    """Describe how `header` differs from `columns`, or return '' when they match."""
-    if header == columns:
-        return ""
-    seen = set()
-    for name in header:
-        if name in seen:
-            return f"column {name!r} appears more than once"
-        seen.add(name)
-    missing = [c for c in columns if c not in seen]
-    extra = [h for h in header if h not in set(columns)]
-    if missing and not extra:
-        return f"missing column{'s' if len(missing) > 1 else ''} {_names(missing)}"
-    if extra and not missing:
-        return f"unexpected column{'s' if len(extra) > 1 else ''} {_names(extra)}; expected exactly {_names(columns)}"
-    if missing and extra:
-        return f"unexpected column {_names(extra)} where {_names(missing)} was expected"
-    position = next(i for i, (h, c) in enumerate(zip(header, columns)) if h != c)
-    return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(n[:40]) for n in names[:3])
-    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return body
 
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed when it is a .gz."""
@@ -923,11 +900,11 @@ import errno
 import json
 import secrets
 import shutil
+import signal
 from contextlib import contextmanager, suppress
 from typing import Callable, Iterator
 
 INCOMPLETE_PREFIX = ".incomplete-"
-REPLACED_MARK = ".replaced-"
 # Folders published by this process, for an interrupt's truthful "what was kept" message.
 PUBLISHED: list[Path] = []
 
@@ -980,51 +957,45 @@ def make_folder(folder: Path, purpose: str) -> None:
 def replacing_folder(target: Path) -> Iterator[Path]:
     """Yield an empty folder to write into; on success its files replace `target`'s as one unit.
 
-    The folder is a hidden sibling of `target`, and publishing swaps the two in one atomic rename
-    (renameat2 RENAME_EXCHANGE), so `target` is all-old or all-new after any interruption, SIGKILL
-    included; the old outputs are then removed. Leftovers of killed runs are swept on the next call.
-    Where a swap is impossible (`target` is a mount point, e.g. /kaggle/working, its parent is read-only,
-    the current folder is below it, or it holds files this run does not replace), the staging folder
-    is inside `target` and only the files written are replaced, old ones moved aside first and put
-    back on any error or interrupt; only SIGKILL in that short window can leave a mix.
+    The folder is a hidden sibling of `target`, published by one rename, or by one atomic swap of the
+    two folders (renameat2 RENAME_EXCHANGE) when `target` holds only earlier outputs, so `target` is
+    all-old or all-new after any interruption, SIGKILL included. Where that cannot be (`target` is a
+    mount point such as /kaggle/working, holds the current folder or files this run does not write,
+    or its parent is read-only) the folder is inside `target` and its files are moved in one by one,
+    with Ctrl-C and SIGTERM held back meanwhile. Leftovers of killed runs are swept on the next call.
     """
     if target.exists() and not target.is_dir():
         raise UserError(f"{target}: not a folder; --output takes the folder the outputs go in")
     _sweep_leftovers(target)
     token = f"{os.getpid()}-{secrets.token_hex(3)}"
-    if target.is_dir():
-        _check_writable(target, token)  # before the work, not after it
-    staging = _staging_beside(target, token)
-    inside = staging is None
-    if inside:
-        make_folder(target, "--output takes the folder the outputs go in")
-        staging = target / f"{INCOMPLETE_PREFIX}{token}"
-        try:
-            staging.mkdir()
-        except OSError as exc:
-            raise UserError(f"{target}: cannot write the outputs there ({os_reason(exc)})") from None
+    staging = _staging_folder(target, token)
     try:
         yield staging
-        if inside or not _swap_into(staging, target):
-            _replace_files(staging, target, token)
-        PUBLISHED.append(target)
+        with interrupts_held():  # a Ctrl-C now is delivered once the outputs are all in place
+            if staging.parent == target or not _swap_into(staging, target):
+                for new in sorted(staging.iterdir()):
+                    os.replace(new, target / new.name)
+            PUBLISHED.append(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the new outputs on failure, the old ones after a swap
 
-def _staging_beside(target: Path, token: str) -> Path | None:
-    """A new hidden sibling of target to stage into, or None where the outputs must be staged inside it."""
-    if target.exists() and (os.path.ismount(target) or _holds_cwd(target)):
-        return None
-    if not target.exists():
-        make_folder(target.parent, "--output takes the folder the outputs go in")
-    staging = target.parent / f".{target.name}{INCOMPLETE_PREFIX}{token}"
-    try:
-        staging.mkdir()
-    except OSError as exc:
-        if target.is_dir():
-            return None  # e.g. a read-only parent: stage inside target instead
-        raise UserError(f"{target.parent}: cannot write the outputs there ({os_reason(exc)})") from None
-    return staging
+def _staging_folder(target: Path, token: str) -> Path:
+    """A new hidden sibling of target where it can be swapped in whole, else a new hidden folder inside it."""
+    purpose = "--output takes the folder the outputs go in"
+    if target.is_dir():
+        _check_writable(target, token)  # before the work, not after it
+    if not (target.is_dir() and (os.path.ismount(target) or _holds_cwd(target))):
+        make_folder(target.parent, purpose)
+        beside = target.parent / f".{target.name}{INCOMPLETE_PREFIX}{token}"
+        try:
+            beside.mkdir()
+            return beside
+        except OSError:
+            pass  # e.g. a read-only parent: stage inside target instead
+    make_folder(target, purpose)
+    inside = target / f"{INCOMPLETE_PREFIX}{token}"
+    inside.mkdir()
+    return inside
 
 def _check_writable(folder: Path, token: str) -> None:
     probe = folder / f"{INCOMPLETE_PREFIX}{token}"
@@ -1036,10 +1007,9 @@ def _check_writable(folder: Path, token: str) -> None:
 
 def _holds_cwd(folder: Path) -> bool:
     try:
-        cwd, resolved = Path.cwd().resolve(), folder.resolve()
+        return Path.cwd().resolve().is_relative_to(folder.resolve())
     except OSError:
         return True
-    return cwd == resolved or resolved in cwd.parents
 
 def _swap_into(staging: Path, target: Path) -> bool:
     """Publish staging as target in one step; False when that cannot be done as one unit."""
@@ -1048,87 +1018,44 @@ def _swap_into(staging: Path, target: Path) -> bool:
         return True
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            return False  # e.g. target is a mount point: replace the files inside it instead
-    old_names = {p.name for p in target.iterdir()}
-    if not old_names <= {p.name for p in staging.iterdir()}:
+            return False
+    if not {p.name for p in target.iterdir()} <= {p.name for p in staging.iterdir()}:
         return False  # the user's own files are there too: replace only what was written
-    return _exchange(staging, target)
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Atomically swap two folders (Linux renameat2 RENAME_EXCHANGE); False where that is unsupported."""
     import ctypes
 
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    at_cwd, rename_exchange = -100, 2
-    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBUSY, errno.EXDEV):
-        return False
-    raise UserError(f"{second}: cannot publish the outputs ({os.strerror(code).lower()})")
+    libc, at_cwd, rename_exchange = ctypes.CDLL(None, use_errno=True), -100, 2
+    return hasattr(libc, "renameat2") and libc.renameat2(
+        at_cwd, os.fsencode(staging), at_cwd, os.fsencode(target), rename_exchange) == 0
 
-def _replace_files(staging: Path, target: Path, token: str) -> None:
-    """Move target's files of the same names aside, the new ones in, then drop the old; undo on failure."""
-    aside = target / f"{REPLACED_MARK}{token}"
-    names = sorted(p.name for p in staging.iterdir())
-    moved_aside, moved_in = [], []
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done, then arrive as usual."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        aside.mkdir()
-        for name in names:
-            if (target / name).exists() or (target / name).is_symlink():
-                os.rename(target / name, aside / name)
-                moved_aside.append(name)
-        for name in names:
-            os.rename(staging / name, target / name)
-            moved_in.append(name)
-    except BaseException as exc:
-        for name in moved_in:
-            with suppress(OSError):
-                os.rename(target / name, staging / name)
-        for name in moved_aside:
-            with suppress(OSError):
-                os.rename(aside / name, target / name)
-        with suppress(OSError):
-            aside.rmdir()
-        if isinstance(exc, OSError):
-            raise UserError(f"{target}: cannot publish the outputs ({os_reason(exc)}); "
-                            f"its earlier files are as they were") from None
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 def _sweep_leftovers(target: Path) -> None:
-    """Remove staging and set-aside folders that killed runs left beside or inside target."""
-    places = [(target.parent, f".{target.name}{INCOMPLETE_PREFIX}"), (target, INCOMPLETE_PREFIX),
-              (target, REPLACED_MARK)]
-    for folder, prefix in places:
+    """Remove the staging folders that killed runs left beside or inside target."""
+    for folder, prefix in ((target.parent, f".{target.name}{INCOMPLETE_PREFIX}"), (target, INCOMPLETE_PREFIX)):
         with suppress(OSError):
             for leftover in folder.glob(f"{prefix}*"):
-                if not _owner_alive(leftover.name.removeprefix(prefix)) and leftover.is_dir():
-                    _restore_or_remove(leftover, target, prefix == REPLACED_MARK)
-
-def _restore_or_remove(leftover: Path, target: Path, set_aside: bool) -> None:
-    if set_aside:  # old files moved aside by a killed run: put back any that were not replaced
-        for old in leftover.iterdir():
-            if not (target / old.name).exists():
-                with suppress(OSError):
-                    os.rename(old, target / old.name)
-    shutil.rmtree(leftover, ignore_errors=True)
+                if leftover.is_dir() and not _owner_alive(leftover.name.removeprefix(prefix)):
+                    shutil.rmtree(leftover, ignore_errors=True)
 
 def _owner_alive(token: str) -> bool:
-    """Whether the process named by a leftover's '<pid>-<hex>' token is still running."""
+    """Whether the process named by a leftover's '<pid>-<hex>' token is another one, still running."""
     pid = token.split("-", 1)[0]
-    if not pid.isdigit():
+    if not pid.isdigit() or int(pid) == os.getpid():  # an earlier call in this process is over
         return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except OSError:
-        return True
-    return int(pid) != os.getpid()  # an earlier call in this process is over
+        pass  # alive, and not ours to signal
+    return True
 
 # ---- core/submission.py --------------------------------------------------------------------------
 # Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
@@ -1401,7 +1328,8 @@ def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.T
     val_pixels, val_labels = pixels[val_at], labels[val_at]
     result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
-    validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
+    val_probabilities = predict(result.model, val_pixels)  # kept for errors.png
+    validation = validation_report(val_probabilities, val_labels)
     model, refit = result.model, None
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
@@ -1417,19 +1345,14 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     timings["fit"] = result.seconds
     print(summary_line(result.summary), flush=True)
     probabilities = result.oof_probabilities
-    validation = out_of_fold_report(probabilities, labels)
+    validation = validation_report(probabilities, labels)
     n = len(labels)
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
             "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit else None, "history": result.history,
             "cv": result.summary}
 
-def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """The validation metrics, and the class probabilities they came from (for errors.png)."""
-    probabilities = predict(model, pixels)
-    return out_of_fold_report(probabilities, labels), probabilities
-
-def out_of_fold_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
     """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
@@ -1475,7 +1398,6 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
 # Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up.
 
 import atexit
-import signal
 
 _stopping = []  # the first interrupt's signal number, once it has been raised
 

@@ -1,8 +1,8 @@
 """Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 
 The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-fails, or a value is out of range, does the caller's slower scan (csv_diagnosis, run locally)
-name the exact line and column.
+fails (the header included), or a value is out of range, does the caller's slower scan (csv_diagnosis,
+run locally) name the exact line and column.
 """
 import io
 import re
@@ -29,43 +29,45 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
 
     `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
     the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
-    Raises UserError naming the file and what is wrong; `diagnose(name, body, first_line, columns,
-    limits)`, when given, is called first on a failure to name the exact line and column.
+    Raises UserError naming the file and what is wrong; `diagnose(name, text, columns, limits)`, when
+    given, is called first on a bad header or row to name the exact column, line and cell.
     """
-    body, first_line = _split_header(name, raw, columns)
-    if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
+    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
+
+    def diagnosed():  # raises the exact culprit where the caller can find it; the kernel keeps the short messages
         if diagnose:
-            diagnose(name, body, first_line, columns, limits)
-        line_no = first_line + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
+            diagnose(name, raw, columns, limits)
+
+    body = _body(name, raw, columns, diagnosed)
+    if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
+        diagnosed()
+        line_no = 2 + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
         raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
                         f"expected integers separated by commas")
     lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
     if lone_cr:
-        line_no = first_line + body.count(b"\n", 0, lone_cr.start())
+        line_no = 2 + body.count(b"\n", 0, lone_cr.start())
         raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
                         f"ending in LF or CRLF")
     try:
         # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
-        source, skip = (path, first_line - 1) if path is not None else (io.BytesIO(body), 0)
+        source, skip = (path, 1) if path is not None else (io.BytesIO(body), 0)
         import pandas as pd  # here, not at the top: a run whose parses are cached never pays its import
 
         table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
-        if diagnose:
-            diagnose(name, body, first_line, columns, limits)
+        diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
     values = table.to_numpy()
     maxima = np.array([limits[c] for c in columns])
     if values.shape[1] != len(columns) or (values > maxima).any():
-        if diagnose:
-            diagnose(name, body, first_line, columns, limits)
+        diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
     return np.ascontiguousarray(values)
 
 
-def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int]:
-    """Check the header line; return the body and the file line number the body starts on."""
-    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
+def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
+    """Check the header line (file line 1); return the data rows after it."""
     if not raw or raw.isspace():  # not strip(): that copies the whole file
         raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
@@ -74,39 +76,12 @@ def _split_header(name: str, raw: bytes, columns: list[str]) -> tuple[bytes, int
         raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 (CSV UTF-8 in Excel)")
     if b"\r" in header_line.strip():
         raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
-    header = header_line.decode("utf-8", errors="replace").strip().split(",")
-    problem = header_problem(header, columns)
-    if problem:
-        raise UserError(f"{name}: header: {problem}")
+    if header_line.decode("utf-8", errors="replace").strip().split(",") != columns:
+        diagnose()  # which column is missing, extra, repeated or out of place
+        raise UserError(f"{name}: header: expected exactly the columns {columns[0]},...,{columns[-1]} in order")
     if not body or body.isspace():
         raise UserError(f"{name}: has a header but no data rows")
-    return body, 2
-
-
-def header_problem(header: list[str], columns: list[str]) -> str:
-    """Describe how `header` differs from `columns`, or return '' when they match."""
-    if header == columns:
-        return ""
-    seen = set()
-    for name in header:
-        if name in seen:
-            return f"column {name!r} appears more than once"
-        seen.add(name)
-    missing = [c for c in columns if c not in seen]
-    extra = [h for h in header if h not in set(columns)]
-    if missing and not extra:
-        return f"missing column{'s' if len(missing) > 1 else ''} {_names(missing)}"
-    if extra and not missing:
-        return f"unexpected column{'s' if len(extra) > 1 else ''} {_names(extra)}; expected exactly {_names(columns)}"
-    if missing and extra:
-        return f"unexpected column {_names(extra)} where {_names(missing)} was expected"
-    position = next(i for i, (h, c) in enumerate(zip(header, columns)) if h != c)
-    return f"column {position + 1} is {header[position]!r}, expected {columns[position]!r} (columns out of order)"
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(n[:40]) for n in names[:3])
-    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return body
 
 
 def read_bytes(path: Path) -> bytes:

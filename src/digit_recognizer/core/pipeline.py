@@ -63,7 +63,8 @@ def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.T
     val_pixels, val_labels = pixels[val_at], labels[val_at]
     result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
     timings["fit"] = result.seconds
-    validation, val_probabilities = validation_report(result.model, val_pixels, val_labels)
+    val_probabilities = predict(result.model, val_pixels)  # kept for errors.png
+    validation = validation_report(val_probabilities, val_labels)
     model, refit = result.model, None
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
@@ -80,7 +81,7 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     timings["fit"] = result.seconds
     print(summary_line(result.summary), flush=True)
     probabilities = result.oof_probabilities
-    validation = out_of_fold_report(probabilities, labels)
+    validation = validation_report(probabilities, labels)
     n = len(labels)
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
@@ -88,13 +89,7 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
             "cv": result.summary}
 
 
-def validation_report(model, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """The validation metrics, and the class probabilities they came from (for errors.png)."""
-    probabilities = predict(model, pixels)
-    return out_of_fold_report(probabilities, labels), probabilities
-
-
-def out_of_fold_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
     """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
     predicted = probabilities.argmax(1).cpu().numpy()
