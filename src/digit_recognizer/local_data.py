@@ -12,6 +12,7 @@ from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
 from .core.data import PIXEL_LIMITS, TRAIN_LIMITS, DigitData, checked, find_csv, load_folder
 from .core.errors import UserError
 from .csv_diagnosis import diagnose
+from .runs import SAMPLE_SOURCE
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
@@ -21,7 +22,7 @@ def load_data(data: Path | None, cache: bool = True) -> DigitData:
     """Load --data (a folder, Kaggle's zip, or the embedded sample when None)."""
     if data is None:
         sample = load_folder(SAMPLE_DIR, table_reader(cache=False))
-        sample.source = "embedded sample"
+        sample.source = SAMPLE_SOURCE
         return sample
     if data.is_file() and data.suffix == ".zip":
         files = read_zip(data, ("train.csv", "test.csv"))

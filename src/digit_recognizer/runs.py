@@ -16,6 +16,8 @@ from .config_changes import config_changes
 from .core.errors import UserError
 from .core.fileio import INCOMPLETE_PREFIX
 
+# metrics.json's "data" for a run on the embedded sample, which Kaggle cannot score (submit refuses it).
+SAMPLE_SOURCE = "embedded sample"
 # A run id starts with the UTC time it started (run_folders.new_run_id).
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
 
@@ -125,7 +127,7 @@ def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
     if isinstance(cv, dict) and is_json_number(cv.get("accuracy")) and is_json_number(cv.get("stderr")):
         summary.cv = f"{cv['accuracy']:.4f}±{cv['stderr']:.4f}"
     if isinstance(metrics.get("data"), str):
-        summary.data = "sample" if metrics["data"] == "embedded sample" else Path(metrics["data"]).name
+        summary.data = "sample" if metrics["data"] == SAMPLE_SOURCE else Path(metrics["data"]).name
     config = metrics.get("config")
     if isinstance(config, dict):
         try:

@@ -7,7 +7,7 @@ from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import write_json
 from ..run_folders import RUN_ID_PATTERN, published_runs
-from ..runs import float_sized_int, score_value
+from ..runs import SAMPLE_SOURCE, float_sized_int, score_value
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
@@ -74,11 +74,10 @@ def default_message(file: Path, run: Path | None) -> str:
     return ", ".join(parts)[:500]
 
 
-SAMPLE_DATA = "embedded sample"  # metrics.json "data" of a run trained on the kit's own sample
 
 
 def trained_on_sample(run: Path | None) -> bool:
-    return run is not None and read_json_object(run / "metrics.json").get("data") == SAMPLE_DATA
+    return run is not None and read_json_object(run / "metrics.json").get("data") == SAMPLE_SOURCE
 
 
 def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:
