@@ -735,7 +735,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
     return CVResult(model.eval(), summary, oof, history, time.perf_counter() - start)
 
 def summary_line(cv: dict) -> str:
-    """The line printed at the end of a cross-validated run."""
+    """The expected public score, the last line a cross-validated run prints."""
     line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
     if len(cv.get("grid", [])) > 1:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"
@@ -1343,7 +1343,6 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
     result = cross_validate(cfg, pixels, labels)
     timings["fit"] = result.seconds
-    print(summary_line(result.summary), flush=True)
     probabilities = result.oof_probabilities
     validation = validation_report(probabilities, labels)
     n = len(labels)
@@ -1375,7 +1374,8 @@ def describe_device(device: torch.device) -> str:
 # What a finished run prints, the same after `digit-recognizer train` and at the end of the kernel's log.
 
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
-    """The run's summary; last the submission and the validation accuracy, what one looks for first.
+    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
+    estimate: what one looks for first.
 
     `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
     """
@@ -1392,6 +1392,8 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     lines.append(f"submission: {folder / 'submission.csv'}")
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"held-out images)")
+    if metrics.get("cv"):
+        lines.append(summary_line(metrics["cv"]))
     return lines
 
 # ---- core/interrupts.py --------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
 
 
 def summary_line(cv: dict) -> str:
-    """The line printed at the end of a cross-validated run."""
+    """The expected public score, the last line a cross-validated run prints."""
     line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
     if len(cv.get("grid", [])) > 1:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"

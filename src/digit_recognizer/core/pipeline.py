@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
-from .cv import cross_validate, summary_line
+from .cv import cross_validate
 from .data import DigitData
 from .metrics import confusion_matrix, per_class_accuracy
 from .model import save_model
@@ -79,7 +79,6 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
     result = cross_validate(cfg, pixels, labels)
     timings["fit"] = result.seconds
-    print(summary_line(result.summary), flush=True)
     probabilities = result.oof_probabilities
     validation = validation_report(probabilities, labels)
     n = len(labels)

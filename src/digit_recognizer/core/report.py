@@ -3,11 +3,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .cv import summary_line
 from .metrics import format_confusion
 
 
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
-    """The run's summary; last the submission and the validation accuracy, what one looks for first.
+    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
+    estimate: what one looks for first.
 
     `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
     """
@@ -24,4 +26,6 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     lines.append(f"submission: {folder / 'submission.csv'}")
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"held-out images)")
+    if metrics.get("cv"):
+        lines.append(summary_line(metrics["cv"]))
     return lines
