@@ -1,8 +1,8 @@
-"""The Kaggle workflow from the terminal: download, validate, submit, submissions (and the kernel's
-push, status and output from kaggle_kernel), registered as subcommands by add_commands.
+"""The competition from the terminal: download, validate, submit, submissions (the kernel's own
+commands are in kernels.py; cli.COMMANDS lists them all).
 
-Every step that costs something on Kaggle (a kernel run, a daily submission) is checked locally
-first; every Kaggle call goes through kaggle_api (the kaggle package's own KaggleApi, bounded).
+Every step that costs something on Kaggle (a daily submission) is checked locally first; every
+Kaggle call goes through client.py (the kaggle package's own KaggleApi, bounded).
 """
 import argparse
 import re
