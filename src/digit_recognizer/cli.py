@@ -161,7 +161,7 @@ KERNEL_COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
     add_commands(parser, "command", "COMMAND", COMMANDS)
     return parser
 

@@ -27,6 +27,6 @@ def kernel_parser() -> argparse.ArgumentParser:
                         f"search below (default: search {KAGGLE_INPUT})")
     parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
                         f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
     add_config_arguments(parser)
     return parser
