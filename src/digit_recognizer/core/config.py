@@ -81,7 +81,8 @@ HELP = {
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
     "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
-             "with --folds, retrain on all of train.csv instead of averaging the fold models",
+             "with --folds, retrain on all of train.csv instead of averaging the fold models "
+             "(--weight-decay auto always does: its model is the optimum on all of train.csv)",
     "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
              "0 = one hold-out split",
     "device": "where to train: auto picks CUDA when available",
