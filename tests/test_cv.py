@@ -9,7 +9,8 @@ import torch
 
 from conftest import run_cli
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.cv import FoldData, cross_validate, fit_folds
+from digit_recognizer.core.cv import FoldData, cross_validate, fit_folds, fit_folds_to_optimum
+from digit_recognizer.core.lbfgs import minimise
 from digit_recognizer.local_data import load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.model import SoftmaxRegression
@@ -100,3 +101,57 @@ def test_train_with_folds_reports_the_estimate_and_the_test_score_falls_inside_i
     predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
     assert predicted.returncode == 0, predicted.stderr
     assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()
+
+
+def test_lbfgs_solves_each_batched_problem_as_if_alone():
+    """Independent quadratics of different conditioning, one per model: each reaches its own minimiser."""
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(3, 20, 20, generator=generator, dtype=torch.float64))[0]
+    spectra = torch.stack([torch.logspace(0, k, 20, dtype=torch.float64) for k in (0.5, 1.5, 2)])
+    hessians = basis @ torch.diag_embed(spectra) @ basis.transpose(1, 2)  # (3 models, 20, 20)
+    targets = torch.randn(3, 20, 1, generator=generator, dtype=torch.float64)
+
+    def objective(x):
+        grad = hessians @ x - targets
+        return (0.5 * (x * (hessians @ x)).sum((1, 2)) - (targets * x).sum((1, 2))), grad
+
+    x, iterations, _ = minimise(objective, torch.zeros(3, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9)
+    torch.testing.assert_close(x, torch.linalg.solve(hessians, targets), rtol=1e-7, atol=1e-7)
+    alone, alone_iterations, _ = minimise(lambda x: tuple(v[:1] for v in objective(x.expand(3, -1, -1))),
+                                          torch.zeros(1, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9)
+    assert alone_iterations < iterations  # the best-conditioned one stops first; its iterates are its own
+    torch.testing.assert_close(alone, x[:1], rtol=1e-9, atol=1e-9)
+
+
+def penalised_gradient(features, labels, weight, bias, decay):
+    """Gradient of mean cross-entropy + decay/2 |W|^2 (W on standardised features), by autograd."""
+    weight, bias = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(features @ weight + bias, labels) + decay / 2 * weight.square().sum()
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, (weight, bias))])
+
+
+def test_auto_fits_every_fold_and_strength_to_its_optimum(sample):
+    """Convex loss: a vanishing gradient of the penalised objective certifies each batched model's optimum."""
+    prepared, fold_of, folds = fold_data(*sample)
+    decays = [1e-3, 1e-1]
+    weight, bias, history = fit_folds_to_optimum(Config(), folds, decays)
+    for f in range(3):
+        rows = folds.train[f][folds.train_mask[f]]
+        features = (prepared[rows] - folds.mean[f]) / folds.std[f]
+        for s, decay in enumerate(decays):
+            block = slice(10 * s, 10 * s + 10)
+            grad = penalised_gradient(features, folds.targets[rows], weight[f][:, block], bias[f][0, block], decay)
+            assert grad.abs().max() < 2e-4, (f, decay)
+    assert history[-1]["epoch"] > 1  # L-BFGS iterations
+
+
+def test_auto_refit_is_the_optimum_on_all_the_training_images(sample):
+    pixels, labels = sample
+    cfg = dataclasses.replace(Config(), folds=3, weight_decay="auto")  # no --refit: auto refits anyway
+    result = cross_validate(cfg, pixels, labels)
+    model, decay = result.model, result.summary["weight_decay"]
+    assert result.summary["model"].startswith("refit to the optimum")
+    with torch.no_grad():
+        features = model.features_of(pixels)
+    grad = penalised_gradient(features, labels.long(), model.linear.weight.T, model.linear.bias, decay)
+    assert grad.abs().max() < 2e-4

@@ -75,12 +75,14 @@ HELP = {
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
     "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each strength "
+                    "fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and optimiser flags then do not apply)",
     "optimizer": "optimiser",
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
     "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
-             "with --folds, retrain on all of train.csv instead of averaging the fold models",
+             "with --folds, retrain on all of train.csv instead of averaging the fold models "
+             "(--weight-decay auto always does: its model is the optimum on all of train.csv)",
     "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
              "0 = one hold-out split",
     "device": "where to train: auto picks CUDA when available",

@@ -84,7 +84,7 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     n = len(labels)
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
-            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit else None, "history": result.history,
+            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit or cfg.weight_decay == "auto" else None, "history": result.history,
             "cv": result.summary}
 
 
