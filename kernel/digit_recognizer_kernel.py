@@ -1518,11 +1518,11 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     timings["fit"] = result.seconds
     probabilities = result.oof_probabilities
     validation = validation_report(probabilities, labels)
-    n = len(labels)
+    n, auto = len(labels), cfg.weight_decay == "auto"
+    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} if cfg.refit or auto else None
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
-            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit or cfg.weight_decay == "auto" else None, "history": result.history,
-            "cv": result.summary}
+            "refit": refit, "history": result.history, "cv": result.summary}
 
 def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
     """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
@@ -1553,7 +1553,9 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
     """
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    lines = [f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}",
+    fitted = f"{metrics['cv']['folds']}-fold CV" if metrics.get("cv") else \
+        f"best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}"
+    lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
              format_confusion(np.array(metrics["confusion_matrix"]))]

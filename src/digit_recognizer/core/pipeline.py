@@ -81,11 +81,11 @@ def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: 
     timings["fit"] = result.seconds
     probabilities = result.oof_probabilities
     validation = validation_report(probabilities, labels)
-    n = len(labels)
+    n, auto = len(labels), cfg.weight_decay == "auto"
+    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} if cfg.refit or auto else None
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
-            "refit": {"epochs": cfg.epochs, "examples": n} if cfg.refit or cfg.weight_decay == "auto" else None, "history": result.history,
-            "cv": result.summary}
+            "refit": refit, "history": result.history, "cv": result.summary}
 
 
 def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:

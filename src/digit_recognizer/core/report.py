@@ -14,7 +14,9 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
     """
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    lines = [f"device: {metrics['device']}; best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}",
+    fitted = f"{metrics['cv']['folds']}-fold CV" if metrics.get("cv") else \
+        f"best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}"
+    lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
              format_confusion(np.array(metrics["confusion_matrix"]))]
