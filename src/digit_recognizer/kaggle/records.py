@@ -7,7 +7,7 @@ from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import write_json
 from ..run_folders import RUN_ID_PATTERN, published_runs
-from ..runs import SAMPLE_SOURCE, float_sized_int, score_value
+from ..runs import SAMPLE_SOURCE, float_sized_int, read_run_json, score_value
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
@@ -40,11 +40,8 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
 
 
 def read_json_object(path: Path) -> dict:
-    """A JSON object from a run folder, or {} when the file is absent or not an object."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"), parse_int=float_sized_int)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # ValueError: a number no float holds
-        return {}
+    """A JSON object from a run folder, or {} when the file is absent, damaged or not an object."""
+    value = read_run_json(path, [])  # the runs table's reader; its notes are not needed here
     return value if isinstance(value, dict) else {}
 
 
