@@ -24,7 +24,7 @@ READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
     ("Data", ("csvtable", "data")),
     ("Model", ("deskew", "model")),
-    ("Training", ("split", "optimizer", "lbfgs", "train", "cv", "metrics")),
+    ("Training", ("split", "optimizer", "train", "metrics", "lbfgs", "cv")),
     ("Submission", ("fileio", "submission")),
     ("Pictures", ("pictures",)),
     ("Entry point", ("pipeline", "report", "interrupts", ENTRY)),
