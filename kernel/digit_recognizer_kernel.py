@@ -360,10 +360,7 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
     centred = (coords - (SIDE - 1) / 2) / (SIDE / 2)
     x_shift = alpha[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28): per output row
     y_in = centred + (cy - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28)
-    grid = torch.empty(len(images), SIDE, SIDE, 2, dtype=images.dtype, device=images.device)
-    grid[..., 0] = centred + x_shift[:, :, None]
-    grid[..., 1] = y_in[:, :, None]
-    return grid
+    return torch.stack((centred + x_shift[:, :, None], y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)
 
 # ---- core/model.py -------------------------------------------------------------------------------
 # Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
