@@ -105,6 +105,46 @@ def test_core_imports_nothing_outside_itself():
                 assert not any(name.split(".")[0] == "digit_recognizer" for name in names), f"{path.name}: {ast.unparse(node)}"
 
 
+def package_imports() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports, lazy imports inside functions too."""
+    source = PACKAGE_DIR.parent
+    graph = {}
+    for path in source.rglob("*.py"):
+        parts = path.relative_to(source).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1] + ([node.module] if node.module else [])
+                graph[name].add(".".join(base))
+    return {name: {t for t in targets if t in graph and t != name} for name, targets in graph.items()}
+
+
+def import_circle(graph: dict[str, set[str]]) -> list[str]:
+    """One circle of imports (the modules in order, the first repeated last), or [] when the arrows run one way."""
+    done, path = set(), []
+
+    def visit(name: str) -> list[str]:
+        path.append(name)
+        for target in sorted(graph[name]):
+            if target in path:
+                return path[path.index(target):] + [target]
+            if target not in done and (circle := visit(target)):
+                return circle
+        done.add(path.pop())
+        return []
+
+    return next((circle for name in sorted(graph) if name not in done and (circle := visit(name))), [])
+
+
+def test_no_module_of_the_package_imports_itself_in_a_circle():
+    graph = package_imports()
+    assert "kaggle.code_submission" in graph["kaggle.competition"]  # the walk sees lazy imports too
+    assert import_circle(graph) == [], " -> ".join(import_circle(graph))
+    assert import_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
 def unused_definitions(text: str) -> list[str]:
     """Top-level functions and classes, and methods, that nothing in the text refers to."""
     tree = ast.parse(text)

@@ -14,9 +14,9 @@ from ..core.errors import UserError
 from ..core.fileio import write_json
 from ..run_folders import publish_name, run_folder
 from .client import COMPETITION, connect, find_credentials, http_status
-from .competition import after_submit, check_limits, expected_rows, refuse_invalid
 from .kernels import KERNEL_DONE, PROG, Version, kernel_state, origin_record, resolve_version
 from .records import ORIGIN_NAME, default_message, kernel_run, utc_now
+from .submitting import after_submit, check_limits, expected_rows, refuse_invalid
 
 FILE_NAME = "submission.csv"
 

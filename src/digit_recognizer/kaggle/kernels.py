@@ -351,7 +351,7 @@ def origin_record(version: Version, status: str, root: Path, files: str = "all")
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..submission_check import check_submission
-    from .competition import expected_rows
+    from .submitting import expected_rows
 
     n_rows, source = expected_rows(args.data)  # a bad --data is said before anything is pushed
     args.no_run = False
