@@ -84,6 +84,11 @@ class FakeKaggle:
         self.code_submission_refusal = ""  # a message makes CreateCodeSubmission answer 400 with it
         self.leaderboard: list[dict] = []  # [{"teamId", "teamName", "score", "members"}], best first
         self.denied: set[str] = set()  # API methods that answer 403, as before the rules are accepted
+        # Misbehaviours (issue 20), each switched on per API method and independent of the others:
+        self.delays: dict[str, float] = {}  # method -> seconds the answer is held back after the work is done
+        self.unauthorized: set[str] = set()  # methods that answer 401 although the others accept the key
+        self.echo_auth: set[str] = set()  # methods that answer 400 quoting the request's Authorization header
+        self.key_at_end: set[str] = set()  # methods that answer 400 with a long message ending in the key
         self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
         self._thread = None
@@ -244,6 +249,16 @@ class FakeKaggle:
         basic = base64.b64encode(f"{FAKE_USER}:{FAKE_KEY}".encode()).decode()
         return headers.get("Authorization") in (f"Basic {basic}", f"Bearer {FAKE_TOKEN}")
 
+    def misbehaviour(self, name: str, headers) -> tuple[int, dict] | None:
+        """The error answer a switched-on misbehaviour gives for this method, else None."""
+        if name in self.unauthorized:
+            return 401, {"code": 401, "message": "Unauthenticated"}
+        if name in self.echo_auth:
+            return 400, {"code": 400, "message": f"Bad request; received Authorization: {headers.get('Authorization')}"}
+        if name in self.key_at_end:
+            return 400, {"code": 400, "message": "Invalid request: " + "x" * 190 + f" key={FAKE_KEY}"}
+        return None
+
     def start(self) -> "FakeKaggle":
         handler = type("Handler", (_Handler,), {"fake": self})
         try:
@@ -310,6 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.fake.authorized(self.headers) and not request.path.endswith("/IntrospectToken"):
             return self._json(401, {"code": 401, "message": "Unauthenticated"})
         name = request.path.rsplit("/", 1)[-1]
+        misbehaviour = self.fake.misbehaviour(name, self.headers)
+        if misbehaviour:
+            return self._json(*misbehaviour)
         if name in self.fake.failing:
             return self._json(500, {"code": 500, "message": "Internal error"})
         if name in self.fake.denied:
@@ -319,6 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"code": 404, "message": "not implemented by the fake Kaggle"})
         with self.fake._lock:
             status, reply = method(request.json() if request.body else {})
+        time.sleep(self.fake.delays.get(name, 0.0))  # the work is done; only the answer is late
         if status == 302:
             return self._send(302, b"", "text/plain", {"Location": reply})
         self._json(status, reply)

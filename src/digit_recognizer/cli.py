@@ -237,6 +237,9 @@ def interrupt_report(exc: KeyboardInterrupt) -> str:
     from .core.interrupts import Terminated
 
     word = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    records = sys.modules.get(f"{__package__}.kaggle.records")  # loaded only by the Kaggle commands
+    if records is not None and records.SUBMITTED:  # Kaggle said yes: say so, lest it be submitted again
+        return f"{word}; {records.SUBMITTED[-1]}"
     if PUBLISHED:
         return f"{word}; the run folder {PUBLISHED[-1]} was complete and is kept; earlier runs are untouched"
     return f"{word}; no run folder was left behind and earlier runs are untouched"

@@ -6,10 +6,13 @@ client is imported only inside `connect`, every call runs in a daemon thread tha
 deadline, the client's own printing is swallowed (with VERBOSE set it would print the auth header),
 and every failure becomes one UserError line that names what to do.
 """
+import base64
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -130,6 +133,10 @@ def timeout_seconds(default: float) -> float:
     return seconds
 
 
+class NoAnswer(UserError):
+    """A call abandoned at its deadline: whether Kaggle acted on it is not known."""
+
+
 def run_with_deadline(what: str, seconds: float, fn, *args, **kwargs):
     """fn(*args, **kwargs) in a daemon thread, its printing swallowed; UserError if it outlives `seconds`."""
     outcome = {}
@@ -145,7 +152,7 @@ def run_with_deadline(what: str, seconds: float, fn, *args, **kwargs):
         worker.start()
         worker.join(seconds)
     if worker.is_alive():
-        raise UserError(f"{what}: no answer from Kaggle within {seconds:g} s; check your network "
+        raise NoAnswer(f"{what}: no answer from Kaggle within {seconds:g} s; check your network "
                         f"connection (or set {TIMEOUT_ENV} to a longer deadline)")
     if "error" in outcome:
         raise outcome["error"]
@@ -258,7 +265,8 @@ def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:
     """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`
     that names the `resume` command to go on waiting. detail(), when given, adds a live line (the
     kernel's last log line) to the progress shown while waiting."""
-    start, delay = time.monotonic(), _first_delay()
+    delay = wait_settings(timeout)
+    start = time.monotonic()
     shown, tty = None, sys.stderr.isatty()
     while True:
         finished, state = check()
@@ -293,9 +301,18 @@ def http_status(error: BaseException) -> int | None:
     return None
 
 
-def _first_delay() -> float:
+def wait_settings(timeout: float) -> float:
+    """The first pause between checks ($DIGIT_RECOGNIZER_POLL_SECONDS), after checking it and --timeout:
+    NaN would make time.sleep raise, and a NaN --timeout would never run out."""
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout {timeout}: expected a positive number of seconds")
     value = os.environ.get(POLL_ENV)
+    if not value:
+        return POLL_FIRST
     try:
-        return max(float(value), 0.01) if value else POLL_FIRST
+        seconds = float(value)
     except ValueError:
-        raise UserError(f"{POLL_ENV}={value!r}: expected a number of seconds") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise UserError(f"{POLL_ENV}={value!r}: expected a number of seconds")
+    return max(seconds, 0.01)

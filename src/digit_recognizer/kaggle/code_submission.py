@@ -15,8 +15,8 @@ from ..core.fileio import write_json
 from ..run_folders import publish_name, run_folder
 from .client import COMPETITION, connect, find_credentials, http_status
 from .kernels import KERNEL_DONE, PROG, Version, kernel_state, origin_record, resolve_version
-from .records import ORIGIN_NAME, default_message, kernel_run, utc_now
-from .submitting import after_submit, check_limits, expected_rows, refuse_invalid
+from .records import ORIGIN_NAME, default_message, kernel_run, prepare_records
+from .submitting import after_submit, check_limits, check_wait, expected_rows, refuse_invalid, upload_and_record
 
 FILE_NAME = "submission.csv"
 
@@ -42,12 +42,23 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
                             f"(see its log: {PROG} logs{version.flags()})")
         refuse_invalid(fetched, n_rows, source, args.data, None)
         run = kernel_run(args.runs, version.kernel, version.number) or _keep(fetched, version, status, args)
+    check_wait(args)
+    prepare_records(run)  # the record must be writable before Kaggle is asked, not after it said yes
     check_limits(session)
     message = args.message or default_message(run / FILE_NAME, run)
-    submitted_at = utc_now()
+
+    def accepted(response) -> None:
+        if not response.ref and not response.message:
+            raise UserError(f"submitting {FILE_NAME} of {version}: Kaggle gave no answer; check "
+                            f"'digit-recognizer submissions' before trying again")
+
     try:
-        response = session.call(f"submitting {FILE_NAME} of {version}", "competition_submit_code", FILE_NAME,
-                                message, COMPETITION, kernel=version.kernel, kernel_version=version.number, quiet=True)
+        record = upload_and_record(
+            session, f"submitting {FILE_NAME} of {version}", "competition_submit_code",
+            (FILE_NAME, message, COMPETITION), {"kernel": version.kernel, "kernel_version": version.number,
+                                                "quiet": True}, accepted, run,
+            {"message": message, "file": FILE_NAME, "kernel": version.kernel, "kernel_version": version.number,
+             "via": "code submission"})
     except UserError as exc:
         code = http_status(exc)
         if code is not None and 400 <= code < 500 and code not in (401, 429):
@@ -55,14 +66,8 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
             raise UserError(f"Kaggle refused a code submission of {version} to {COMPETITION} ({said}); submit "
                             f"the file instead, validated and kept in {run}: digit-recognizer submit {run}") from None
         raise
-    if not response.ref and not response.message:
-        raise UserError(f"submitting {FILE_NAME} of {version}: Kaggle gave no answer; check "
-                        f"'digit-recognizer submissions' before trying again")
-    record = {"submitted_at": submitted_at, "message": message, "ref": response.ref or None, "file": FILE_NAME,
-              "status": "pending", "public_score": None, "kernel": version.kernel,
-              "kernel_version": version.number, "via": "code submission"}
     print(f"submitted {FILE_NAME} of {version} to {COMPETITION}: {message!r}"
-          + (f" (ref {response.ref})" if response.ref else ""))
+          + (f" (ref {record['ref']})" if record["ref"] else ""))
     return after_submit(session, args, record, run, run / FILE_NAME)
 
 

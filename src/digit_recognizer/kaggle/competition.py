@@ -13,10 +13,10 @@ from ..core.errors import UserError
 from ..runs import runs_flag
 from ..core.fileio import atomic_write
 from .client import COMPETITION, connect, find_credentials
-from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, read_json_object, read_records,
-                      score_value, submission_target, trained_on_sample, update_record, utc_now)
-from .submitting import (SAMPLE_FIX, after_submit, check_file, check_limits, count_rows, expected_rows,
-                         list_submissions, refuse_invalid, status_name)
+from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, prepare_records, read_json_object,
+                      read_records, score_value, submission_target, trained_on_sample, update_record)
+from .submitting import (SAMPLE_FIX, after_submit, check_file, check_limits, check_wait, count_rows, expected_rows,
+                         list_submissions, refuse_invalid, status_name, upload_and_record)
 
 DATA_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 SUBMIT_FAILED = "Could not submit to competition"  # what the client returns when the upload failed
@@ -123,16 +123,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     n_rows, source = expected_rows(args.data)
     refuse_invalid(file, n_rows, source, args.data, run)
     message = args.message or default_message(file, run)
+    check_wait(args)
+    prepare_records(run)  # the record must be writable before Kaggle is asked, not after it said yes
     session = connect(credentials)
     check_limits(session)
-    submitted_at = utc_now()
-    response = session.call(f"uploading {file}", "competition_submit", str(file), message, COMPETITION,
-                            quiet=True, transfer=True)
-    if not response.message or response.message == SUBMIT_FAILED:
-        raise UserError(f"uploading {file}: the upload to Kaggle failed; nothing was submitted, try again")
-    record = {"submitted_at": submitted_at, "message": message, "ref": response.ref or None,
-              "file": file.name, "status": "pending", "public_score": None}
-    print(f"submitted {file} to {COMPETITION}: {message!r}" + (f" (ref {response.ref})" if response.ref else ""))
+
+    def accepted(response) -> None:
+        if not response.message or response.message == SUBMIT_FAILED:
+            raise UserError(f"uploading {file}: the upload to Kaggle failed; nothing was submitted, try again")
+
+    record = upload_and_record(session, f"uploading {file}", "competition_submit",
+                               (str(file), message, COMPETITION), {"quiet": True, "transfer": True}, accepted, run,
+                               {"message": message, "file": file.name})
+    print(f"submitted {file} to {COMPETITION}: {message!r}" + (f" (ref {record['ref']})" if record["ref"] else ""))
     return after_submit(session, args, record, run, file)
 
 

@@ -1,16 +1,21 @@
 """Local run folders as the Kaggle commands see them: what to submit, and what was submitted from where."""
 import json
+import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config_changes import config_changes
 from ..core.errors import UserError
-from ..core.fileio import write_json
+from ..core.fileio import os_reason, write_json
 from ..run_folders import RUN_ID_PATTERN, published_runs
 from ..runs import SAMPLE_SOURCE, float_sized_int, read_run_json, score_value
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
+FALLBACK_NAME = "unfiled_kaggle_submissions.json"  # where a record goes when its run folder refuses it
+# What this process has submitted, for an interrupt's truthful message ("Kaggle has ...").
+SUBMITTED: list[str] = []
 
 
 def utc_now() -> str:
@@ -86,8 +91,8 @@ def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:
     return None
 
 
-def read_records(run: Path) -> list[dict]:
-    path = run / RECORDS_NAME
+def read_records(run: Path, name: str = RECORDS_NAME) -> list[dict]:
+    path = run / name
     if not path.is_file():
         return []
     try:
@@ -97,6 +102,61 @@ def read_records(run: Path) -> list[dict]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise UserError(f"{path}: not a JSON list of submission records; move it aside to start a new one")
     return records
+
+
+def prepare_records(run: Path | None) -> None:
+    """Before an upload: make sure the run folder will take its record, so an accepted submission is
+    never left unrecorded. A damaged record file is kept aside under a new name (not refused: it holds
+    the user's history, and a refusal would only invite them to delete it); a folder that cannot be
+    written is refused in one line, with nothing uploaded."""
+    if run is None:
+        return
+    path = run / RECORDS_NAME
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: not a file, so the submission record could not be written; nothing was "
+                        f"uploaded: move it aside")
+    try:
+        read_records(run)
+    except UserError:
+        aside = run / f"{RECORDS_NAME}.damaged-{utc_now().replace(':', '')}"
+        try:
+            os.rename(path, aside)
+        except OSError as exc:
+            raise UserError(f"{path}: damaged, and it cannot be moved aside ({os_reason(exc)}); "
+                            f"nothing was uploaded") from None
+        print(f"digit-recognizer: warning: {path}: not a JSON list of submission records; kept as "
+              f"{aside.name}, and a new record list is started", file=sys.stderr)
+    probe = run / f".{RECORDS_NAME}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{run}: cannot keep the submission record there ({os_reason(exc)}); nothing was "
+                        f"uploaded: make the folder writable, or submit a copy of its submission.csv") from None
+
+
+def keep_record(run: Path, record: dict) -> str:
+    """Write an accepted submission's record; never raises. Returns where it went: the run folder's
+    record file, else (that write failed after all) a fallback file under the user's state folder,
+    else the record itself as text, so that the one line saying Kaggle has it also says what it was."""
+    try:
+        add_record(run, record)
+        return str(run / RECORDS_NAME)
+    except (UserError, OSError) as exc:
+        problem = str(exc) if isinstance(exc, UserError) else os_reason(exc)
+    fallback = fallback_records_path()
+    try:
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        kept = read_records(fallback.parent, FALLBACK_NAME)
+        write_json(fallback, kept + [{**record, "run": str(run)}])
+        return f"{fallback} (not the run folder: {problem})"
+    except (UserError, OSError):
+        return f"nowhere on disk ({problem}); the record: {json.dumps(record)}"
+
+
+def fallback_records_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "digit-recognizer" / FALLBACK_NAME
 
 
 def add_record(run: Path, record: dict) -> int:
@@ -121,6 +181,18 @@ def local_index(runs: Path) -> tuple[dict, dict, set]:
             elif record.get("message"):
                 by_message.setdefault(record["message"], (run, i))
     return by_ref, by_message, run_ids
+
+
+def record_index(run: Path, record: dict) -> int | None:
+    """Where `record` (as written by keep_record) is in the run's list, newest match first."""
+    try:
+        records = read_records(run)
+    except UserError:
+        return None
+    for i in range(len(records) - 1, -1, -1):
+        if all(records[i].get(k) == record.get(k) for k in ("submitted_at", "message", "ref")):
+            return i
+    return None
 
 
 def update_record(run: Path, index: int, status: str, public_score: float | None) -> bool:

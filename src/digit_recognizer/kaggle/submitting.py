@@ -8,11 +8,16 @@ imports among those run one way: competition -> code_submission -> kernels -> su
 import argparse
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..core.errors import UserError
-from .client import COMPETITION, KaggleSession, poll
-from .records import RECORDS_NAME, add_record, score_value, trained_on_sample, update_record, validation_accuracy
+from ..core.fileio import describe_os_error
+from ..interrupt_hold import interrupts_deferred
+from .client import COMPETITION, KaggleSession, NoAnswer, poll, wait_settings
+from .records import (SUBMITTED, keep_record, record_index, score_value, trained_on_sample, update_record, utc_now,
+                      validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
 
@@ -83,22 +88,65 @@ def check_limits(session: KaggleSession) -> None:
         raise UserError(f"no submissions left today ({limits.num_today} made today); nothing was uploaded")
 
 
+def check_wait(args: argparse.Namespace) -> None:
+    """--wait's settings, checked before anything is uploaded (a bad one must not fail after Kaggle said yes)."""
+    if args.wait:
+        wait_settings(args.timeout)
+
+
+def upload_and_record(session: KaggleSession, what: str, method: str, call_args: tuple, call_kwargs: dict,
+                      accepted, run: Path | None, fields: dict) -> dict:
+    """Make the submission (the client's `method`) and write its record, with Ctrl-C and SIGTERM held
+    from the upload's start until the record is on disk: an accepted submission is never unrecorded.
+    accepted(response) raises UserError when Kaggle did not take it. Returns the record."""
+    submitted_at = utc_now()
+    with interrupts_deferred():
+        try:
+            response = session.call(what, method, *call_args, **call_kwargs)
+        except NoAnswer as exc:
+            raise UserError(f"{exc}; Kaggle may have taken the submission: check 'digit-recognizer "
+                            f"submissions' before submitting again") from None
+        accepted(response)
+        ref = getattr(response, "ref", None) or None
+        record = {"submitted_at": submitted_at, **fields, "ref": ref, "status": "pending", "public_score": None}
+        said = "Kaggle has the submission" + (f" (ref {ref})" if ref else "")
+        if run is None:
+            SUBMITTED.append(f"{said} (do not submit it again); no record was kept (the file is outside any "
+                             f"run folder)")
+        else:
+            record["recorded_in"] = keep_record(run, dict(record))
+            SUBMITTED.append(f"{said} (do not submit it again), recorded in {record['recorded_in']}")
+    return record
+
+
+@contextmanager
+def after_acceptance() -> Iterator[None]:
+    """Anything failing once Kaggle has said yes is one line that also says Kaggle has the submission
+    and where its record is, so that nobody spends another daily submission on it."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"{exc}; {SUBMITTED[-1]}") from None
+    except OSError as exc:
+        raise UserError(f"{describe_os_error(exc)}; {SUBMITTED[-1]}") from None
+
+
 def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict, run: Path | None,
                  file: Path) -> int:
-    """Record the submission in its run folder; with --wait, poll for the public score."""
-    index = None
-    if run is not None:
-        index = add_record(run, record)
-        print(f"recorded in {run / RECORDS_NAME}")
-    else:
-        print(f"{file} is not inside a run folder, so no submission record was kept")
-    if not args.wait:
-        print("next: digit-recognizer submissions (the public score appears when Kaggle has scored it)")
-        return 0
-    return await_score(session, args.timeout, record, run, index)
+    """Say where the record went; with --wait, poll for the public score."""
+    with after_acceptance():
+        where = record.pop("recorded_in", None)
+        if run is None:
+            print(f"{file} is not inside a run folder, so no submission record was kept")
+        else:
+            print(f"recorded in {where}")
+        if not args.wait:
+            print("next: digit-recognizer submissions (the public score appears when Kaggle has scored it)")
+            return 0
+        return await_score(session, args.timeout, record, run)
 
 
-def await_score(session: KaggleSession, timeout: float, record: dict, run: Path | None, index: int | None) -> int:
+def await_score(session: KaggleSession, timeout: float, record: dict, run: Path | None) -> int:
     latest = {}
 
     def check() -> tuple[bool, str]:
@@ -106,9 +154,10 @@ def await_score(session: KaggleSession, timeout: float, record: dict, run: Path 
         state = status_name(latest["found"]) if latest["found"] else "not listed yet"
         return state in ("complete", "error"), state
 
-    state = poll(check, timeout, "submission", "digit-recognizer submissions (it is submitted: do not submit it again)")
+    state = poll(check, timeout, "submission", "digit-recognizer submissions")
     found = latest["found"]
-    if run is not None:
+    index = record_index(run, record) if run is not None else None
+    if index is not None:
         update_record(run, index, state, score_value(found.public_score))
     if state == "error":
         print(f"Kaggle could not score the submission: {found.error_description or 'no reason given'}")
