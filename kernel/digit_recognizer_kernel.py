@@ -250,22 +250,70 @@ def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
         raise UserError(f"{name}: has a header but no data rows")
     return body
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is a .gz."""
-    import gzip
+# Kaggle's largest file, train.csv, is 77 MB; a CSV (or what a .gz or zip entry unpacks to) beyond this
+# is not one of its files, and reading it whole could exhaust memory (a gz bomb), so it is refused.
+MAX_CSV_BYTES = 512 << 20
 
+class NotRegularFile(OSError):
+    """A folder, FIFO or device where a CSV file was expected: reading it would fail or never end."""
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is a .gz; at most MAX_CSV_BYTES, from a regular file only."""
+    raw = read_raw(path)
+    return gunzip(str(path), raw) if path.suffix == ".gz" else raw
+
+def read_raw(path: Path) -> bytes:
+    """The bytes on disk of a regular file of at most MAX_CSV_BYTES; one UserError line otherwise."""
     try:
-        data = path.read_bytes()
-        return gzip.decompress(data) if path.suffix == ".gz" else data
+        with open(path, "rb", opener=_open_regular) as handle:
+            data = handle.read(MAX_CSV_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path}: cannot be read ({exc})") from None
+    except NotRegularFile as exc:
+        raise UserError(f"{path}: is {exc.strerror}, not a regular file; expected a CSV file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CSV_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CSV_BYTES >> 20} MiB, far beyond Kaggle's largest file "
+                        f"(train.csv, 77 MB); expected a Kaggle digit CSV")
+    return data
+
+def _open_regular(name, flags):
+    import os
+    import stat
+
+    fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not wait for a writer
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise NotRegularFile(0, kind)
+    return fd
+
+def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
+    """A gzip file's contents (every member), refused past `limit` bytes instead of filling memory."""
+    import zlib
+
+    out, data = [], raw
+    try:
+        while data:
+            unpack = zlib.decompressobj(wbits=31)
+            out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
+            if sum(map(len, out)) > limit:
+                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's largest "
+                                f"file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
+            if not unpack.eof:
+                raise EOFError("the gzip data ends early")
+            data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)
+    except (zlib.error, EOFError) as exc:
+        raise UserError(f"{name}: cannot be read (not a complete gzip file: {exc})") from None
+    return b"".join(out)
 
 # ---- core/data.py --------------------------------------------------------------------------------
 # Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
 from dataclasses import dataclass
+import os
 
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
@@ -299,7 +347,7 @@ def load_folder(folder: Path, read_table=None) -> DigitData:
 
 def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name):  # a folder, FIFO or broken link of that name: read_bytes says which
             return folder / name
     zipped = folder / "digit-recognizer.zip"
     hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
@@ -534,7 +582,6 @@ def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_d
 # ---- core/train.py -------------------------------------------------------------------------------
 # Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
-import os
 import time
 from dataclasses import dataclass, field
 

@@ -1,9 +1,10 @@
 """The parse cache: parsed CSVs kept on disk, so a second run on the same data skips parsing.
 
 It must never change a result, fail a run, or grow without bound:
-- an entry is keyed on the file's path, size, modification time, inode change time (which a user
-  cannot set back) and inode, and is used only when those still match and its own bytes pass a
-  checksum (with the shape and dtype); on any doubt the CSV is parsed again;
+- an entry is keyed on the file's path, size and the SHA-256 of its bytes (the very bytes then
+  parsed; timestamps are not trusted, since many file systems keep them to the second), and is used
+  only when those match and its own bytes pass a checksum (with the shape and dtype); on any doubt
+  the CSV is parsed again;
 - a write goes to a temporary file that is removed whatever happens; temporary files that a killed
   run left are swept after a minute;
 - a cache that cannot be written costs only speed, with at most one warning line;
@@ -87,39 +88,39 @@ def warn(message: str) -> None:
 
 
 def cached_table(path: Path, columns: list[str], parse) -> "np.ndarray":
-    """parse(path) -> array, reusing a cached parse only when it provably is that file's parse."""
+    """parse(path, raw) -> array, reusing a cached parse only when it provably is the parse of these bytes.
+
+    The key is the file's size and the SHA-256 of its bytes, read once and handed to the parser, so
+    the entry always describes exactly what was parsed: no file-system clock (1-second or 2-second
+    timestamps, a jiffy-coarse ctime, a network mount's own clock) can make it stale.
+    """
+    from .core.csvtable import read_raw
+
+    raw = read_raw(path)  # a missing, unreadable or non-regular file is one UserError line here
+    key = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     try:
-        key = file_key(path)
         folder = usable_cache_dir()
-        entry = folder / entry_name(path, len(columns), key) if key is not None and folder else None
+        entry = folder / entry_name(path, len(columns), key) if folder else None
     except (OSError, RuntimeError, ValueError):  # e.g. a symlink loop, no temp folder: just parse
         entry = None
     if entry is not None:
         values = read_entry(entry, key, len(columns))
         if values is not None:
             return values
-    values = parse(path)
-    if entry is not None and file_key(path) == key:  # unchanged while it was parsed
+    values = parse(path, raw)
+    if entry is not None:
         write_entry(entry, values, key, path)
     return values
 
 
-def file_key(path: Path) -> list[int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
-
-
-def entry_name(path: Path, n_columns: int, key: list[int]) -> str:
+def entry_name(path: Path, n_columns: int, key: dict) -> str:
     # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
     which = hashlib.sha256(os.fsencode(path.resolve()) + f"|{n_columns}".encode()).hexdigest()[:16]
-    version = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    version = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return f"{which}-{version}.entry"
 
 
-def read_entry(entry: Path, key: list[int], n_columns: int) -> "np.ndarray | None":
+def read_entry(entry: Path, key: dict, n_columns: int) -> "np.ndarray | None":
     """The cached array, or None when anything about the entry is not exactly as written for this file."""
     try:
         with open(entry, "rb") as handle:
@@ -153,7 +154,7 @@ def read_header(handle) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
-def write_entry(entry: Path, values: "np.ndarray", key: list[int], source: Path) -> None:
+def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> None:
     """Best effort, never leaving a temporary file: a cache that cannot be written only costs speed."""
     import numpy as np
 

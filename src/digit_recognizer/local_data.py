@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cached_table
-from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
+from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, gunzip, parse_table, read_bytes
 from .core.data import PIXEL_LIMITS, TRAIN_LIMITS, DigitData, checked, find_csv, load_folder
 from .core.errors import UserError
 from .csv_diagnosis import diagnose
@@ -51,13 +51,17 @@ def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
 
 def table_reader(cache: bool):
     """read_table(path, columns, limits) for core/data.py: exact diagnosis of bad files, and the cache."""
-    def parse(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
-        plain = path if path.suffix != ".gz" else None
-        return parse_table(str(path), read_bytes(path), columns, limits, path=plain, diagnose=diagnose)
+    def parse(path: Path, columns: list[str], limits: dict[str, int], raw: bytes | None = None) -> np.ndarray:
+        if raw is None:  # uncached: pandas reads a plain file itself, a little faster than from bytes
+            plain = path if path.suffix != ".gz" else None
+            return parse_table(str(path), read_bytes(path), columns, limits, path=plain, diagnose=diagnose)
+        # The bytes the cache hashed: parsing exactly them keeps the entry true to its key.
+        data = gunzip(str(path), raw) if path.suffix == ".gz" else raw
+        return parse_table(str(path), data, columns, limits, diagnose=diagnose)
 
     if not cache:
         return parse
-    return lambda path, columns, limits: cached_table(path, columns, lambda p: parse(p, columns, limits))
+    return lambda path, columns, limits: cached_table(path, columns, lambda p, raw: parse(p, columns, limits, raw))
 
 
 def read_zip(path: Path, names: tuple[str, ...], required: tuple[str, ...] | None = None) -> dict[str, bytes]:

@@ -84,14 +84,66 @@ def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
     return body
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is a .gz."""
-    import gzip
+# Kaggle's largest file, train.csv, is 77 MB; a CSV (or what a .gz or zip entry unpacks to) beyond this
+# is not one of its files, and reading it whole could exhaust memory (a gz bomb), so it is refused.
+MAX_CSV_BYTES = 512 << 20
 
+
+class NotRegularFile(OSError):
+    """A folder, FIFO or device where a CSV file was expected: reading it would fail or never end."""
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is a .gz; at most MAX_CSV_BYTES, from a regular file only."""
+    raw = read_raw(path)
+    return gunzip(str(path), raw) if path.suffix == ".gz" else raw
+
+
+def read_raw(path: Path) -> bytes:
+    """The bytes on disk of a regular file of at most MAX_CSV_BYTES; one UserError line otherwise."""
     try:
-        data = path.read_bytes()
-        return gzip.decompress(data) if path.suffix == ".gz" else data
+        with open(path, "rb", opener=_open_regular) as handle:
+            data = handle.read(MAX_CSV_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path}: cannot be read ({exc})") from None
+    except NotRegularFile as exc:
+        raise UserError(f"{path}: is {exc.strerror}, not a regular file; expected a CSV file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CSV_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CSV_BYTES >> 20} MiB, far beyond Kaggle's largest file "
+                        f"(train.csv, 77 MB); expected a Kaggle digit CSV")
+    return data
+
+
+def _open_regular(name, flags):
+    import os
+    import stat
+
+    fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not wait for a writer
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise NotRegularFile(0, kind)
+    return fd
+
+
+def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
+    """A gzip file's contents (every member), refused past `limit` bytes instead of filling memory."""
+    import zlib
+
+    out, data = [], raw
+    try:
+        while data:
+            unpack = zlib.decompressobj(wbits=31)
+            out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
+            if sum(map(len, out)) > limit:
+                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's largest "
+                                f"file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
+            if not unpack.eof:
+                raise EOFError("the gzip data ends early")
+            data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)
+    except (zlib.error, EOFError) as exc:
+        raise UserError(f"{name}: cannot be read (not a complete gzip file: {exc})") from None
+    return b"".join(out)

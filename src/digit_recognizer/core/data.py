@@ -1,5 +1,6 @@
 """Where Kaggle's data is, and loading its two CSVs as uint8 arrays."""
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def load_folder(folder: Path, read_table=None) -> DigitData:
 
 def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name):  # a folder, FIFO or broken link of that name: read_bytes says which
             return folder / name
     zipped = folder / "digit-recognizer.zip"
     hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
