@@ -89,6 +89,7 @@ class FakeKaggle:
         self.unauthorized: set[str] = set()  # methods that answer 401 although the others accept the key
         self.echo_auth: set[str] = set()  # methods that answer 400 quoting the request's Authorization header
         self.key_at_end: set[str] = set()  # methods that answer 400 with a long message ending in the key
+        self.messages: dict[str, str] = {}  # method -> a 400 answer with this message (escapes, line breaks)
         self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
         self._thread = None
@@ -255,8 +256,10 @@ class FakeKaggle:
             return 401, {"code": 401, "message": "Unauthenticated"}
         if name in self.echo_auth:
             return 400, {"code": 400, "message": f"Bad request; received Authorization: {headers.get('Authorization')}"}
-        if name in self.key_at_end:
-            return 400, {"code": 400, "message": "Invalid request: " + "x" * 190 + f" key={FAKE_KEY}"}
+        if name in self.key_at_end:  # 184 characters, then the key: a cut at 200 would keep 16 of it
+            return 400, {"code": 400, "message": "Invalid request: " + "x" * 162 + f" key={FAKE_KEY}"}
+        if name in self.messages:
+            return 400, {"code": 400, "message": self.messages[name]}
         return None
 
     def start(self) -> "FakeKaggle":

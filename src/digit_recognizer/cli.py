@@ -227,7 +227,11 @@ def run_command(argv: list[str] | None) -> int:
 
 def report_error(message: str) -> int:
     # One line, whatever text from the user's file the message quotes.
-    print(f"{PROG}: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    message = ' '.join(message.splitlines())
+    client = sys.modules.get(f"{__package__}.kaggle.client")  # loaded once credentials were read
+    if client is not None:  # a secret quoted in any form never reaches the terminal
+        message = client.scrub(message)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
 
 

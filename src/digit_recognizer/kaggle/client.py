@@ -38,6 +38,44 @@ class Credentials:
     username: str | None
     secret: str = field(default="", repr=False)
 
+    def __post_init__(self):
+        if self.secret:
+            KNOWN.append(self)  # every line the kit prints is scrubbed of it (cli.report_error, scrub)
+
+
+KNOWN: list[Credentials] = []  # the credentials this process has read
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{4,}", re.IGNORECASE)
+
+
+def scrub(text: str, credentials: "Credentials | None" = None, limit: int | None = None) -> str:
+    """Text from a server (or an exception) made safe to print, then cut to `limit` characters: every
+    form of a secret replaced by ***, the key itself, base64 of 'user:key' (an echoed Basic header) and
+    any Basic or Bearer value, a secret's start left at the end of a message the server cut, terminal
+    escapes removed and line breaks made spaces. Scrubbing comes first, so no cut can split a secret."""
+    text = ANSI_ESCAPE.sub("", str(text))
+    text = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
+    text = AUTH_VALUE.sub(lambda m: f"{m.group(1)} ***", text)
+    for form in _secret_forms([credentials] if credentials else KNOWN):
+        text = text.replace(form, "***")
+        for size in range(len(form) - 1, 3, -1):  # a secret cut short by the server, at the very end
+            if text.endswith(form[:size]):
+                text = text[:-size] + "***"
+                break
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _secret_forms(known: list) -> list[str]:
+    forms = []
+    for credentials in known:
+        if not credentials.secret or len(credentials.secret) < 4:
+            continue
+        forms.append(credentials.secret)
+        if credentials.username:
+            pair = f"{credentials.username}:{credentials.secret}".encode()
+            forms += [base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()]
+    return sorted(set(forms), key=len, reverse=True)
+
 
 def kaggle_config_dir() -> Path:
     """The folder the kaggle client reads kaggle.json from, chosen the way the client chooses it."""
@@ -206,7 +244,7 @@ def explain(what: str, exc: BaseException, credentials: Credentials) -> UserErro
 
     http = exc if isinstance(exc, requests.HTTPError) else exc.__context__
     if isinstance(http, requests.HTTPError) and http.response is not None:
-        text = _http_problem(what, http.response.status_code, _server_message(http), credentials)
+        text = _http_problem(what, http.response.status_code, _server_message(http, credentials), credentials)
     elif isinstance(exc, requests.ConnectionError):
         text = (f"{what}: cannot reach Kaggle ({_connection_reason(exc)}); check your network connection "
                 f"(this machine may be offline)")
@@ -216,9 +254,7 @@ def explain(what: str, exc: BaseException, credentials: Credentials) -> UserErro
         text = f"{what}: {_first_text_line(str(exc))}"
     else:
         text = f"{what}: the kaggle client failed ({type(exc).__name__}: {_first_text_line(str(exc))})"
-    if credentials.secret and len(credentials.secret) >= 4:
-        text = text.replace(credentials.secret, "***")
-    return UserError(text)
+    return UserError(scrub(text, credentials))
 
 
 def _http_problem(what: str, status: int, message: str, credentials: Credentials) -> str:
@@ -236,13 +272,13 @@ def _http_problem(what: str, status: int, message: str, credentials: Credentials
     return f"{what}: Kaggle answered {said}"
 
 
-def _server_message(http) -> str:
+def _server_message(http, credentials: Credentials) -> str:
     try:
         body = http.response.json()
         message = body.get("message", "") if isinstance(body, dict) else ""
     except ValueError:
         message = ""
-    return _first_text_line(message or str(http.args[0] if http.args else ""))[:200]
+    return scrub(message or str(http.args[0] if http.args else ""), credentials, limit=200)  # scrubbed, then cut
 
 
 def _connection_reason(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from ..core.errors import UserError
 from ..runs import runs_flag
 from ..core.fileio import write_json, write_text
 from ..run_folders import publish_name, run_folder
-from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, poll
+from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, kaggle_config_dir, poll, scrub
 from .kernel_logs import LogFollower, follow_log, print_log_tail, read_log
 from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, read_pushes, record_push
 from .records import ORIGIN_NAME, utc_now
@@ -75,6 +75,7 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
         for line in errors[1:]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
+    code_file = pushable_code_file(root, metadata["code_file"])
     read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
     if args.timeout is not None and args.timeout < 1:
         raise UserError(f"--timeout {args.timeout}: expected the kernel's run-time limit in whole seconds (>= 1)")
@@ -82,14 +83,13 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     kernel = kernel_ref(metadata, session)
     if wants_gpu(metadata, args.accelerator) and not args.no_run:
         check_gpu_quota(session, args.ignore_quota)
-    code_file = (root / metadata["code_file"]).resolve()
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
         # The client reads the code file's text itself; only the id differs from the committed metadata.
         staged = {**metadata, "id": kernel, "code_file": str(code_file)}
         write_json(Path(stage) / METADATA_NAME, staged)
         response = session.call("pushing the kernel", "kernels_push", stage, args.timeout, args.accelerator,
                                 no_run=args.no_run)
-    problem = _push_problem(response)
+    problem = scrub(_push_problem(response) or "", limit=300)  # server text: scrubbed first, then cut
     if problem:
         raise UserError(f"Kaggle refused the push of {kernel}: {problem}")
     if metadata["id"] != kernel:
@@ -106,6 +106,25 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     print(f"kernel: {url}")
     print(f"recorded in {root / PUSHES_NAME}")
     return session, Version(kernel, number)
+
+
+def pushable_code_file(root: Path, code_file: str) -> Path:
+    """The file a push may send: a generated kernel file (the .py, or the notebook made from it), the
+    one 'bundle --check' vouched for, and never a file in the Kaggle config folder, whose kaggle.json
+    or access_token would otherwise be uploaded as kernel source (issue 20)."""
+    from ..bundle import KERNEL_FILE
+
+    path = (root / code_file).resolve()
+    generated = [KERNEL_FILE, KERNEL_FILE.with_suffix(".ipynb")]
+    secrets = [kaggle_config_dir(), Path.home() / ".kaggle"]
+    if any(path.is_relative_to(folder.resolve()) for folder in secrets):
+        raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is in the Kaggle config folder, which "
+                        f"holds your credentials; nothing was pushed: set \"code_file\": \"{KERNEL_FILE}\"")
+    if path not in [(root / name).resolve() for name in generated]:
+        raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is not the generated kernel; push sends "
+                        f"only the kernel 'digit-recognizer bundle --check' vouches for; nothing was pushed: "
+                        f"set \"code_file\": \"{KERNEL_FILE}\"")
+    return path
 
 
 def wants_gpu(metadata: dict, accelerator: str | None) -> bool:
@@ -245,7 +264,7 @@ def kernel_state(session: KaggleSession, version: Version, waiting: bool = False
             return NOT_STARTED, ""  # a version just pushed may not have a session yet
         raise
     status = getattr(response.status, "name", None) or str(response.status)
-    return status, (response.failure_message or "")
+    return status, scrub(response.failure_message or "", limit=500)
 
 
 def wait_for(session: KaggleSession, version: Version, timeout: float, resume: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from typing import Iterator
 from ..core.errors import UserError
 from ..core.fileio import describe_os_error
 from ..interrupt_hold import interrupts_deferred
-from .client import COMPETITION, KaggleSession, NoAnswer, poll, wait_settings
+from .client import COMPETITION, KaggleSession, NoAnswer, poll, scrub, wait_settings
 from .records import (SUBMITTED, keep_record, record_index, score_value, trained_on_sample, update_record, utc_now,
                       validation_accuracy)
 
@@ -160,7 +160,7 @@ def await_score(session: KaggleSession, timeout: float, record: dict, run: Path 
     if index is not None:
         update_record(run, index, state, score_value(found.public_score))
     if state == "error":
-        print(f"Kaggle could not score the submission: {found.error_description or 'no reason given'}")
+        print(f"Kaggle could not score the submission: {scrub(found.error_description or 'no reason given', limit=300)}")
         return 1
     accuracy = validation_accuracy(run)
     local = f"local validation accuracy {accuracy:.4f}" if accuracy is not None else "no local validation accuracy"
