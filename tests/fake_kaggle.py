@@ -1,9 +1,11 @@
 """A fake Kaggle API on loopback, for driving the real kaggle client in tests.
 
 It answers only the calls the kit makes, checks the credentials on each, and records every request
-so that tests can assert on what arrived. The real client reaches it with
-KAGGLE_API_ENVIRONMENT=LOCALHOST (http://localhost, port 80); where port 80 cannot be bound, the
-server takes a free port and the client is sent there through HTTP_PROXY.
+so that tests can assert on what arrived. It is as strict as Kaggle where a mistake would otherwise
+pass unseen: a call naming another competition, or a kernel owner/slug that does not exist, gets 404,
+and an upload whose bytes differ from the contentLength it declared gets 400. The real client
+reaches it with KAGGLE_API_ENVIRONMENT=LOCALHOST (http://localhost, port 80); where port 80 cannot
+be bound, the server takes a free port and the client is sent there through HTTP_PROXY.
 """
 import base64
 import io
@@ -20,6 +22,15 @@ FAKE_USER = "alice"
 FAKE_KEY = "f4k3k3y0123456789abcdef0123456789"
 FAKE_TOKEN = "KGAT_f4k3t0k3n0123456789abcdef"
 STREAM_PATH = "/api/v1/kernels/logs/stream/"
+COMPETITION = "digit-recognizer"
+KERNEL = f"{FAKE_USER}/digit-recognizer-logistic-regression"
+# Calls that name the competition (competitionName) or a kernel (the fields holding its owner and slug):
+# a request aimed anywhere else is answered 404, as Kaggle answers it, so a test sees the mistake.
+COMPETITION_METHODS = {"DownloadDataFiles", "StartSubmissionUpload", "CreateSubmission", "GetSubmissionLimits",
+                       "ListSubmissions", "GetLeaderboard", "DownloadLeaderboard", "CreateCodeSubmission"}
+KERNEL_METHODS = {"GetKernelSessionStatus": ("userName", "kernelSlug"),
+                  "ListKernelSessionOutput": ("userName", "kernelSlug"),
+                  "CreateCodeSubmission": ("kernelOwner", "kernelSlug")}
 
 
 @dataclass
@@ -67,6 +78,8 @@ class FakeKaggle:
         self.output_log = ""
         self.blobs: dict[str, bytes] = {}
         self.uploads: dict[str, bytes] = {}
+        self.declared_sizes: dict[str, int] = {}  # upload token -> the contentLength StartSubmissionUpload declared
+        self.kernels: set[str] = {KERNEL}  # OWNER/SLUG that exist; SaveKernel adds the one it saves
         self.submissions: list[dict] = []  # newest first, as Kaggle lists them
         self.score_after = 2  # ListSubmissions calls before a new submission is scored
         self.public_score = "0.91234"
@@ -151,6 +164,7 @@ class FakeKaggle:
 
     def SaveKernel(self, body):
         owner, slug = body["slug"].split("/")
+        self.kernels.add(body["slug"])
         number = self.next_version
         version = self.add_version(number, self.kernel_statuses, self.output_files, self.new_version_log,
                                    self.failure_message)
@@ -210,13 +224,12 @@ class FakeKaggle:
         return 302, "http://localhost/blob/leaderboard.zip"
 
     def DownloadDataFiles(self, body):
-        if body.get("competitionName") != "digit-recognizer":
-            return 404, {"code": 404, "message": "Competition not found"}
         return 302, "http://localhost/blob/digit-recognizer.zip"
 
     def StartSubmissionUpload(self, body):
         token = f"tok{len(self.uploads) + 1}"
         self.uploads[token] = b""
+        self.declared_sizes[token] = int(body.get("contentLength", -1))
         return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}
 
     def CreateSubmission(self, body):
@@ -243,6 +256,26 @@ class FakeKaggle:
     def IntrospectToken(self, body):
         active = body.get("token") == FAKE_TOKEN
         return 200, {"active": active, "username": FAKE_USER if active else ""}
+
+    # -- strictness: a request for another competition or kernel, or an upload of another size
+
+    def misdirected(self, name: str, body: dict) -> tuple[int, dict] | None:
+        """Kaggle's 404 for a call naming a competition or kernel that is not there; None when it is."""
+        if name in COMPETITION_METHODS and body.get("competitionName") != COMPETITION:
+            return 404, {"code": 404, "message": f"Competition {body.get('competitionName')!r} not found"}
+        if name in KERNEL_METHODS:
+            owner, slug = (body.get(key) for key in KERNEL_METHODS[name])
+            if f"{owner}/{slug}" not in self.kernels:
+                return 404, {"code": 404, "message": f"Kernel {owner}/{slug} not found"}
+        return None
+
+    def upload_problem(self, token: str, data: bytes) -> tuple[int, dict] | None:
+        """404 for an unknown upload, 400 when the bytes PUT are not the size StartSubmissionUpload declared."""
+        if token not in self.uploads:
+            return 404, {"code": 404, "message": "no such upload"}
+        if len(data) != self.declared_sizes.get(token):
+            return 400, {"code": 400, "message": f"upload of {len(data)} bytes; {self.declared_sizes.get(token)} declared"}
+        return None
 
     # -- serving
 
@@ -338,8 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
         method = getattr(self.fake, name, None)
         if method is None:
             return self._json(404, {"code": 404, "message": "not implemented by the fake Kaggle"})
+        body = request.json() if request.body else {}
         with self.fake._lock:
-            status, reply = method(request.json() if request.body else {})
+            status, reply = self.fake.misdirected(name, body) or method(body)
         time.sleep(self.fake.delays.get(name, 0.0))  # the work is done; only the answer is late
         if status == 302:
             return self._send(302, b"", "text/plain", {"Location": reply})
@@ -348,9 +382,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self):
         request = self._record()
         token = request.path.removeprefix("/upload/")
-        if token not in self.fake.uploads:
-            return self._json(404, {"code": 404, "message": "no such upload"})
-        self.fake.uploads[token] = request.body
+        with self.fake._lock:
+            problem = self.fake.upload_problem(token, request.body)
+            if problem:
+                return self._json(*problem)
+            self.fake.uploads[token] = request.body
         self._json(200, {})
 
     def do_GET(self):
@@ -368,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(401, {"code": 401, "message": "Unauthenticated"})
         owner, slug = request.path.removeprefix(STREAM_PATH).split("/")[:2]
         with self.fake._lock:
-            events = self.fake.log_stream(owner, slug, request.query)
+            events = self.fake.log_stream(owner, slug, request.query) if f"{owner}/{slug}" in self.fake.kernels else None
         if events is None:
             return self._json(404, {"code": 404, "message": "Kernel version not found"})
         self.send_response(200)

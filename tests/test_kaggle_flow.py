@@ -1,8 +1,11 @@
 """The Kaggle workflow against a fake Kaggle on loopback, driven through the real kaggle client."""
+import base64
 import json
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -347,3 +350,50 @@ def test_the_whole_loop_push_status_output_validate_submit_submissions(tmp_path,
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
     assert not any(FAKE_KEY in text for text in outputs)
+
+
+# --- the stand-in is as strict as Kaggle where the kit could aim a request at the wrong place ----------
+
+def raw_call(kaggle, method: str, path: str, body: bytes) -> int:
+    """One HTTP request to the stand-in with alice's key, as the client would send it; its status code."""
+    host, port = kaggle._server.server_address[:2]
+    auth = base64.b64encode(f"{FAKE_USER}:{FAKE_KEY}".encode()).decode()
+    request = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method=method,
+                                     headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def api(kaggle, service: str, method: str, body: dict) -> int:
+    return raw_call(kaggle, "POST", f"/api/v1/{service}/{method}", json.dumps(body).encode())
+
+
+def test_the_stand_in_refuses_another_competition_another_kernel_and_a_short_upload(kaggle):
+    competitions, kernels = "competitions.CompetitionApiService", "kernels.KernelsApiService"
+    for method in ("ListSubmissions", "GetSubmissionLimits", "GetLeaderboard", "DownloadLeaderboard",
+                   "StartSubmissionUpload", "CreateSubmission", "DownloadDataFiles"):
+        assert api(kaggle, competitions, method, {"competitionName": "titanic"}) == 404, method
+    assert api(kaggle, competitions, "ListSubmissions", {"competitionName": "digit-recognizer"}) == 200
+    for owner, slug in (("bob", "digit-recognizer-logistic-regression"), (FAKE_USER, "another-kernel")):
+        for method in ("GetKernelSessionStatus", "ListKernelSessionOutput"):
+            assert api(kaggle, kernels, method, {"userName": owner, "kernelSlug": slug}) == 404, (method, owner, slug)
+        assert raw_call(kaggle, "GET", f"/api/v1/kernels/logs/stream/{owner}/{slug}?versionLabel=v1", None) == 404
+    assert api(kaggle, competitions, "CreateCodeSubmission", {"competitionName": "digit-recognizer",
+                                                              "kernelOwner": "bob", "kernelSlug": "x"}) == 404
+    assert api(kaggle, kernels, "GetKernelSessionStatus", {"userName": FAKE_USER,
+                                                           "kernelSlug": "digit-recognizer-logistic-regression"}) == 200
+    assert api(kaggle, competitions, "StartSubmissionUpload", {"competitionName": "digit-recognizer",
+                                                               "contentLength": 10, "fileName": "s.csv"}) == 200
+    assert raw_call(kaggle, "PUT", "/upload/tok1", b"123456789") == 400  # 9 bytes, 10 declared
+    assert raw_call(kaggle, "PUT", "/upload/tok1", b"1234567890") == 200
+
+
+def test_status_of_a_kernel_that_is_not_there_is_one_line_not_a_wait(tmp_path, kaggle):
+    line = one_error_line(run("kernels", "status", "--kernel", f"{FAKE_USER}/no-such-kernel", "--wait",
+                              "--timeout", "5", env=kaggle.env, cwd=tmp_path))
+    assert "not found on Kaggle" in line and "no-such-kernel" in line
+    (asked,) = kaggle.calls("GetKernelSessionStatus")
+    assert asked.json() == {"userName": FAKE_USER, "kernelSlug": "no-such-kernel"}
