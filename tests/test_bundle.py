@@ -12,6 +12,8 @@ from conftest import ROOT, run_cli
 from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, PACKAGE_DIR, READING_ORDER, build_kernel, \
     kernel_staleness
 from digit_recognizer.core.errors import UserError
+from digit_recognizer.kaggle.kernels import metadata_problems
+from kaggle_fixtures import kaggle, one_error_line, project, run, user_env  # noqa: F401
 
 
 def package_copy(tmp_path: Path) -> Path:
@@ -309,56 +311,9 @@ def test_bundle_errors_are_one_line_with_exit_2(tmp_path):
 
 # --- kernel-metadata.json ---------------------------------------------------------------------
 
-def push_problems(folder: Path) -> list[str]:
-    """What kaggle 2.2.4's KaggleApi.kernels_push raises ValueError for, checked the same way (it stops at the first)."""
-    from slugify import slugify  # python-slugify: the kaggle client's own dependency
-
-    meta_file = folder / "kernel-metadata.json"
-    if not meta_file.is_file():
-        return ["Metadata file not found"]
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    problems = []
-    title = meta.get("title")
-    if title and len(title) < 5:
-        problems.append("Title must be at least five characters")
-    code_path = meta.get("code_file", "")
-    if not code_path:
-        problems.append("A source file must be specified in the metadata")
-    elif not (folder / code_path).is_file():
-        problems.append(f"Source file not found: {code_path}")
-    slug = meta.get("id")
-    if not slug and not meta.get("id_no"):
-        problems.append("ID or slug must be specified in the metadata")
-    if slug:
-        parts = slug.split("/")
-        if "/" not in slug or len(parts) > 3 or not parts[0] or not parts[1]:
-            problems.append("Kernel must be specified in the form of '{username}/{kernel-slug}'")
-        elif len(parts[1]) < 5:
-            problems.append("Kernel slug must be at least five characters")
-        elif len(parts) == 3:
-            problems.append("Kernel metadata 'id' (slug) cannot contain a version")
-        # The client only warns here, but Kaggle then answers "Notebook not found": treat it as an error.
-        elif title and parts[1].lower() != slugify(title):
-            problems.append(f"title {title!r} does not slugify to the id's slug {parts[1]!r}")
-    if meta.get("language", "") not in ("python", "r", "rmarkdown"):
-        problems.append("A valid language must be specified in the metadata")
-    if meta.get("kernel_type", "") not in ("script", "notebook"):
-        problems.append("A valid kernel type must be specified in the metadata")
-    for key in ("dataset_sources", "kernel_sources", "model_sources"):
-        if meta.get(key):  # ours attach none; the client would validate each one's form
-            problems.append(f"{key}: expected none, got {meta[key]}")
-    pinning = meta.get("docker_image_pinning_type")
-    if pinning is not None and pinning not in ("original", "latest"):
-        problems.append("If specified, the docker_image_pinning_type must be one of ['original', 'latest']")
-    for key in ("is_private", "enable_gpu", "enable_tpu", "enable_internet"):
-        value = meta.get(key, False)
-        if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
-            problems.append(f"Invalid boolean value: {value}")
-    return problems
-
-
 def test_kernel_metadata_passes_the_push_checks_and_says_what_we_need():
-    assert push_problems(ROOT) == []
+    meta = json.loads((ROOT / "kernel-metadata.json").read_text(encoding="utf-8"))
+    assert metadata_problems(meta, ROOT, None) == ([], [])  # the kit's own checks: no error, no warning
     meta = json.loads((ROOT / "kernel-metadata.json").read_text(encoding="utf-8"))
     assert meta["id"] == "YOUR_KAGGLE_USERNAME/digit-recognizer-logistic-regression"
     assert meta["code_file"] == KERNEL_FILE.as_posix()
@@ -371,19 +326,27 @@ def test_kernel_metadata_passes_the_push_checks_and_says_what_we_need():
     assert "docker_image" not in meta
 
 
+# Each is refused by the kit's own `kernels push`, against the stand-in Kaggle: one line naming the
+# problem, and not one request sent (not even the GPU quota is asked).
 @pytest.mark.parametrize("change, expected", [
-    ({"title": "Digi"}, "Title must be at least five characters"),
-    ({"title": "Another title entirely"}, "does not slugify"),
-    ({"id": "someone/abc"}, "at least five characters"),
-    ({"id": "digit-recognizer-logistic-regression"}, "form of"),
-    ({"code_file": "kernel/missing.py"}, "Source file not found"),
-    ({"language": "julia"}, "valid language"),
-    ({"kernel_type": "utility"}, "valid kernel type"),
-    ({"enable_internet": "no"}, "Invalid boolean value"),
-])
-def test_push_checks_catch_broken_metadata(tmp_path, change, expected):
-    meta = json.loads((ROOT / "kernel-metadata.json").read_text(encoding="utf-8"))
-    (tmp_path / "kernel-metadata.json").write_text(json.dumps({**meta, **change}), encoding="utf-8")
-    (tmp_path / "kernel").mkdir()
-    shutil.copy(ROOT / KERNEL_FILE, tmp_path / KERNEL_FILE)
-    assert any(expected in problem for problem in push_problems(tmp_path))
+    ({"title": "Digi"}, ["title is 'Digi'", "at least 5 characters"]),
+    ({"title": "Another title entirely"}, ["does not match the title", "another-title-entirely", "Notebook not found"]),
+    ({"id": "someone/abc"}, ["slug 'abc' does not match the title"]),
+    ({"id": "digit-recognizer-logistic-regression"}, ["id is 'digit-recognizer-logistic-regression'",
+                                                      "expected 'USERNAME/kernel-slug'"]),
+    ({"code_file": "kernel/missing.py"}, ["code_file 'kernel/missing.py' is not a file"]),
+    ({"language": "julia"}, ['"language": "python"']),
+    ({"kernel_type": "utility"}, ['"kernel_type"']),
+    ({"enable_internet": "no"}, ['"enable_internet" to false explicitly']),
+], ids=["short title", "title and slug differ", "short slug", "id without owner", "code file missing",
+        "language", "kernel type", "enable_internet not a boolean"])
+def test_push_refuses_broken_metadata_before_any_request(kaggle, project, change, expected):
+    meta = json.loads((project / "kernel-metadata.json").read_text(encoding="utf-8"))
+    (project / "kernel-metadata.json").write_text(json.dumps({**meta, **change}), encoding="utf-8")
+    before = (project / "kernel-metadata.json").read_bytes()
+    line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
+    assert line.startswith("digit-recognizer: error: ") and "kernel-metadata.json" in line
+    for fragment in expected:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    assert kaggle.requests == []
+    assert (project / "kernel-metadata.json").read_bytes() == before and not (project / "kernel-pushes.json").exists()
