@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from kaggle_fixtures import kaggle, user_env  # noqa: F401  (the stand-in Kaggle, for submit)
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.run_folders import run_folder
@@ -269,7 +270,7 @@ def test_user_mistake(work: Path, case: str):
 
 
 @pytest.mark.parametrize("case", list(SUBMISSIONS))
-def test_submission_mistake(work: Path, case: str):
+def test_submission_mistake(work: Path, case: str, kaggle):
     content, fragments = SUBMISSIONS[case]
     args = score(content)(work)
     before = snapshot(work)
@@ -280,14 +281,14 @@ def test_submission_mistake(work: Path, case: str):
     assert validated.returncode == 1 and "Traceback" not in validated.stderr
     assert problems[0] == line.removeprefix(PREFIX) and all(p.startswith("sub.csv") for p in problems), problems
 
-    # Credentials that would never work: submit must refuse on the file alone, before connecting.
-    fake = {"HOME": str(work), "KAGGLE_CONFIG_DIR": str(work / "no-kaggle-dir"),
-            "KAGGLE_USERNAME": "nobody", "KAGGLE_KEY": "0" * 32}
-    submitted = run_cli("submit", "sub.csv", "--data", "data", cwd=work, env=fake)
+    # Against the stand-in Kaggle with working credentials: submit refuses on the file alone, and not one
+    # request reaches Kaggle (not even the day's limits).
+    submitted = run_cli("submit", "sub.csv", "--data", "data", cwd=work, env=kaggle.env)
     refusal = submitted.stderr.splitlines()
     assert submitted.returncode == 2 and "Traceback" not in submitted.stderr
     assert refusal[0].startswith(line) and all(r.startswith(PREFIX + "sub.csv") for r in refusal), refusal
     assert "submitted" not in submitted.stdout
+    assert kaggle.requests == []
     assert snapshot(work) == before
 
 

@@ -76,11 +76,20 @@ def test_averaged_model_is_the_mean_of_the_fold_models(sample):
 
 
 def test_auto_weight_decay_picks_the_best_mean_accuracy(sample):
-    result = cross_validate(dataclasses.replace(Config(), folds=3, epochs=3, weight_decay="auto"), *sample)
-    grid = result.summary["grid"]
-    best = max(grid, key=lambda g: g["accuracy"])
-    assert result.summary["weight_decay"] == best["weight_decay"] and len(grid) > 1
-    assert result.summary["accuracy"] == best["accuracy"]
+    cfg = dataclasses.replace(Config(), folds=3, epochs=3, weight_decay="auto")
+    result = cross_validate(cfg, *sample)
+    summary, grid = result.summary, result.summary["grid"]
+    accuracies = [g["accuracy"] for g in grid]
+    chosen = accuracies.index(max(accuracies))  # the first of equals: the weaker strength
+    assert summary["weight_decay"] == grid[chosen]["weight_decay"] and summary["accuracy"] == accuracies[chosen]
+    assert min(accuracies) < max(accuracies), grid  # a real choice: a wrong pick would show
+    # The grid's numbers are held-out accuracies: each fold's is a whole count of its own held-out images,
+    # and the chosen strength's grid entry is the mean over the folds.
+    sizes = np.bincount(stratified_folds(sample[1].numpy(), 3, cfg.seed))
+    assert len(summary["fold_accuracies"]) == 3
+    for accuracy, size in zip(summary["fold_accuracies"], sizes):
+        assert accuracy * size == pytest.approx(round(accuracy * size), abs=1e-9) and 0.8 < accuracy < 1.0
+    assert summary["accuracy"] == pytest.approx(np.mean(summary["fold_accuracies"]), abs=1e-12)
 
 
 def test_train_with_folds_reports_the_estimate_and_the_test_score_falls_inside_it(tmp_path):

@@ -24,15 +24,18 @@ def make_run(runs: Path, name: str, submission: bytes, config: dict | None = Non
 
 
 def test_client_imports_in_the_projects_environment_and_six_is_declared(tmp_path, user_env):
-    import importlib.metadata
+    import re
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-c", "import kaggle.api.kaggle_api_extended"], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path, env={**os.environ, **user_env})
     assert result.returncode == 0, result.stderr
-    requires = importlib.metadata.requires("digit-recognizer") or []
-    assert any(r.split(">")[0].split("=")[0].strip() == "six" for r in requires), requires
+    # Declared in pyproject.toml itself (what a fresh install reads), not merely in this venv's dist-info.
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in project["project"]["dependencies"]]
+    assert "six" in names and "kaggle" in names, names
 
 
 def test_a_new_user_without_credentials_gets_one_line_from_each_command(tmp_path, user_env):
@@ -302,13 +305,16 @@ def test_push_refuses_a_stale_kernel_or_bad_metadata_before_calling_kaggle(kaggl
     original = kernel_file.read_bytes()
     kernel_file.write_bytes(original + b"\n# edited by hand\n")
     line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
-    assert "digit_recognizer_kernel.py" in line
+    assert f"{metadata['code_file']} is stale (2 lines differ from a fresh build)" in line, line
+    assert "run `digit-recognizer bundle`" in line
     kernel_file.write_bytes(original)
-    for change in ({"enable_internet": None}, {"competition_sources": []}, {"title": "Something else entirely"}):
+    for change, reason in (({"enable_internet": None}, '"enable_internet" to false explicitly'),
+                           ({"competition_sources": []}, 'competition_sources lacks "digit-recognizer"'),
+                           ({"title": "Something else entirely"}, "does not match the title")):
         broken = {k: v for k, v in {**metadata, **change}.items() if v is not None}
         (project / "kernel-metadata.json").write_text(json.dumps(broken))
         line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
-        assert "kernel-metadata.json" in line
+        assert "kernel-metadata.json" in line and reason in line, line
     assert kaggle.requests == []
 
 
