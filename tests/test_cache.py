@@ -113,28 +113,46 @@ def test_without_a_usable_home_the_cache_never_lands_in_root_or_here(monkeypatch
         assert folder.name == f"digit-recognizer-cache-{os.getuid()}" and folder.parent == Path(tempfile.gettempdir())
 
 
-def test_the_cache_stays_under_its_cap_across_20_data_folders(tmp_path, monkeypatch):
-    """20 runs on 20 different data folders of an eighth of Kaggle's size, under a cap that holds two of them.
+def cached_sources() -> list[str]:
+    """The CSV each cache entry holds, as `digit-recognizer cache` names it."""
+    return sorted(cache.describe_entry(p).split(" (")[0] for p in entries())
+
+
+def test_the_cache_stays_under_its_cap_and_drops_the_least_recently_used(tmp_path, monkeypatch):
+    """20 runs on 20 different data folders of an eighth of Kaggle's size, under a cap that holds two of them,
+    with the first folder read again after each: it is used most recently, so it is never the one dropped
+    (first-in-first-out would drop it on the third load).
 
     (An eighth keeps the test near ten seconds on two shared cores; the cap is scaled with the data.)
     """
     one = write_kaggle_size(tmp_path / "source", 42000 // 8, 28000 // 8)
-    pair = sum(p.stat().st_size for p in one.iterdir())
     load_data(one)
     entry_pair = sum(p.stat().st_size for p in entries())
     cap = 2 * entry_pair + 1000  # room for two folders' entries, not three
     monkeypatch.setenv(cache.MAX_BYTES_ENV, str(cap))
-    for k in range(20):
+    first = tmp_path / "data0"
+    shutil.copytree(one, first)
+    load_data(first)
+    for p in entries():
+        if str(one) in cache.describe_entry(p):
+            p.unlink()  # only data0's two entries from here on
+    first_csvs = [str((first / name).resolve()) for name in ("test.csv", "train.csv")]
+    for k in range(1, 20):
         folder = tmp_path / f"data{k}"
         shutil.copytree(one, folder)
         loaded = load_data(folder)
         assert loaded.train_images.shape == (42000 // 8, 784)
         total = sum(p.stat().st_size for p in entries())
         assert total <= cap, (k, total, cap)
-    assert len(entries()) == 4 and pair > 0  # the two newest folders' train and test
+        newest = [str((folder / name).resolve()) for name in ("test.csv", "train.csv")]
+        assert cached_sources() == sorted(first_csvs + newest), k  # data0 survived; data{k-1} was dropped
+        inodes = {p: p.stat().st_ino for p in entries()}
+        load_data(first)  # read again from the cache, nothing rewritten: now the most recently used
+        assert {p: p.stat().st_ino for p in entries()} == inodes
     listed = run_cli("cache", env={cache.MAX_BYTES_ENV: str(cap)})
     assert listed.returncode == 0 and listed.stdout.count(str(tmp_path / "data19")) == 2, listed.stdout
-    assert "4 entries" in listed.stdout.splitlines()[-1] and "data0/" not in listed.stdout
+    assert listed.stdout.count(str(first) + "/") == 2 and "data18/" not in listed.stdout, listed.stdout
+    assert "4 entries" in listed.stdout.splitlines()[-1]
     cleared = run_cli("cache", "--clear")
     assert cleared.returncode == 0 and cleared.stdout.startswith("removed 4 entries"), cleared.stdout
     assert cache_files() == []
