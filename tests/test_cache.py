@@ -118,6 +118,21 @@ def cached_sources() -> list[str]:
     return sorted(cache.describe_entry(p).split(" (")[0] for p in entries())
 
 
+def after_the_last_write(folder: Path) -> None:
+    """Return once the file system's clock reads later than every entry's time.
+
+    File times come from the kernel's coarse clock (a few milliseconds a tick): a use in the same tick
+    as the last write would tie with it, and a tie says nothing about which was used last.
+    """
+    newest = max(p.stat().st_mtime_ns for p in entries())
+    probe = folder / "clock-probe"
+    for _ in range(100000):
+        probe.touch()
+        if probe.stat().st_mtime_ns > newest:
+            return
+    raise AssertionError("the file system's clock did not move")
+
+
 def test_the_cache_stays_under_its_cap_and_drops_the_least_recently_used(tmp_path, monkeypatch):
     """20 runs on 20 different data folders of an eighth of Kaggle's size, under a cap that holds two of them,
     with the first folder read again after each: it is used most recently, so it is never the one dropped
@@ -147,6 +162,7 @@ def test_the_cache_stays_under_its_cap_and_drops_the_least_recently_used(tmp_pat
         newest = [str((folder / name).resolve()) for name in ("test.csv", "train.csv")]
         assert cached_sources() == sorted(first_csvs + newest), k  # data0 survived; data{k-1} was dropped
         inodes = {p: p.stat().st_ino for p in entries()}
+        after_the_last_write(tmp_path)
         load_data(first)  # read again from the cache, nothing rewritten: now the most recently used
         assert {p: p.stat().st_ino for p in entries()} == inodes
     listed = run_cli("cache", env={cache.MAX_BYTES_ENV: str(cap)})
