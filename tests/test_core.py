@@ -1,6 +1,8 @@
 """The core pipeline on real data: parsing, split, model, submission, full runs."""
 import gzip
+import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from digit_recognizer.core.config import Config
 from digit_recognizer.core.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
 from digit_recognizer.core.data import TRAIN_LIMITS
@@ -24,6 +26,7 @@ from digit_recognizer.saved_model import load_model
 from digit_recognizer.submission_check import check_submission, score
 
 HEADER = ",".join(TRAIN_COLUMNS)
+SAMPLE_TEST_MARKER = "<!-- sample-test-accuracy -->"
 
 
 def train_csv(rows: list[list[int]], header: str = HEADER, newline: str = "\n") -> bytes:
@@ -159,7 +162,47 @@ def test_full_run_on_the_sample_as_a_user_would(tmp_path):
     assert text[0] == "ImageId,Label" and len(text) == 1001
     assert {"submission.csv", "metrics.json", "model.pt"} <= {p.name for p in submission.parent.iterdir()}
     scored = run_cli("score", str(submission), cwd=tmp_path)
-    assert scored.returncode == 0 and float(scored.stdout.split()[1]) >= 0.88
+    assert scored.returncode == 0, scored.stderr
+    # The README's stated accuracy, to within one of the sample's 1,000 test images.
+    assert float(scored.stdout.split()[1]) == pytest.approx(readme_sample_test_accuracy(), abs=0.001 + 1e-9), \
+        (scored.stdout, "update the README's <!-- sample-test-accuracy --> sentence when the model changes")
+
+
+def readme_sample_test_accuracy() -> float:
+    """The number in the README's one sentence marked <!-- sample-test-accuracy -->."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(SAMPLE_TEST_MARKER) == 1, f"README.md needs exactly one {SAMPLE_TEST_MARKER}"
+    sentence = text.split(SAMPLE_TEST_MARKER)[1].split(". ")[0].split(".\n")[0]
+    found = re.findall(r"\b0\.\d{3,4}\b", sentence)
+    assert len(found) == 1, f"the sentence after {SAMPLE_TEST_MARKER} should state one accuracy: {sentence!r}"
+    return float(found[0])
+
+
+def trained(tmp_path: Path, *flags: str) -> tuple[Path, dict, str]:
+    """`digit-recognizer train FLAGS` on the sample: its run folder, metrics.json and stdout."""
+    result = run_cli("train", "--runs", str(tmp_path / "runs"), *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = Path(result.stdout.split("run folder: ")[1].splitlines()[0])
+    return run, json.loads((run / "metrics.json").read_text()), result.stdout
+
+
+def test_sgd_with_refit_end_to_end(tmp_path):
+    """--optimizer sgd reaches the optimiser (the run differs from Adam's at the same settings), and
+    --refit retrains on all 4,000 images for the best epoch's count; predict reproduces the submission."""
+    run, metrics, stdout = trained(tmp_path, "--optimizer", "sgd", "--lr", "0.03", "--epochs", "3", "--refit")
+    assert metrics["config"]["optimizer"] == "sgd" and metrics["config"]["refit"] is True
+    best = metrics["best_epoch"]
+    assert metrics["refit"] == {"epochs": best, "examples": 4000} and "refit" in metrics["timings_seconds"]
+    assert [line.split(":")[0] for line in stdout.splitlines() if line.startswith("refit epoch ")] == \
+        [f"refit epoch {e}/{best}" for e in range(1, best + 1)]
+    adam = run_training(Config(optimizer="adam", lr=0.03, epochs=3, refit=True), load_data(None), tmp_path / "adam")
+    sgd_losses = [h["train_loss"] for h in metrics["history"]]
+    assert all(a["train_loss"] != pytest.approx(b, rel=1e-3) for a, b in zip(adam["history"], sgd_losses))
+    scored = run_cli("score", str(run / "submission.csv"), cwd=tmp_path)
+    assert scored.returncode == 0 and float(scored.stdout.split()[1]) > 0.9, scored.stdout
+    predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()  # the refit model
 
 
 def test_kaggle_size_folder_trains(kaggle_size, tmp_path):

@@ -112,6 +112,23 @@ def test_train_with_folds_reports_the_estimate_and_the_test_score_falls_inside_i
     assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()
 
 
+def test_train_with_folds_and_refit_submits_the_refit_model(tmp_path):
+    result = run_cli("train", "--runs", str(tmp_path / "runs"), "--folds", "3", "--refit", "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    [run] = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    cv = metrics["cv"]
+    assert cv["folds"] == 3 and cv["model"] == f"refit on all 4000 training images at weight decay {cv['weight_decay']:g}"
+    assert metrics["refit"] == {"epochs": 2, "examples": 4000}
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("refit epoch ")] == \
+        ["refit epoch 1/2", "refit epoch 2/2"]
+    predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()
+    scored = run_cli("score", str(run / "submission.csv"))
+    assert scored.returncode == 0 and float(scored.stdout.split()[1]) > 0.9, scored.stdout
+
+
 def test_lbfgs_solves_each_batched_problem_as_if_alone():
     """Independent quadratics of different conditioning, one per model: each reaches its own minimiser."""
     generator = torch.Generator().manual_seed(0)
