@@ -5,6 +5,7 @@ traceback, and the folders involved hash-identical or all-new afterwards. File-s
 real mechanisms: a small tmpfs and read-only bind mounts when the tests run as root, permissions
 otherwise, and a skip saying why where neither works.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 from digit_recognizer.bundle import KERNEL_FILE
+from digit_recognizer.run_folders import RUN_ID_PATTERN
 from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
 
 KERNEL_PREFIX = "digit_recognizer_kernel.py: error: "
@@ -364,25 +366,42 @@ def test_a_second_ctrl_c_during_clean_up_is_ignored(tmp_path):
 
 
 def test_ctrl_c_just_after_the_run_folder_is_published_says_it_was_kept(tmp_path):
+    """The interrupt lands, every time, between the run folder's publication and the end of the command.
+
+    The command's stdout is a pipe this test holds nearly full (unbuffered, so each line is written as it
+    is printed): the lines before publication fit, the report after it does not, so the command is held
+    in its report with the run published until the test reads. Then Ctrl-C.
+    """
     data, out = write_data(tmp_path / "data"), tmp_path / "runs"
     earlier_run(out)
-    process = slow_train(data, out, "--epochs", "1")
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline:
-        published = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("2026")]
-        if published:
-            process.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.001)
-    stdout, stderr = process.communicate(timeout=120)
-    (run,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(("2024", "."))]
-    assert "Traceback" not in stderr, stderr
-    if process.returncode == 130:  # the interrupt came before the command ended: it must own up to the run
-        messages = [line for line in stderr.splitlines() if line.startswith("digit-recognizer")]
-        assert messages == [f"digit-recognizer: interrupted; the run folder {run} was complete and is kept; "
-                            "earlier runs are untouched"], stderr
-    else:
-        assert process.returncode == 0 and f"run folder: {run}" in stdout
+    before = set(out.iterdir())
+    read_end, write_end = os.pipe()
+    room = 512  # the data line and one epoch line (about 130 bytes) fit; the report (about 1,500) does not
+    filler = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) - room
+    os.write(write_end, b"\0" * filler)
+    process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out",
+                                str(out), "--epochs", "1"], stdout=write_end, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in set(out.iterdir()) - before if RUN_ID_PATTERN.fullmatch(p.name)]:
+            assert process.poll() is None and time.monotonic() < deadline, "the run was never published"
+            time.sleep(0.01)
+        assert process.poll() is None  # held in its report: the signal lands after publication, before the end
+        process.send_signal(signal.SIGINT)
+        with os.fdopen(read_end, "rb") as reader:
+            stdout = reader.read()[filler:].decode()
+        stderr = process.communicate(timeout=120)[1].decode()
+    finally:
+        process.kill()
+    (run,) = [p for p in set(out.iterdir()) - before]
+    assert RUN_ID_PATTERN.fullmatch(run.name) and "Traceback" not in stderr, stderr
+    assert process.returncode == 130, (process.returncode, stderr)
+    messages = [line for line in stderr.splitlines() if line.startswith("digit-recognizer")]
+    assert messages == [f"digit-recognizer: interrupted; the run folder {run} was complete and is kept; "
+                        "earlier runs are untouched"], stderr
+    assert "train epoch 1/1" in stdout and f"run folder: {run}" not in stdout  # cut short in the report
     assert {p.name for p in run.iterdir()} >= {"submission.csv", "model.pt", "metrics.json"}
 
 
