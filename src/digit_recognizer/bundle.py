@@ -23,7 +23,7 @@ KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL")
 READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
     ("Data", ("csvtable", "data")),
-    ("Model", ("deskew", "model")),
+    ("Model", ("deskew", "features", "model")),
     ("Training", ("split", "optimizer", "train", "metrics", "lbfgs", "cv")),
     ("Submission", ("fileio", "submission")),
     ("Pictures", ("pictures",)),

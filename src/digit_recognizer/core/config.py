@@ -12,6 +12,8 @@ MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
 MAX_FOLDS = 100
 # L2 strengths that --weight-decay auto tries (see README: the sample's optimum sits inside it).
 WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+# The feature ladder (core/features.py), from what the tutorials feed a linear model to the default.
+FEATURE_RUNGS = ("pixels", "deskew", "normalised", "orientations")
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,10 @@ class Config:
     patience: int = 3  # 0: never stop early
     batch_size: int = 0  # 0: auto, see batch_size_for
     lr: float = 0.003
-    weight_decay: float | str = 1e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
-    optimizer: str = "adam"
+    weight_decay: float | str = 3e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
+    optimizer: str = "lbfgs"  # the optimum of the penalised loss; adam/sgd: epochs with early stopping
     schedule: str = "cosine"
-    deskew: bool = True
+    features: str = "orientations"
     refit: bool = False
     folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
@@ -66,7 +68,7 @@ class Config:
         return self.batch_size or max(256, -(-n_examples // 32))
 
 
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
 HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
@@ -77,9 +79,11 @@ HELP = {
     "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
                     f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each strength "
                     "fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and optimiser flags then do not apply)",
-    "optimizer": "optimiser",
+    "optimizer": "optimiser: adam or sgd run --epochs with early stopping; lbfgs fits the optimum of the "
+                 "penalised loss (full-batch L-BFGS; the epoch, rate, batch, schedule and patience flags then do not apply)",
     "schedule": "learning-rate schedule over the run",
-    "deskew": "straighten each digit by its second moments before the linear layer",
+    "features": "what the linear layer sees: raw pixels; deskewed pixels; normalised (deskewed, scaled to one "
+                "height, blurred); orientations (normalised + 392 pooled gradient-direction planes)",
     "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
              "with --folds, retrain on all of train.csv instead of averaging the fold models "
              "(--weight-decay auto always does: its model is the optimum on all of train.csv)",

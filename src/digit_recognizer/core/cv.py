@@ -1,6 +1,6 @@
 """K-fold cross-validation as one batched tensor program: every fold and every L2 strength at once.
 
-Each fold's examples are gathered by index from one tensor of deskewed images and standardised with
+Each fold's examples are gathered by index from one tensor of image features and standardised with
 that fold's own training statistics; one batched matmul then scores a batch under every fold's
 weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
 models train in the step a single model would take. The fits run every epoch (no early stopping:
@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from .config import WEIGHT_DECAY_GRID, Config
-from .lbfgs import minimise
-from .model import N_CLASSES, N_PIXELS, SoftmaxRegression
+from .lbfgs import optimum, standardised_logits
+from .features import feature_blocks
+from .model import N_CLASSES, SoftmaxRegression
 from .optimizer import make_optimizer
 from .split import stratified_folds
-from .train import Batches, Progress, check_finite, fit, learning_rate
+from .train import Batches, OptimumProgress, Progress, check_finite, fit, learning_rate, set_to_optimum
 
 
 @dataclass
@@ -42,10 +43,10 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
     fold_of = torch.from_numpy(stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)).to(pixels.device)
     targets = labels.long()
     with torch.no_grad():
-        prepared = SoftmaxRegression(cfg.deskew).prepare(pixels)
-    folds = FoldData(prepared, targets, fold_of, cfg.folds, cfg.seed)
-    optimum = cfg.weight_decay == "auto"
-    weight, bias, history = (fit_folds_to_optimum if optimum else fit_folds)(cfg, folds, decays)
+        prepared = SoftmaxRegression(cfg.features).prepare(pixels)
+    folds = FoldData(prepared, targets, fold_of, cfg.folds, cfg.seed, feature_blocks(cfg.features))
+    to_optimum = cfg.weight_decay == "auto" or cfg.optimizer == "lbfgs"
+    weight, bias, history = (fit_folds_to_optimum if to_optimum else fit_folds)(cfg, folds, decays)
     with torch.no_grad():
         logits = folds.val_logits(weight, bias)  # (folds, v, strengths, 10)
         accuracy = folds.val_accuracy(logits)  # (folds, strengths)
@@ -54,7 +55,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
     chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
     fold_accuracies = accuracy[:, chosen].tolist()
     chosen_cfg = replace(cfg, weight_decay=decays[chosen])
-    if optimum:
+    if to_optimum:
         # The optimum at the chosen strength on all the data (what CV chose the strength for), not an
         # average of fold optima: one more model at 1/(folds x strengths) of the CV's cost; on the
         # sample it scored 0.946 against the average's 0.944 (README).
@@ -65,7 +66,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
         how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
     else:
         blocks = (cfg.folds, -1, len(decays), N_CLASSES)
-        model = folds.averaged_model(cfg.deskew, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
+        model = folds.averaged_model(cfg.features, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
         how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
@@ -86,7 +87,8 @@ def summary_line(cv: dict) -> str:
 class FoldData:
     """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
 
-    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int):
+    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int,
+                 blocks: list[slice]):
         device = prepared.device
         self.prepared, self.targets, self.folds = prepared, targets, folds
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -104,13 +106,13 @@ class FoldData:
         self.train_features = self.gather(self.train)  # (folds, n, 784)
         self.train_targets = targets[self.train]  # (folds, n)
         self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
-        self.mean, self.std = fold_standardisers(prepared, fold_of, folds)
+        self.mean, self.std = fold_standardisers(prepared, fold_of, folds, blocks)
         # Which rows of self.train are a fold's own examples and not the padding's repeats.
         self.train_mask = torch.arange(self.train.shape[1], device=device) < self.n_train[:, None]
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Prepared images (folds, b, 784) of the examples rows (folds, b)."""
-        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, N_PIXELS)
+        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
 
     def logits(self, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own standardised features.
@@ -139,16 +141,16 @@ class FoldData:
         result[self.val[self.val_mask]] = probabilities[self.val_mask]
         return result
 
-    def averaged_model(self, use_deskew: bool, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
+    def averaged_model(self, features: str, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
         """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared pixels.
 
         Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
         it is written back in terms of a standardiser fitted on all the training examples.
         """
-        model = SoftmaxRegression(use_deskew).to(self.prepared.device)
+        model = SoftmaxRegression(features).to(self.prepared.device)
         with torch.no_grad():
             model.fit_standardizer(self.prepared)
-            raw = weight.transpose(1, 2) / self.std  # (folds, 10, 784): weights on prepared pixels
+            raw = weight.transpose(1, 2) / self.std[:, None, :]  # (folds, 10, d): weights on unstandardised features
             raw_bias = bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, self.mean)
             mean_weight, mean_bias = raw.mean(0), raw_bias.mean(0)
             model.linear.weight.copy_(mean_weight * model.std)
@@ -156,38 +158,34 @@ class FoldData:
         return model
 
 
-def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
-                        std: torch.Tensor) -> torch.Tensor:
-    """W (x - m) / s + b for batch (folds, b, 784), weight (folds, 784, k), mean (folds, 784), std (folds, 1, 1)."""
-    scaled = weight / std
-    shifted = bias - torch.bmm(mean[:, None, :], scaled)
-    return torch.baddbmm(shifted, batch, scaled)
-
-
 def pad(index: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([index, index[:length - len(index)]])
 
 
-def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int,
+                       blocks: list[slice]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each fold's standardiser (as SoftmaxRegression.fit_standardizer), fitted on its training part only.
 
     A fold's training part is everything but its held-out part, so its sums are the totals minus
     the held-out sums: one pass over the data for all folds, no copy of any training part.
     """
-    held_sum = torch.zeros(folds, N_PIXELS, device=prepared.device).index_add_(0, fold_of, prepared)
-    held_square = torch.zeros(folds, device=prepared.device).index_add_(0, fold_of, prepared.square().sum(1))
+    device = prepared.device
+    held_sum = torch.zeros(folds, prepared.shape[1], device=device).index_add_(0, fold_of, prepared)
     count = (len(fold_of) - torch.bincount(fold_of, minlength=folds)).to(prepared.dtype)[:, None]
-    mean = (prepared.sum(0) - held_sum) / count  # (folds, 784)
-    mean_square = (held_square.sum() - held_square)[:, None] / (count * N_PIXELS)
-    std = (mean_square - mean.square().mean(1, keepdim=True)).clamp_min(1e-12).sqrt()
-    return mean, std.view(folds, 1, 1)
+    mean = (prepared.sum(0) - held_sum) / count  # (folds, d)
+    std = torch.empty_like(mean)
+    for block in blocks:  # one shared scale per block, as SoftmaxRegression.fit_standardizer
+        held_square = torch.zeros(folds, device=device).index_add_(0, fold_of, prepared[:, block].square().sum(1))
+        mean_square = (held_square.sum() - held_square)[:, None] / (count * (block.stop - block.start))
+        std[:, block] = (mean_square - mean[:, block].square().mean(1, keepdim=True)).clamp_min(1e-12).sqrt()
+    return mean, std
 
 
 def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias (folds, 1, strengths*10)."""
     device, n_models = folds.prepared.device, len(decays) * N_CLASSES
     torch.manual_seed(cfg.seed)
-    weight = torch.zeros(folds.folds, N_PIXELS, n_models, device=device, requires_grad=True)
+    weight = torch.zeros(folds.folds, folds.prepared.shape[1], n_models, device=device, requires_grad=True)
     bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
     decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10-column block
     optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
@@ -223,20 +221,16 @@ def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.
     return weight.detach(), bias.detach(), history
 
 
-# Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
-# same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
-OPTIMUM_TOL = 1e-4
-MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs a few hundred
-
-
 def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """The optimum of each fold's penalised loss at each strength, by one batched full-batch L-BFGS.
 
     Same weight layout as fit_folds. Each strength is compared at its own optimum, so the choice
     depends on the data alone, not on how far a fixed number of epochs got at each strength.
     """
+    progress = OptimumProgress(f"{cfg.folds}-fold CV", cfg.folds * len(decays))
     weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
-                                              folds.mean, folds.std, decays)
+                                              folds.mean, folds.std, decays, progress.update)
+    progress.close()
     with torch.no_grad():
         logits = folds.val_logits(weight, bias)
         accuracy, val_loss = folds.val_accuracy(logits).mean(0), folds.val_loss(logits).mean(0)
@@ -250,46 +244,8 @@ def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> t
 
 def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor, decay: float) -> SoftmaxRegression:
     """The optimum at `decay` on all the training images, standardised on them all: one model, one fold."""
-    model = SoftmaxRegression(cfg.deskew).to(prepared.device)
+    model = SoftmaxRegression(cfg.features).to(prepared.device)
     with torch.no_grad():
         model.fit_standardizer(prepared)
-    mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
-    weight, bias, _, _ = optimum(prepared[None], targets[None], mask, model.mean[None], model.std[:1].view(1, 1, 1), [decay])
-    with torch.no_grad():
-        model.linear.weight.copy_(weight[0].T)
-        model.linear.bias.copy_(bias[0, 0])
+    set_to_optimum(model, prepared, targets, decay, "refit")
     return model
-
-
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
-    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
-
-    features (folds, n, 784), targets and mask (folds, n), mean (folds, 784), std (folds, 1, 1).
-    Returns weight (folds, 784, strengths*10), bias (folds, 1, strengths*10), the iterations and
-    each model's objective (folds, strengths).
-    """
-    n_folds, n, strengths = features.shape[0], features.shape[1], len(decays)
-    decay = torch.tensor(decays, device=features.device).view(1, strengths, 1)
-    count = mask.sum(1).to(features.dtype)[:, None]  # (folds, 1)
-    expanded = targets[..., None].expand(-1, -1, strengths).reshape(-1)
-    weights = mask.to(features.dtype)[..., None]  # (folds, n, 1): padding rows count zero
-
-    def objective(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_()
-            weight = x[:, :N_PIXELS].reshape(n_folds, N_PIXELS, -1)
-            bias = x[:, N_PIXELS:].reshape(n_folds, 1, -1)
-            logits = standardised_logits(features, weight, bias, mean, std)
-            losses = F.cross_entropy(logits.reshape(-1, N_CLASSES), expanded, reduction="none").view(n_folds, n, strengths)
-            penalty = x[:, :N_PIXELS].square().sum((1, 3))  # (folds, strengths)
-            value = (losses * weights).sum(1) / count + decay[..., 0] / 2 * penalty
-            grad, = torch.autograd.grad(value.sum(), x)
-        return value.detach(), grad
-
-    # One model's parameters: its 784 weight rows and its bias row (dim 1) by its 10 classes (dim 3).
-    x = torch.zeros(n_folds, N_PIXELS + 1, strengths, N_CLASSES, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL)
-    weight = x[:, :N_PIXELS].reshape(n_folds, N_PIXELS, -1).contiguous()
-    bias = x[:, N_PIXELS:].reshape(n_folds, 1, -1).contiguous()
-    return weight, bias, iterations, value.view(n_folds, strengths)

@@ -6,21 +6,33 @@ a fixed budget of Adam epochs stops short of them by an amount that depends on t
 model here keeps its own curvature history and its own step length (each inner product is taken
 per model), so batching folds x strengths into one tensor program changes no model's iterates.
 torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
+A model whose gradient is already small enough stops, and the objective is no longer computed for
+it: the strong penalties converge first, and the batch shrinks to the models still moving.
 """
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
 ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 MAX_HALVINGS = 30
 
-# x (models..., params..., with the model dims given by `dims`) -> (per-model objective, its gradient)
-Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
+# same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
+OPTIMUM_TOL = 1e-4
+MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
+
+# (x (models..., params..., with the model dims given by `dims`), the models still moving, a bool
+# tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
+# skip the models not moving and return anything for them.
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# Called once an iteration with (iteration, largest gradient entry left, models still moving).
+Report = Callable[[int, float, int], None]
 
 
 def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
-             tol: float) -> tuple[torch.Tensor, int, torch.Tensor]:
+             tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Minimise every model's objective from x; return x, the iterations run and each model's objective.
 
     `dims` are the dimensions of x that hold one model's parameters (reduced by its inner products);
@@ -33,8 +45,9 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
     def amax(a: torch.Tensor) -> torch.Tensor:
         return a.abs().amax(dims, keepdim=True)
 
-    value, grad = objective(x)
-    value = value.view_as(dot(x, x))
+    everyone = torch.ones_like(dot(x, x), dtype=torch.bool)
+    value, grad = objective(x, everyone)
+    value = value.view_as(everyone)
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / y.s), oldest first
     iteration = 0
     for iteration in range(1, max_iter + 1):
@@ -50,7 +63,7 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         step = torch.where(active, step, torch.zeros_like(step))
         for _ in range(MAX_HALVINGS):
             trial = x + step * direction
-            new_value, new_grad = objective(trial)
+            new_value, new_grad = objective(trial, active)
             new_value = new_value.view_as(value)
             accepted = (new_value <= value + ARMIJO * step * slope) | ~active
             if bool(accepted.all()):  # the one host sync a step
@@ -67,7 +80,11 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         x = torch.where(moved, trial, x)
         grad = torch.where(moved, new_grad, grad)
         value = torch.where(moved, new_value, value)
-        if not bool((amax(grad) > tol).any()):
+        left = amax(grad)
+        largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()  # one host sync
+        if report is not None:
+            report(iteration, largest, int(moving))
+        if not moving:
             break
     return x, iteration, value
 
@@ -86,3 +103,56 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
     for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
         q += s * (alpha - rho * dot(y, q))
     return q
+
+
+def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
+                        std: torch.Tensor) -> torch.Tensor:
+    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
+
+    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
+    never rewritten.
+    """
+    scaled = weight / std[..., None]
+    shifted = bias - torch.bmm(mean[:, None, :], scaled)
+    return torch.baddbmm(shifted, batch, scaled)
+
+
+def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+            decays: list[float], report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
+
+    features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
+    (folds, d, strengths*10), bias (folds, 1, strengths*10), the iterations and each model's
+    objective (folds, strengths).
+    """
+    n_folds, n, d = features.shape
+    strengths, classes = len(decays), 10
+    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
+    count = mask.sum(1).to(features.dtype)  # (folds,)
+    weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
+
+    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
+        moving = active.view(n_folds, strengths).cpu()
+        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
+            cols = torch.nonzero(moving[f]).flatten().tolist()
+            if not cols:
+                continue
+            with torch.enable_grad():
+                part = x[f][:, cols].detach().requires_grad_()  # (d + 1, s, 10)
+                logits = standardised_logits(features[f:f + 1], part[:d].reshape(1, d, -1),
+                                             part[d:].reshape(1, 1, -1), mean[f:f + 1], std[f:f + 1])
+                losses = F.cross_entropy(logits.view(-1, classes),
+                                         targets[f, :, None].expand(n, len(cols)).reshape(-1),
+                                         reduction="none").view(n, len(cols))
+                loss = weights[f] @ losses / count[f] + decay[cols] / 2 * part[:d].square().sum((0, 2))
+                part_grad, = torch.autograd.grad(loss.sum(), part)
+            value[f, cols], grad[f][:, cols] = loss.detach(), part_grad
+        return value, grad
+
+    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
+    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
+    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
+    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
+    return weight, bias, iterations, value.view(n_folds, strengths)

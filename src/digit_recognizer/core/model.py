@@ -1,49 +1,49 @@
-"""Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels."""
+"""Multinomial logistic regression: one linear layer on standardised features of the image."""
 import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .deskew import deskew_
+from .features import DEFAULT_RUNG, feature_blocks, feature_count, image_features
 
-N_PIXELS = 784
 N_CLASSES = 10
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the feature rung is saved; 1 (older runs) saved only whether it deskewed
 
 
 class SoftmaxRegression(nn.Module):
     """Logits = W x + b on preprocessed pixels; cross-entropy turns them into a softmax model.
 
-    The preprocessing (deskew flag, per-pixel mean and std fitted on the training split) is part
-    of the model, so a saved model predicts raw Kaggle pixels exactly as it did in training.
+    The preprocessing (the feature rung, each feature's mean and each block's scale, fitted on the
+    training split) is part of the model, so a saved model predicts raw Kaggle pixels exactly as it
+    did in training.
     """
 
-    def __init__(self, use_deskew: bool = True):
+    def __init__(self, features: str = DEFAULT_RUNG):
         super().__init__()
-        self.use_deskew = use_deskew
-        self.linear = nn.Linear(N_PIXELS, N_CLASSES)
+        self.features = features
+        n_features = feature_count(features)
+        self.linear = nn.Linear(n_features, N_CLASSES)
         # Zero start: the loss is convex, so this costs nothing and makes runs reproducible by construction.
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        self.register_buffer("mean", torch.zeros(N_PIXELS))
-        self.register_buffer("std", torch.ones(N_PIXELS))
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
 
     def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (n, 784) -> float ink in [0, 1], deskewed when enabled."""
-        ink = pixels.to(self.mean.dtype).div_(255.0)
-        return deskew_(ink) if self.use_deskew else ink
+        """uint8 pixels (n, 784) -> the rung's float features (n, d), not yet standardised."""
+        return image_features(pixels, self.features, self.mean.dtype)
 
     def fit_standardizer(self, prepared: torch.Tensor) -> None:
-        """Centre each pixel on its training-split mean and scale all by one shared std.
+        """Centre each feature on its training-split mean and scale each block by one shared std.
 
-        One shared scale, not one per pixel: dividing each pixel by its own std blows up the
-        near-empty border pixels, and on validation it loses to plain centring (see README).
+        One scale per block (the pixels; the orientation planes), not one per feature: dividing
+        each pixel by its own std blows up the near-empty border pixels, and on validation it
+        loses to plain centring (see README).
         """
         self.mean.copy_(prepared.mean(0))
-        # Variance about the per-pixel means, E[x^2] - E[mean^2], without a copy of the data.
-        mean_square = torch.linalg.vector_norm(prepared).square() / prepared.numel()
-        self.std.fill_(0).add_((mean_square - self.mean.square().mean()).clamp_min(1e-12).sqrt())
+        for block in feature_blocks(self.features):
+            self.std[block] = block_scale(prepared[:, block], self.mean[block])
 
     def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
         """In place: `prepared` is always a fresh tensor from prepare()."""
@@ -56,8 +56,14 @@ class SoftmaxRegression(nn.Module):
         return self.linear(self.features_of(pixels))
 
 
+def block_scale(block: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """The std of a block's values about their own features' means: sqrt(E[x^2] - mean(mean^2)), no copy of the data."""
+    mean_square = torch.linalg.vector_norm(block).square() / block.numel()
+    return (mean_square - mean.square().mean()).clamp_min(1e-12).sqrt()
+
+
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()  # written by Python, so that a full disk is an OSError, not torch's RuntimeError
-    torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, buffer)
+    torch.save({"format": MODEL_FORMAT, "features": model.features, "state_dict": state, **extra}, buffer)
     Path(path).write_bytes(buffer.getvalue())

@@ -22,7 +22,7 @@ PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 
 DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
 
 
-def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion) -> dict:
+def write_run_pictures(out_dir: Path, model, val_pixels, val_labels, val_probabilities, confusion) -> dict:
     """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
 
     A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
@@ -30,7 +30,9 @@ def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_p
     """
     written = []
     try:
-        save_picture(out_dir / "weights.png", draw_weights(weight_patterns(weight, std)))
+        pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the pixel block; orientation planes follow it
+        patterns = weight_patterns(model.linear.weight[:, pixels], model.std[pixels])
+        save_picture(out_dir / "weights.png", draw_weights(patterns, model.features))
         written.append("weights.png")
         save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
         written.append("errors.png")
@@ -63,13 +65,18 @@ def diverging_colours(values: torch.Tensor) -> torch.Tensor:
     return DIVERGING[low] * (1 - frac) + DIVERGING[low + 1] * frac
 
 
-def draw_weights(templates: torch.Tensor):
+IMAGE_SEEN = {"pixels": "the raw 28x28 image", "deskew": "the deskewed 28x28 image",
+              "normalised": "the deskewed, size-normalised, blurred 28x28 image",
+              "orientations": "the normalised 28x28 image (the orientation planes' weights not shown)"}
+
+
+def draw_weights(templates: torch.Tensor, features: str = "deskew"):
     """A labelled 2x5 grid of the ten templates, red where ink raises the digit's score."""
     # One scale for all ten keeps their strengths comparable; the 99.5th percentile keeps a handful
     # of extreme pixels from washing out the rest.
     limit = templates.abs().flatten().quantile(0.995).clamp_min(1e-12)
     colours = diverging_colours(templates / limit).view(10, DIGIT_SIDE, DIGIT_SIDE, 3).permute(0, 3, 1, 2)
-    title = ["What the model learned: one template per digit, over the deskewed 28x28 image",
+    title = [f"What the model learned: one template per digit, over {IMAGE_SEEN[features]}",
              "red: ink here is evidence for the digit   blue: evidence against",
              "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
     return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)

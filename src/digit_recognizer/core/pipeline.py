@@ -49,7 +49,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+    metrics.update(write_run_pictures(out_dir, model, data.train_images[val_idx],
                                       data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
     timings["pictures"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
@@ -69,7 +69,8 @@ def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.T
     if cfg.refit:
         refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
         model, timings["refit"] = refitted.model, refitted.seconds
-        refit = {"epochs": result.best_epoch, "examples": len(labels)}
+        epochs = "to the optimum (L-BFGS)" if cfg.optimizer == "lbfgs" else result.best_epoch
+        refit = {"epochs": epochs, "examples": len(labels)}
     return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
             "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}

@@ -14,8 +14,12 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
     """
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    fitted = f"{metrics['cv']['folds']}-fold CV" if metrics.get("cv") else \
-        f"best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}"
+    if metrics.get("cv"):
+        fitted = f"{metrics['cv']['folds']}-fold CV"
+    elif metrics["config"].get("optimizer") == "lbfgs":
+        fitted = f"fitted to the optimum by L-BFGS in {metrics['best_epoch']} iterations"
+    else:
+        fitted = f"best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}"
     lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",

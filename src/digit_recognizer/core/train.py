@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .errors import UserError
+from .lbfgs import OPTIMUM_TOL, optimum
 from .model import SoftmaxRegression
 from .optimizer import Optimizer, make_optimizer
 
@@ -33,14 +34,19 @@ class FitResult:
 
 def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
         val_labels: torch.Tensor | None = None, epochs: int | None = None, desc: str = "train") -> FitResult:
-    """Train a fresh model on device tensors; with validation data keep the best epoch's weights."""
+    """Train a fresh model on device tensors; with validation data keep the best epoch's weights.
+
+    With `--optimizer lbfgs` there are no epochs: the model is the optimum of its penalised loss.
+    """
+    if cfg.optimizer == "lbfgs":
+        return fit_to_optimum(cfg, pixels, labels, val_pixels, val_labels, desc)
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
     # One shuffle up front; every epoch then takes contiguous slices (views, not copies) in a new order.
     shuffled = torch.randperm(len(pixels), device=pixels.device, generator=generator)
     pixels, targets = pixels[shuffled], labels[shuffled].long()
-    model = SoftmaxRegression(cfg.deskew).to(pixels.device)
+    model = SoftmaxRegression(cfg.features).to(pixels.device)
     with torch.no_grad():
         prepared = model.prepare(pixels)
         model.fit_standardizer(prepared)
@@ -73,6 +79,40 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     if best_weights is not None:
         model.linear.load_state_dict(best_weights)
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
+
+
+def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
+                   val_labels: torch.Tensor | None = None, desc: str = "train") -> FitResult:
+    """The optimum of mean cross-entropy + weight_decay/2 |W|^2 on these images, by full-batch L-BFGS.
+
+    The loss is convex, so there is one optimum and nothing to stop early: the validation split
+    only measures it. `best_epoch` counts the L-BFGS iterations.
+    """
+    start = time.perf_counter()
+    model = SoftmaxRegression(cfg.features).to(pixels.device)
+    with torch.no_grad():
+        prepared = model.prepare(pixels)
+        model.fit_standardizer(prepared)
+    iterations, value = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc)
+    record = {"epoch": iterations, "train_loss": value}
+    if val_pixels is not None:
+        with torch.no_grad():
+            record.update({k: v.item() for k, v in validate(model, model.features_of(val_pixels), val_labels.long()).items()})
+    return FitResult(model.eval(), iterations, [record], time.perf_counter() - start)
+
+
+def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: torch.Tensor, decay: float,
+                   desc: str) -> tuple[int, float]:
+    """Fit the model's linear layer to the optimum on its standardised features; the iterations and objective."""
+    mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
+    progress = OptimumProgress(desc, 1)
+    weight, bias, iterations, value = optimum(prepared[None], targets[None], mask, model.mean[None], model.std[None],
+                                              [decay], progress.update)
+    progress.close()
+    with torch.no_grad():
+        model.linear.weight.copy_(weight[0].T)
+        model.linear.bias.copy_(bias[0, 0])
+    return iterations, value.item()
 
 
 def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
@@ -109,6 +149,43 @@ class Progress:
         elif not self.quiet:
             print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class OptimumProgress:
+    """L-BFGS progress: a tqdm bar of iterations in a terminal; in a log, a plain line every few seconds.
+
+    There is no known number of iterations, so it shows how far the largest gradient entry still is
+    from the stopping tolerance, and how many of the models are still moving.
+    """
+    EVERY_SECONDS = 3.0
+
+    def __init__(self, desc: str, models: int):
+        self.desc, self.models, self.bar = desc, models, None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        self.printed = time.perf_counter()
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(desc=f"{desc} (L-BFGS)", unit="it", leave=False, dynamic_ncols=True)
+        elif not self.quiet:
+            what = f"{models} models" if models > 1 else "the model"
+            print(f"{desc}: fitting {what} to the optimum by L-BFGS (stops when every gradient entry is "
+                  f"at most {OPTIMUM_TOL:g})", flush=True)
+
+    def update(self, iteration: int, largest: float, moving: int) -> None:
+        status = f"largest gradient {largest:.2e}" + (f", {moving} of {self.models} models still moving"
+                                                       if self.models > 1 else "")
+        if self.bar is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+            self.bar.update()
+        elif not self.quiet and (time.perf_counter() - self.printed >= self.EVERY_SECONDS or not moving):
+            self.printed = time.perf_counter()
+            print(f"{self.desc} L-BFGS iteration {iteration}: {status}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
