@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import digit_recognizer.core.config  # noqa: F401  (before torch loads, as the kit itself does: its thread wait policy)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,4 +1,7 @@
-"""What the model does, specified on small synthetic or sample data: deskew, early stopping, schedule, standardiser."""
+"""What training does, specified on small synthetic or sample data: early stopping, schedule, the optimum.
+
+The features and the standardiser are specified in test_features.py.
+"""
 import dataclasses
 import math
 
@@ -8,41 +11,8 @@ import torch
 
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import load_data
-from digit_recognizer.core.deskew import SIDE, deskew_
 from digit_recognizer.core.model import SoftmaxRegression
 from digit_recognizer.core.train import fit, learning_rate
-
-
-def moments(image: torch.Tensor) -> tuple[float, float, float]:
-    """Centre of mass (x, y) and the slant cov(x, y) / var(y) of one 28x28 image."""
-    coords = torch.arange(SIDE, dtype=image.dtype)
-    y, x = torch.meshgrid(coords, coords, indexing="ij")
-    mass = image.sum()
-    cx, cy = (image * x).sum() / mass, (image * y).sum() / mass
-    slant = (image * (x - cx) * (y - cy)).sum() / (image * (y - cy).square()).sum()
-    return float(cx), float(cy), float(slant)
-
-
-def sheared_bar(slant: float, x0: float, y0: float) -> torch.Tensor:
-    """A 3-pixel-wide bar, 16 rows tall, leaning by `slant` columns per row, centred near (x0, y0)."""
-    image = torch.zeros(SIDE, SIDE)
-    for row in range(int(y0) - 8, int(y0) + 8):
-        centre = x0 + slant * (row - y0)
-        for col in range(SIDE):
-            image[row, col] = max(0.0, 1.5 - abs(col - centre))
-    return image
-
-
-def test_deskew_makes_a_sheared_off_centre_bar_upright_and_centred():
-    bar = sheared_bar(slant=0.4, x0=9.0, y0=17.0)
-    cx, cy, slant = moments(bar)
-    assert abs(slant - 0.4) < 0.05 and abs(cx - 9) < 0.5 and abs(cy - 16.5) < 0.5  # the input is what we think
-    upright = deskew_(bar.reshape(1, -1).clone()).reshape(SIDE, SIDE)
-    cx, cy, slant = moments(upright)
-    centre = (SIDE - 1) / 2
-    assert abs(slant) < 0.03, slant
-    assert abs(cx - centre) < 0.3 and abs(cy - centre) < 0.3, (cx, cy)
-    assert float(upright.sum()) == pytest.approx(float(bar.sum()), rel=0.02)  # moved, not lost: the bar stays inside
 
 
 def sample_tensors(n: int = 1200):
@@ -55,7 +25,7 @@ def test_early_stopping_waits_patience_epochs_and_restores_the_best_weights():
     # Validation images from the training set with every label shifted by one: the better the model
     # fits, the worse it scores there, so the first epoch is the best and nothing after it improves.
     wrong = (labels[:300] + 1) % 10
-    cfg = dataclasses.replace(Config(), epochs=12, patience=2)
+    cfg = dataclasses.replace(Config(), optimizer="adam", epochs=12, patience=2)
     result = fit(cfg, pixels, labels, pixels[:300], wrong)
     accuracies = [h["val_accuracy"] for h in result.history]
     assert result.best_epoch == 1 + int(np.argmax(accuracies))
@@ -81,16 +51,3 @@ def test_cosine_schedule_starts_at_the_peak_and_ends_at_zero():
     assert rates[50] == pytest.approx(cfg.lr / 2)
     constant = dataclasses.replace(cfg, schedule="constant")
     assert {learning_rate(constant, p / 10) for p in range(11)} == {cfg.lr}
-
-
-def test_standardiser_is_fitted_on_the_training_split_only():
-    pixels, labels = sample_tensors(600)
-    val_pixels = torch.full((50, 784), 255, dtype=torch.uint8)  # nothing like the training digits
-    result = fit(dataclasses.replace(Config(), epochs=1), pixels, labels, val_pixels, labels[:50])
-    prepared = SoftmaxRegression(True).prepare(pixels)
-    torch.testing.assert_close(result.model.mean, prepared.mean(0))
-    expected_std = (prepared - prepared.mean(0)).square().mean().sqrt()
-    assert float(result.model.std[0]) == pytest.approx(float(expected_std), rel=1e-4)
-    assert torch.all(result.model.std == result.model.std[0])  # one shared scale
-    both = SoftmaxRegression(True).prepare(torch.cat([pixels, val_pixels]))
-    assert not torch.allclose(result.model.mean, both.mean(0))  # the validation images would have moved it

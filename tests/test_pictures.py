@@ -1,4 +1,4 @@
-"""The pictures every run writes (weights.png, errors.png, confusion.png), from a real default run."""
+"""The pictures every run writes (weights.png, errors.png, confusion.png, features.png), from a real default run."""
 import json
 
 import numpy as np
@@ -10,12 +10,13 @@ from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import load_data
 from digit_recognizer.saved_model import load_model
 from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
-                                       picture_font, weight_patterns, write_run_pictures)
+                                       FEATURE_DIGITS, draw_features, picture_font, weight_patterns,
+                                       write_run_pictures)
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.train import predict
 
-PICTURES = ["weights.png", "errors.png", "confusion.png"]
+PICTURES = ["weights.png", "errors.png", "confusion.png", "features.png"]
 TILE = DIGIT_SIDE * ZOOM
 
 
@@ -43,7 +44,7 @@ def bluish(pixels: np.ndarray) -> int:
     return int(((pixels[..., 2] - pixels[..., 0]) > 60).sum())
 
 
-def test_default_run_writes_the_three_pictures_and_records_them(default_run):
+def test_default_run_writes_the_pictures_and_records_them(default_run):
     out, metrics, _, _ = default_run
     assert metrics["pictures"] == PICTURES and "pictures_error" not in metrics
     assert json.loads((out / "metrics.json").read_text())["pictures"] == PICTURES
@@ -72,9 +73,10 @@ def test_weights_picture_is_a_2x5_grid_of_enlarged_diverging_templates(default_r
 def test_weight_patterns_show_the_shapes_of_the_digits(default_run):
     """The 0 template is most against ink in the middle of the frame (its hole); the 1 wants ink there."""
     model, _ = load_model(default_run[0] / "model.pt")
-    patterns = weight_patterns(model.linear.weight, model.std)
+    pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the pixel block of the features; orientation planes follow
+    patterns = weight_patterns(model.linear.weight[:, pixels], model.std[pixels])
     assert patterns.shape == (10, 784)
-    assert torch.equal(patterns.sign(), (model.linear.weight / model.std).sign())
+    assert torch.equal(patterns.sign(), (model.linear.weight[:, pixels] / model.std[pixels]).sign())
     centre = patterns.view(10, DIGIT_SIDE, DIGIT_SIDE)[:, 10:18, 12:16].mean((1, 2))
     assert centre.argmin().item() == 0 and centre[1] > 0
 
@@ -117,13 +119,26 @@ def test_confusion_picture_shades_mistakes_red_and_only_mistakes():
     assert reddish(np.asarray(draw_confusion(flawed)).astype(int)) > 30 * 30  # at least one cell's worth
 
 
+def test_features_picture_shows_digits_through_every_rung(default_run):
+    """features.png: FEATURE_DIGITS rows of 11 tiles: raw, deskewed, normalised, then the 8 direction planes."""
+    out, _, data, val_idx = default_run
+    pixels = rgb(out / "features.png")
+    height, width = pixels.shape[:2]
+    assert 11 * TILE <= width < 11 * (TILE + 40) and FEATURE_DIGITS * TILE < height < FEATURE_DIGITS * (TILE + 60) + 160
+    # Every tile holds something dark on white paper: a digit, or its gradient energy.
+    expected = draw_features(data.train_images[val_idx][:FEATURE_DIGITS], "orientations")
+    assert np.array_equal(np.asarray(expected).astype(int), pixels)
+    dark = (pixels.sum(-1) < 300).sum()
+    assert dark > FEATURE_DIGITS * 11 * 50
+
+
 def test_a_picture_that_cannot_be_written_is_reported_not_raised(default_run, tmp_path, capsys):
     """The run keeps what was written; the failure is on stderr and in the returned record."""
     out, metrics, data, val_idx = default_run
     model, _ = load_model(out / "model.pt")
     (tmp_path / "errors.png").mkdir()  # nothing can be renamed onto a folder
     probabilities = predict(model, torch.from_numpy(data.train_images[val_idx]))
-    record = write_run_pictures(tmp_path, model.linear.weight, model.std, data.train_images[val_idx],
+    record = write_run_pictures(tmp_path, model, data.train_images[val_idx],
                                 data.train_labels[val_idx], probabilities, metrics["confusion_matrix"])
     assert record["pictures"] == ["weights.png"] and "errors.png" in record["pictures_error"]
     assert "warning: could not draw the run's pictures" in capsys.readouterr().err

@@ -24,7 +24,7 @@ READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
     ("Data", ("csvtable", "data")),
     ("Model", ("deskew", "features", "model")),
-    ("Training", ("split", "optimizer", "train", "metrics", "lbfgs", "cv")),
+    ("Training", ("split", "optimizer", "lbfgs", "train", "metrics", "cv")),
     ("Submission", ("fileio", "submission")),
     ("Pictures", ("pictures",)),
     ("Entry point", ("pipeline", "report", "interrupts", ENTRY)),

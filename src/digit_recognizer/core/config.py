@@ -1,9 +1,18 @@
-"""The one training configuration, and the command-line flags made from it."""
+"""The one training configuration, the command-line flags made from it, and how torch's threads wait."""
 import argparse
 import math
+import os
 from dataclasses import dataclass, fields
 
 from .errors import UserError
+
+# Set here because this module loads before torch, in the package and in the kernel: libgomp reads
+# it when torch loads it. torch's OpenMP threads spin at every barrier by default, which on a busy
+# machine steals the time the working thread needs (with one of two cores busy, `train` at Kaggle
+# size took twice as long; see benchmarks/README.md); sleeping instead costs a quiet machine almost
+# nothing for work this size. A user's own OpenMP wait settings are left alone.
+if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 # The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
 FLOAT32_MAX = 3.4028234663852886e38

@@ -1,4 +1,5 @@
-"""Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes), confusion.png.
+"""Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes),
+confusion.png, and features.png (a few digits through each rung of the feature ladder).
 
 Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
 (a second of start-up for a few lines of grid layout).
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .deskew import upright
+from .features import DIRECTIONS, SIZE, blur, orientation_planes
 from .fileio import atomic_write
 
 DIGIT_SIDE = 28
@@ -17,6 +20,7 @@ ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, bi
 TILE_GAP = 6
 ERROR_COUNT = 24
 ERROR_COLUMNS = 8
+FEATURE_DIGITS = 5
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
 DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
@@ -38,6 +42,8 @@ def write_run_pictures(out_dir: Path, model, val_pixels, val_labels, val_probabi
         written.append("errors.png")
         save_picture(out_dir / "confusion.png", draw_confusion(confusion))
         written.append("confusion.png")
+        save_picture(out_dir / "features.png", draw_features(val_pixels[:FEATURE_DIGITS], model.features))
+        written.append("features.png")
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
@@ -66,8 +72,7 @@ def diverging_colours(values: torch.Tensor) -> torch.Tensor:
 
 
 IMAGE_SEEN = {"pixels": "the raw 28x28 image", "deskew": "the deskewed 28x28 image",
-              "normalised": "the deskewed, size-normalised, blurred 28x28 image",
-              "orientations": "the normalised 28x28 image (the orientation planes' weights not shown)"}
+              "normalised": "the normalised 28x28 image", "orientations": "the normalised 28x28 image"}
 
 
 def draw_weights(templates: torch.Tensor, features: str = "deskew"):
@@ -79,7 +84,27 @@ def draw_weights(templates: torch.Tensor, features: str = "deskew"):
     title = [f"What the model learned: one template per digit, over {IMAGE_SEEN[features]}",
              "red: ink here is evidence for the digit   blue: evidence against",
              "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
+    if features == "orientations":
+        title.append("(the weights on the 392 orientation features are not drawn)")
     return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
+
+
+def draw_features(pixels, features: str):
+    """Rows of digits through the ladder: raw, deskewed, normalised, then the 8 pooled orientation planes."""
+    ink = torch.as_tensor(np.asarray(pixels)).float().div(255).view(-1, 1, DIGIT_SIDE, DIGIT_SIDE)
+    normalised = upright(ink, SIZE)
+    planes = orientation_planes(normalised)  # (k, 8, 7, 7), shown at the digits' size
+    planes = planes.repeat_interleave(DIGIT_SIDE // planes.shape[-1], -2).repeat_interleave(DIGIT_SIDE // planes.shape[-1], -1)
+    planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's own scale
+    rows = torch.cat([ink, upright(ink), blur(normalised).clamp(0, 1), planes], dim=1)  # (k, 11, 28, 28)
+    paper = (1 - rows.flatten(0, 1))[:, None].repeat(1, 3, 1, 1)  # dark ink (or energy) on white
+    columns = ["raw", "deskewed", "normalised"] + [f"{360 // DIRECTIONS * k} deg" for k in range(DIRECTIONS)]
+    names = columns + [""] * (len(paper) - len(columns))
+    title = ["What the linear layer sees: a few digits through each rung of the feature ladder",
+             "raw pixels; deskewed; normalised (deskewed, scaled to one height, blurred); then the gradient energy "
+             "pointing each way (0 deg: more ink to the right, 90 deg: below), pooled every 4 px",
+             f"this run's model was fed: {features}"]
+    return labelled_grid(zoom_digits(paper), names, columns=len(columns), above=True, title=title)
 
 
 def draw_errors(val_pixels, val_labels, val_probabilities):
