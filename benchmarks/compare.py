@@ -17,6 +17,7 @@ Two tables, each printed with the command line that produced it:
 Usage: pip install -e '.[bench]'; python benchmarks/compare.py [--help]
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -149,7 +150,7 @@ def run_kit_cv(case: Case, cfg: Config, work: Path, variants: list[dict]) -> lis
 
 
 def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[float]) -> tuple[Row, list[dict]]:
-    """scikit-learn's converged lbfgs on exactly the kit's features (deskewed, standardised on the training split).
+    """scikit-learn's converged lbfgs on exactly the kit's features (cfg.features, standardised on the training split).
 
     The reference the kit's own optimiser should reach: the loss is convex, so at the same L2
     strength both find the same optimum; C is chosen on the same validation split.
@@ -160,7 +161,7 @@ def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[
 
     data = load_data(case.folder, cache=True)
     train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
-    model = SoftmaxRegression(cfg.deskew)
+    model = SoftmaxRegression(cfg.features)
     with torch.no_grad():
         prepared = model.prepare(torch.from_numpy(data.train_images))
         model.fit_standardizer(prepared[torch.from_numpy(train_idx)])
@@ -182,7 +183,7 @@ def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[
     pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}).to_csv(submission, index=False)
     for entry in searched:
         del entry["model"]
-    row = Row(f"sklearn lbfgs on the kit's features, C={best['C']:g}", best["val_accuracy"], best["fit_seconds"],
+    row = Row(f"sklearn lbfgs on the kit's {cfg.features} features, C={best['C']:g}", best["val_accuracy"], best["fit_seconds"],
               sum(x["fit_seconds"] for x in searched), _test_accuracy(case, submission),
               {"C": best["C"], "search": searched})
     return row, searched
@@ -325,24 +326,43 @@ pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}).
 """
 
 
-def timed_process(command: list[str], env: dict, repeats: int) -> float:
-    """The fastest of `repeats` runs of a whole process, in seconds (a busy machine only adds time)."""
-    best = float("inf")
+def timed_process(command: list[str], env: dict, repeats: int) -> dict:
+    """Fastest and median of `repeats` runs of a whole process, in seconds."""
+    seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
-        best = min(best, time.perf_counter() - start)
+        seconds.append(time.perf_counter() - start)
         if done.returncode != 0:
             raise UserError(f"{shlex.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return best
+    return {"fastest": min(seconds), "median": float(np.median(seconds)), "all": seconds}
 
 
-def whole_process(folder: Path, work: Path, c: float, repeats: int, threads: int | None = None) -> dict:
-    """`digit-recognizer train` (hold-out, then --folds 5) against a pandas + scikit-learn script, each a whole process.
+class BusyCore:
+    """Another process spinning on one core while the timed commands run, as on a shared machine."""
 
-    With `threads`, both get that many OpenMP/BLAS threads. On a shared machine that matters: when
-    another process keeps a core busy, two spinning OpenMP threads on two cores run several times
-    slower than one.
+    def __enter__(self):
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+# How the kit's threads may wait: its own default (threads sleep at barriers), OpenMP's spinning, one thread.
+THREAD_POLICIES = {"kit default (OMP_WAIT_POLICY=PASSIVE)": {},
+                   "OMP_WAIT_POLICY=ACTIVE (spinning)": {"OMP_WAIT_POLICY": "ACTIVE"},
+                   "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}}
+
+
+def whole_process(folder: Path, work: Path, c: float, repeats: int, threads: int | None = None,
+                  auto_repeats: int = 0) -> dict:
+    """`digit-recognizer train` (and `--folds 5 --weight-decay auto`) against pandas + scikit-learn, as whole
+    processes, on a quiet machine and with one core kept busy by another process.
+
+    On a shared machine the threads' wait policy matters: spinning OpenMP threads steal the busy
+    core's time from the working thread, so `train` is timed under each of THREAD_POLICIES too.
     """
     env = {**os.environ, "DIGIT_RECOGNIZER_CACHE": str(work / "whole-process-cache"), "TQDM_DISABLE": "1"}
     if threads:
@@ -350,20 +370,29 @@ def whole_process(folder: Path, work: Path, c: float, repeats: int, threads: int
     runs = work / "whole-process-runs"
     kit = [sys.executable, "-m", "digit_recognizer", "train", "--data", str(folder), "--runs", str(runs)]
     subprocess.run(kit, env=env, capture_output=True)  # fills the parse cache: the timed runs are warm
-    timings = {"kit": timed_process(kit, env, repeats), "kit_folds_5": timed_process(kit + ["--folds", "5"], env, repeats)}
+    timings = {}
+    for load in ("quiet", "one busy core"):
+        with BusyCore() if load != "quiet" else contextlib.nullcontext():
+            for policy, extra in THREAD_POLICIES.items():
+                if threads and extra:
+                    continue  # --threads fixes the thread count for every command
+                timings[f"train, {policy}, {load}"] = timed_process(kit, {**env, **extra}, repeats)
+            if auto_repeats:
+                timings[f"train --folds 5 --weight-decay auto, {load}"] = timed_process(
+                    kit + ["--folds", "5", "--weight-decay", "auto"], env, auto_repeats)
     sklearn = [sys.executable, "-c", SKLEARN_PROCESS, str(folder), str(c), str(work / "whole-process-sklearn.csv")]
-    timings["sklearn"] = timed_process(sklearn, env, 1 if repeats == 1 else 2)
-    return {"seconds": timings, "C": c, "repeats": repeats, "threads": threads or "default", "sklearn_over_kit": timings["sklearn"] / timings["kit"],
-            "folds_5_over_kit": timings["kit_folds_5"] / timings["kit"]}
+    timings["pandas + scikit-learn lbfgs, quiet"] = timed_process(sklearn, env, 1 if repeats == 1 else 2)
+    return {"seconds": timings, "C": c, "repeats": repeats, "threads": threads or "default"}
 
 
 def format_whole_process(result: dict) -> str:
-    s = result["seconds"]
-    return (f"whole process, imports included, parse cache warm (fastest of {result['repeats']}; threads "
-            f"{result['threads']}): "
-            f"kit train {s['kit']:.2f}s; kit train --folds 5 {s['kit_folds_5']:.2f}s "
-            f"({result['folds_5_over_kit']:.1f}x the hold-out run); pandas + scikit-learn lbfgs C={result['C']:g} "
-            f"{s['sklearn']:.2f}s; scikit-learn / kit = {result['sklearn_over_kit']:.1f}x")
+    lines = [f"whole processes, imports included, parse cache warm ({result['repeats']} runs each; threads "
+             f"{result['threads']}; scikit-learn C={result['C']:g}):"]
+    base = next(iter(result["seconds"].values()))["fastest"]
+    for name, t in result["seconds"].items():
+        lines.append(f"  {name}: fastest {t['fastest']:.2f}s, median {t['median']:.2f}s "
+                     f"({t['fastest'] / base:.2f}x the kit's quiet train)")
+    return "\n".join(lines)
 
 
 # --- the tables ------------------------------------------------------------------------------------------
@@ -448,6 +477,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="limit torch and BLAS threads (torch.set_num_threads, threadpoolctl)")
     parser.add_argument("--repeats", type=int, default=3, help="whole-process timings: runs of each, the fastest "
                         "kept (other load on the machine only ever adds time) (default: 3)")
+    parser.add_argument("--auto-repeats", type=int, default=0, help="also time `train --folds 5 --weight-decay "
+                        "auto` as a whole process this many times, quiet and with a busy core (default: 0, skipped)")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here")
     return parser.parse_args(argv)
 
@@ -497,7 +528,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             grid = [] if args.skip_sklearn_grid else args.c_grid
             fixed_c = args.sklearn_c or best_c or 1.0
             results.append(run_case(Case("timing", title, folder), cfg, work, grid, fixed_c))
-            results[-1]["whole_process"] = whole_process(folder, work, fixed_c, args.repeats, args.threads)
+            results[-1]["whole_process"] = whole_process(folder, work, fixed_c, args.repeats, args.threads,
+                                                         args.auto_repeats)
             print("\n" + format_table(results[-1], command), flush=True)
     if args.out:
         for result in results:

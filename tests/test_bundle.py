@@ -41,7 +41,7 @@ def test_the_bundle_is_deterministic(tmp_path):
 
 def test_a_changed_module_shows_in_the_diff_and_push_gets_one_line(tmp_path):
     package = package_copy(tmp_path)
-    edit(package / "model.py", "self.use_deskew = use_deskew", "self.use_deskew = bool(use_deskew)")
+    edit(package / "model.py", "self.features = features", "self.features = str(features)")
     problem = kernel_staleness(ROOT, package_dir=package)
     assert problem is not None and "\n" not in problem  # `push` shows it as its one error line
     assert "stale (2 lines differ" in problem and "digit-recognizer bundle" in problem

@@ -227,7 +227,7 @@ def test_predict_from_a_saved_model_needs_only_test_csv(tmp_path):
 
 
 def test_piped_train_prints_one_plain_line_per_epoch_and_no_carriage_returns(tmp_path):
-    result = run_cli("train", "--out", str(tmp_path), "--epochs", "4", "--patience", "0")
+    result = run_cli("train", "--out", str(tmp_path), "--optimizer", "adam", "--epochs", "4", "--patience", "0")
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout + result.stderr
     epochs = [line for line in result.stdout.splitlines() if line.startswith("train epoch ")]
@@ -236,7 +236,7 @@ def test_piped_train_prints_one_plain_line_per_epoch_and_no_carriage_returns(tmp
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--lr", "1e30"], "--lr 1e+30: training diverged in epoch 1 (train loss, val loss, weights not finite); "
+    (["--optimizer", "adam", "--lr", "1e30"], "--lr 1e+30: training diverged in epoch 1 (train loss, val loss, weights not finite); "
                        "try a smaller --lr"),
     (["--seed", "-1"], "--seed must be an integer from 0 to 2**64-1, got -1"),
     (["--epochs", "10000000"], "--epochs must be at most 1000000, got 10000000"),
@@ -277,7 +277,8 @@ def test_a_terminal_still_gets_the_progress_bar(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
-    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--epochs", "3"],
+    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--optimizer", "adam",
+                           "--epochs", "3"],
                           stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300)
     os.close(follower)
     reader.join(timeout=10)

@@ -22,11 +22,12 @@ import pytest
 
 from conftest import ROOT, run_cli
 from digit_recognizer.bundle import KERNEL_FILE
+from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.run_folders import RUN_ID_PATTERN
 from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
 
 KERNEL_PREFIX = "digit_recognizer_kernel.py: error: "
-KERNEL_OUTPUTS = {"submission.csv", "model.pt", "metrics.json", "weights.png", "errors.png", "confusion.png"}
+KERNEL_OUTPUTS = {"submission.csv", "model.pt", "metrics.json", *PICTURES}
 IS_ROOT = os.geteuid() == 0
 PROGRESS = re.compile(r"^(train|refit)\b.*epoch")  # training's progress lines, not messages
 
@@ -121,7 +122,7 @@ def suppress_oserror():
 
 def kernel_command(data: Path, out: Path, seed: int) -> list[str]:
     return [sys.executable, str(ROOT / KERNEL_FILE), "--input", str(data), "--output", str(out),
-            "--epochs", "1", "--seed", str(seed)]
+            "--optimizer", "adam", "--epochs", "1", "--seed", str(seed)]
 
 
 def outputs_of_seed(out: Path, seed: int) -> bool:
@@ -326,7 +327,7 @@ def test_a_model_that_claims_to_be_ours_but_is_not_is_one_line(tmp_path, content
 
 def slow_train(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out", str(out),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--optimizer", "adam", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])

@@ -33,7 +33,7 @@ class Training:
     def __init__(self, data: Path, out: Path):
         self.out = out
         self.process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data),
-                                         "--out", str(out), "--epochs", "200"],
+                                         "--out", str(out), "--optimizer", "adam", "--epochs", "200"],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
         self.stderr = self.stdout = b""
         self.readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in ("stderr", "stdout")]

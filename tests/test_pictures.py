@@ -10,13 +10,12 @@ from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import load_data
 from digit_recognizer.saved_model import load_model
 from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
-                                       FEATURE_DIGITS, draw_features, picture_font, weight_patterns,
+                                       FEATURE_DIGITS, PICTURES, draw_features, picture_font, weight_patterns,
                                        write_run_pictures)
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.train import predict
 
-PICTURES = ["weights.png", "errors.png", "confusion.png", "features.png"]
 TILE = DIGIT_SIDE * ZOOM
 
 
@@ -46,8 +45,8 @@ def bluish(pixels: np.ndarray) -> int:
 
 def test_default_run_writes_the_pictures_and_records_them(default_run):
     out, metrics, _, _ = default_run
-    assert metrics["pictures"] == PICTURES and "pictures_error" not in metrics
-    assert json.loads((out / "metrics.json").read_text())["pictures"] == PICTURES
+    assert metrics["pictures"] == list(PICTURES) and "pictures_error" not in metrics
+    assert json.loads((out / "metrics.json").read_text())["pictures"] == list(PICTURES)
     for name in PICTURES:
         rgb(out / name)
     assert not list(out.glob(".*")), "a temporary file was left behind"

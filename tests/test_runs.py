@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.runs import list_runs
 
 OLD = "20240105T093000Z-0ld0ld"        # an older kit: fewer metrics keys, a config key this kit dropped
@@ -26,9 +27,9 @@ def write(path: Path, text: str) -> None:
 def runs_dir(tmp_path_factory) -> Path:
     """A real short run made by the CLI, beside hand-made folders of every other kind."""
     root = tmp_path_factory.mktemp("submissions")
-    done = run_cli("train", "--epochs", "2", "--lr", "0.05", "--out", str(root))
+    done = run_cli("train", "--optimizer", "adam", "--epochs", "2", "--lr", "0.05", "--out", str(root))
     assert done.returncode == 0, done.stderr
-    assert "pictures: weights.png, errors.png, confusion.png in the run folder" in done.stdout
+    assert f"pictures: {', '.join(PICTURES)} in the run folder" in done.stdout
     write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "hidden": 64}}))
     write(root / SUBMITTED / "metrics.json", json.dumps({"val_accuracy": 0.5, "data": "/data/digit-recognizer",
                                                          "config": {"refit": True}, "future_key": [1, 2]}))
@@ -76,7 +77,7 @@ def test_the_real_run_shows_its_accuracy_data_and_changed_options(runs_dir, tabl
     metrics = json.loads((real / "metrics.json").read_text())
     row = row_of(table, real.name)
     assert f"{metrics['val_accuracy']:.4f}" in row
-    assert "sample" in row and "epochs=2 lr=0.05" in row
+    assert "sample" in row and "epochs=2 lr=0.05 optimizer=adam" in row
 
 
 def test_an_older_kits_run_is_compared_with_todays_defaults(table):

@@ -21,6 +21,8 @@ TILE_GAP = 6
 ERROR_COUNT = 24
 ERROR_COLUMNS = 8
 FEATURE_DIGITS = 5
+# Every picture a run writes, in the order written (tests and readers list them from here).
+PICTURES = ("weights.png", "errors.png", "confusion.png", "features.png")
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
 DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
