@@ -1,11 +1,13 @@
 # Kaggle Digit Recognizer: multinomial logistic regression (softmax regression) in PyTorch.
 #
 # The method, top to bottom:
-#   1. deskew: shear each digit upright by its second moments, and move its centre of mass to the middle;
-#   2. centre and scale: subtract each pixel's training mean, divide by one shared standard deviation;
-#   3. softmax regression: one linear layer from 784 pixels to 10 digit scores, cross-entropy loss;
-#   4. keep the best epoch on a stratified hold-out (10% of train.csv by default), stop early after that;
-#   5. write submission.csv, and pictures of the weights, the worst errors and the confusion matrix.
+#   1. features: each digit deskewed, scaled to one height and blurred (784 pixels), plus 392 pooled
+#      gradient-direction planes (--features picks a lower rung of the ladder);
+#   2. centre and scale: subtract each feature's training mean, divide each block by one shared std;
+#   3. softmax regression: one linear layer from the features to 10 digit scores, cross-entropy loss,
+#      fitted to the optimum of its L2-penalised loss by L-BFGS (or Adam/SGD epochs with early stopping);
+#   4. validate on a stratified hold-out (10% of train.csv by default), or k-fold CV with --folds;
+#   5. write submission.csv, and pictures of the weights, the worst errors, the confusion matrix and the features.
 #
 # GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`, so the code tested
 # locally is the code that runs on Kaggle: do not edit it; change core/ and run that command again.
@@ -326,7 +328,6 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
 # Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
 from dataclasses import dataclass
-import os
 
 PIXEL_LIMITS = {name: 255 for name in PIXELS}
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
