@@ -381,7 +381,7 @@ def test_ctrl_c_just_after_the_run_folder_is_published_says_it_was_kept(tmp_path
     filler = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) - room
     os.write(write_end, b"\0" * filler)
     process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out",
-                                str(out), "--epochs", "1"], stdout=write_end, stderr=subprocess.PIPE,
+                                str(out), "--optimizer", "adam", "--epochs", "1"], stdout=write_end, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     os.close(write_end)
     try:
