@@ -189,7 +189,7 @@ def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
 def test_submit_wait_that_times_out_says_the_submission_is_made(tmp_path, kaggle):
     run_dir = make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
     kaggle.score_after = 10**6
-    result = run("submit", "--data", str(SAMPLE), "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    result = run("submit", "--data", str(SAMPLE), "--wait", "--wait-timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 2 and "still pending" in result.stderr.splitlines()[-1]
     assert "do not submit it again" in result.stderr
     (record,) = json.loads((run_dir / "kaggle_submissions.json").read_text())
@@ -219,7 +219,7 @@ def test_status_wait_stops_when_the_run_completes_or_fails(tmp_path, kaggle, sta
 
 def test_status_wait_gives_up_at_its_timeout(tmp_path, kaggle):
     kaggle.kernel_statuses = ["RUNNING"]
-    line = run("kernels", "status", "--kernel", KERNEL, "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    line = run("kernels", "status", "--kernel", KERNEL, "--wait", "--wait-timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert line.returncode == 2 and "still RUNNING after" in line.stderr
 
 
