@@ -399,7 +399,7 @@ def test_the_stand_in_refuses_another_competition_another_kernel_and_a_short_upl
 
 def test_status_of_a_kernel_that_is_not_there_is_one_line_not_a_wait(tmp_path, kaggle):
     line = one_error_line(run("kernels", "status", "--kernel", f"{FAKE_USER}/no-such-kernel", "--wait",
-                              "--timeout", "5", env=kaggle.env, cwd=tmp_path))
+                              "--wait-timeout", "5", env=kaggle.env, cwd=tmp_path))
     assert "not found on Kaggle" in line and "no-such-kernel" in line
     (asked,) = kaggle.calls("GetKernelSessionStatus")
     assert asked.json() == {"userName": FAKE_USER, "kernelSlug": "no-such-kernel"}
