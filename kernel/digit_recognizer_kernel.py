@@ -30,6 +30,8 @@ class UserError(Exception):
 import argparse
 import math
 import os
+import sys
+from collections import Counter
 from dataclasses import dataclass, fields
 
 # Set here because this module loads before torch, in the package and in the kernel: libgomp reads
@@ -66,8 +68,10 @@ class Config:
     folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
 
-    def check(self) -> "Config":
-        """Raise UserError for values no run could use."""
+    def check(self, train_labels=None) -> "Config":
+        """Raise UserError for values no run could use; with train.csv's labels, also when the validation
+        this config asks for (its folds, else its hold-out split) cannot be made from them. The CLI and the
+        kernel both ask here, so one input is refused or taken by both alike."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
         if not 0 <= self.seed <= MAX_SEED:
@@ -91,7 +95,31 @@ class Config:
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
                 raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
+        if train_labels is not None:
+            counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
+            problem = folds_problem(counts, self.folds) if self.folds else holdout_problem(counts, self.val_fraction)
+            if problem:
+                raise UserError(problem)
         return self
+
+    def not_applying(self) -> dict[str, str]:
+        """Each field this config does not use (whatever its value), with why: from NOT_APPLYING."""
+        moot = {}
+        for applies, names, why in NOT_APPLYING:
+            if applies(self):
+                moot.update({name: moot.get(name, why) for name in names})
+        return moot
+
+    def ignored_notice(self) -> str | None:
+        """One line naming the flags set away from their defaults that this run does not use, or None."""
+        moot, default = self.not_applying(), Config()
+        given = [name for name in moot if getattr(self, name) != getattr(default, name)]
+        if not given:
+            return None
+        flags = [f"--{name.replace('_', '-')} {getattr(self, name)}" for name in given]
+        reasons = list(dict.fromkeys(moot[name] for name in given))
+        return f"note: {' and '.join(flags)} {'does' if len(flags) == 1 else 'do'} not apply here and " \
+               f"{'is' if len(flags) == 1 else 'are'} ignored: {'; '.join(reasons)}"
 
     def batch_size_for(self, n_examples: int) -> int:
         """Auto batch size: 256, grown on big data to keep 32 steps an epoch.
@@ -100,6 +128,36 @@ class Config:
         validation accuracy with less per-step overhead (see README).
         """
         return self.batch_size or max(256, -(-n_examples // 32))
+
+def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it cannot."""
+    for digit in range(10):
+        n_val = int(round(val_fraction * counts[digit]))
+        if n_val == 0 or n_val == counts[digit]:
+            side = "validation" if n_val == 0 else "training"
+            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
+                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+    return None
+
+def folds_problem(counts: Counter, folds: int) -> str | None:
+    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
+    digit = min(range(10), key=lambda d: counts[d])
+    if counts[digit] < folds:
+        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                f"fold would hold none; use fewer folds or a larger train.csv")
+    return None
+
+# Which fields a config does not use: (when, those fields, why). Config.check's notice, `runs` and the
+# submit message read it, so a setting that was ignored is never shown as one that was used. A new field or
+# mode adds its row here.
+NOT_APPLYING = (
+    (lambda c: bool(c.folds), ("val_fraction", "patience"),
+     "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
+    (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
+     "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
+    (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
+     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or early stop"),
+)
 
 CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
 HELP = {
@@ -148,7 +206,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"{HELP[f.name]} (default: {f.default})")
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    notice = cfg.ignored_notice()
+    if notice:
+        print(notice, file=sys.stderr)
+    return cfg
 
 # ---- core/flags.py -------------------------------------------------------------------------------
 # The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
@@ -156,7 +219,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
 # Only the standard library is imported up to here, so that `--help` and a mistyped flag are answered
 # before torch and pandas load: the kernel parses its flags once right after this section.
 
-import sys
 from pathlib import Path
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -595,15 +657,14 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
+    problem = holdout_problem(Counter(labels.tolist()), val_fraction)  # the rule Config.check applies
+    if problem:
+        raise UserError(problem)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for digit in range(10):
         members = np.flatnonzero(labels == digit)
         n_val = int(round(val_fraction * len(members)))
-        if n_val == 0 or n_val == len(members):
-            side = "validation" if n_val == 0 else "training"
-            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
-                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
         members = rng.permutation(members)
         val.append(members[:n_val])
         train.append(members[n_val:])
@@ -613,11 +674,9 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds in turn."""
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
-    counts = np.bincount(labels.astype(np.int64), minlength=10)
-    if counts.min() < folds:
-        digit = int(counts.argmin())
-        raise UserError(f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
-                        f"fold would hold none; use fewer folds or a larger train.csv")
+    problem = folds_problem(Counter(labels.tolist()), folds)  # the rule Config.check applies
+    if problem:
+        raise UserError(problem)
     start = 0
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(labels == digit))
@@ -1828,7 +1887,8 @@ def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
     write_submission(out_dir / "submission.csv", test_labels)
-    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"]}
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
+    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
     atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
 
 def describe_device(device: torch.device) -> str:
@@ -1851,22 +1911,37 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     elif metrics["config"].get("optimizer") == "lbfgs":
         fitted = f"fitted to the optimum by L-BFGS in {metrics['best_epoch']} iterations"
     else:
-        fitted = f"best epoch {metrics['best_epoch']} of {metrics['config']['epochs']}"
+        fitted = fitted_epochs(metrics)
     lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
              format_confusion(np.array(metrics["confusion_matrix"]))]
-    if metrics["refit"]:
-        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images)")
+    if metrics.get("cv"):  # no hold-out split to refit over: the CV says how its model was made
+        lines.append(f"predictions from the {metrics['cv']['model']}")
+    elif metrics["refit"]:
+        epochs = metrics['refit']['epochs']
+        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images, "
+                     f"{epochs if isinstance(epochs, str) else f'{epochs} epochs'})")
     lines.append(f"{folder_kind}: {folder}")
     if metrics.get("pictures"):
         lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
     lines.append(f"submission: {folder / 'submission.csv'}")
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
-                 f"held-out images)")
+                 f"images, {kind})")
     if metrics.get("cv"):
         lines.append(summary_line(metrics["cv"]))
     return lines
+
+def fitted_epochs(metrics: dict) -> str:
+    """The best epoch, and whether early stopping ended the run before its last epoch."""
+    best, planned, ran = metrics["best_epoch"], metrics["config"]["epochs"], len(metrics.get("history") or [])
+    if 0 < ran < planned:
+        waited = ran - best
+        return (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({waited} epoch"
+                f"{'s' if waited != 1 else ''} without a better validation accuracy, --patience "
+                f"{metrics['config']['patience']})")
+    return f"best epoch {best} of {planned}"
 
 # ---- core/interrupts.py --------------------------------------------------------------------------
 # Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up.

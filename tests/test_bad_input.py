@@ -279,14 +279,16 @@ def test_submission_mistake(work: Path, case: str, kaggle):
     validated = run_cli("validate", "sub.csv", "--data", "data", cwd=work)  # lists every problem, one a line
     problems = validated.stderr.splitlines()
     assert validated.returncode == 1 and "Traceback" not in validated.stderr
-    assert problems[0] == line.removeprefix(PREFIX) and all(p.startswith("sub.csv") for p in problems), problems
+    # the same problem first; each names the file it compared with (solution.csv, or data's test.csv)
+    same = line.removeprefix(PREFIX).split(" (one per ")[0]
+    assert problems[0].split(" (one per ")[0] == same and all(p.startswith("sub.csv") for p in problems), problems
 
     # Against the stand-in Kaggle with working credentials: submit refuses on the file alone, and not one
     # request reaches Kaggle (not even the day's limits).
     submitted = run_cli("submit", "sub.csv", "--data", "data", cwd=work, env=kaggle.env)
     refusal = submitted.stderr.splitlines()
     assert submitted.returncode == 2 and "Traceback" not in submitted.stderr
-    assert refusal[0].startswith(line) and all(r.startswith(PREFIX + "sub.csv") for r in refusal), refusal
+    assert refusal[0].startswith(PREFIX + same) and all(r.startswith(PREFIX + "sub.csv") for r in refusal), refusal
     assert "submitted" not in submitted.stdout
     assert kaggle.requests == []
     assert snapshot(work) == before

@@ -154,9 +154,11 @@ def test_full_run_on_the_sample_as_a_user_would(tmp_path):
     result = run_cli("train", "--out", str(tmp_path / "submissions"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[-2].startswith("validation accuracy: ")
-    assert lines[-1].startswith("this run was trained on the embedded sample") and "train --data data" in lines[-1]
-    submission = Path(lines[-3].removeprefix("submission: "))
+    assert lines[-4].startswith("validation accuracy: ")
+    assert lines[-3].startswith("Kaggle scores only predictions for its own 28,000 test images, not this run on the "
+                                "embedded sample")
+    assert lines[-2].endswith(" -m digit_recognizer download") and lines[-1].endswith(" -m digit_recognizer train --data data")
+    submission = Path(lines[-5].removeprefix("submission: "))
     assert submission.is_file() and submission.parent.parent == tmp_path / "submissions"
     text = submission.read_text().splitlines()
     assert text[0] == "ImageId,Label" and len(text) == 1001

@@ -298,7 +298,7 @@ def test_runs_lists_every_run_and_marks_one_with_a_number_too_large_for_a_float(
     before = snapshot(tmp_path)
     result = run_cli("runs", "--dir", str(tmp_path))
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}  # header, rows, what ranks them
     assert set(rows) == {good, huge, config}
     assert "0.9000" in rows[good] and "damaged kaggle_submissions.json" in rows[good]
     assert "damaged metrics.json" in rows[huge] and "damaged metrics.json" in rows[config]

@@ -70,7 +70,7 @@ def test_submit_refuses_a_sample_run_before_any_network_call(tmp_path, user_env)
     sample_run(tmp_path / "submissions")
     line = one_error_line(run("submit", env=user_env, cwd=tmp_path))
     assert f"{SAMPLE_RUN}: trained on the embedded sample" in line
-    assert "'digit-recognizer download', then 'digit-recognizer train --data data'" in line
+    assert "-m digit_recognizer download', then '" in line and "-m digit_recognizer train --data data'" in line
     assert not (tmp_path / "home" / ".kaggle").exists()
 
 
@@ -85,9 +85,12 @@ def test_validate_names_the_sample_run_as_the_cause_of_a_wrong_row_count(tmp_pat
     result = run("validate", str(folder), env=user_env, cwd=tmp_path)
     assert result.returncode == 1
     line = next(line for line in result.stderr.splitlines() if "rows, expected" in line)
-    assert "has 1000 rows, expected 28000" in line and "this run was trained on the embedded sample" in line
-    assert "digit-recognizer download" in line and "train --data data" in line
+    assert "has 1000 rows, expected 28000 (one per image of the competition's test.csv)" in line
+    assert f"its run {folder} was trained on the embedded sample" in line
+    assert "-m digit_recognizer download" in line and "train --data data" in line
     loose = tmp_path / "loose.csv"
     loose.write_bytes(sample("solution"))
     result = run("validate", str(loose), env=user_env, cwd=tmp_path)
-    assert "likely a run on the embedded sample" in result.stderr and "train --data data" in result.stderr
+    # a file outside any run folder: no guess at its cause, only how to check it against its own test.csv
+    assert result.stderr.splitlines() == [f"{loose}: has 1000 rows, expected 28000 (one per image of the competition's "
+                                          "test.csv); --data DIR checks it against the test.csv it answers"]

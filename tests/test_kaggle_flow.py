@@ -189,7 +189,7 @@ def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
 def test_submit_wait_that_times_out_says_the_submission_is_made(tmp_path, kaggle):
     run_dir = make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
     kaggle.score_after = 10**6
-    result = run("submit", "--data", str(SAMPLE), "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    result = run("submit", "--data", str(SAMPLE), "--wait", "--wait-timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 2 and "still pending" in result.stderr.splitlines()[-1]
     assert "do not submit it again" in result.stderr
     (record,) = json.loads((run_dir / "kaggle_submissions.json").read_text())
@@ -219,7 +219,7 @@ def test_status_wait_stops_when_the_run_completes_or_fails(tmp_path, kaggle, sta
 
 def test_status_wait_gives_up_at_its_timeout(tmp_path, kaggle):
     kaggle.kernel_statuses = ["RUNNING"]
-    line = run("kernels", "status", "--kernel", KERNEL, "--wait", "--timeout", "0.3", env=kaggle.env, cwd=tmp_path)
+    line = run("kernels", "status", "--kernel", KERNEL, "--wait", "--wait-timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert line.returncode == 2 and "still RUNNING after" in line.stderr
 
 
@@ -399,7 +399,7 @@ def test_the_stand_in_refuses_another_competition_another_kernel_and_a_short_upl
 
 def test_status_of_a_kernel_that_is_not_there_is_one_line_not_a_wait(tmp_path, kaggle):
     line = one_error_line(run("kernels", "status", "--kernel", f"{FAKE_USER}/no-such-kernel", "--wait",
-                              "--timeout", "5", env=kaggle.env, cwd=tmp_path))
+                              "--wait-timeout", "5", env=kaggle.env, cwd=tmp_path))
     assert "not found on Kaggle" in line and "no-such-kernel" in line
     (asked,) = kaggle.calls("GetKernelSessionStatus")
     assert asked.json() == {"userName": FAKE_USER, "kernelSlug": "no-such-kernel"}

@@ -65,7 +65,7 @@ def test_kernels_run_on_error_prints_the_versions_log_tail_and_fails(kaggle, pro
 
 
 def test_push_passes_timeout_and_no_run_and_skips_the_quota_for_a_save(kaggle, project):
-    result = run("kernels", "push", "--timeout", "600", "--no-run", env=kaggle.env, cwd=project)
+    result = run("kernels", "push", "--time-limit", "600", "--no-run", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     (push,) = kaggle.calls("SaveKernel")
     assert push.json()["sessionTimeoutSeconds"] == 600 and push.json()["kernelExecutionType"] == "QUICK_SAVE"
@@ -137,7 +137,7 @@ def test_logs_follow_is_bounded_in_time(kaggle, project):
     kaggle.kernel_statuses = ["RUNNING"]
     kaggle.stream_delay = 5.0
     assert run("kernels", "push", env=kaggle.env, cwd=project).returncode == 0
-    result = run("kernels", "logs", "--follow", "--timeout", "0.5", env=kaggle.env, cwd=project)
+    result = run("kernels", "logs", "--follow", "--wait-timeout", "0.5", env=kaggle.env, cwd=project)
     assert result.returncode == 2 and "still streaming after 0.5 s" in result.stderr
     assert "kernels logs --follow --version 1" in result.stderr
 
@@ -217,7 +217,7 @@ def test_a_refused_code_submission_names_the_download_then_submit_route(kaggle, 
     line = one_error_line(run("submit", "--kernel", "--data", str(SAMPLE), env=kaggle.env, cwd=project))
     (run_dir,) = (project / "submissions").iterdir()
     assert "refused a code submission" in line and "does not accept code submissions" in line
-    assert line.endswith(f"digit-recognizer submit {Path('submissions') / run_dir.name}")
+    assert line.endswith(f"-m digit_recognizer submit {Path('submissions') / run_dir.name}")  # as this process was run
     result = run("submit", str(Path("submissions") / run_dir.name), "--data", str(SAMPLE), env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     assert kaggle.calls("tok1")[0].body == sample("solution")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from digit_recognizer.core.pictures import PICTURES
-from digit_recognizer.runs import list_runs
+from digit_recognizer.runs import RANKING, list_runs
 
 OLD = "20240105T093000Z-0ld0ld"        # an older kit: fewer metrics keys, a config key this kit dropped
 SUBMITTED = "20240210T120000Z-5ubm17"  # submitted three times through the Kaggle workflow
@@ -54,7 +54,9 @@ def runs_dir(tmp_path_factory) -> Path:
 def table(runs_dir) -> list[str]:
     done = run_cli("runs", "--dir", str(runs_dir))
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    return done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    assert lines[-1] == RANKING  # what the accuracy column is, said under the table
+    return lines[:-1]
 
 
 def row_of(table: list[str], run_id: str) -> str:
@@ -101,12 +103,12 @@ def test_damaged_runs_are_listed_with_a_note(table):
 def test_a_kaggle_kernel_run_has_no_accuracy_and_dates_from_its_folder(table):
     row = row_of(table, KERNEL)
     assert "2023-11-14 22:13" in row and "output of a Kaggle kernel run" in row
-    assert row.split()[3] == "-"  # the accuracy column
+    assert row.split()[3:6] == ["-", "-", "-"]  # accuracy, its standard error, what it was measured on
 
 
 def test_columns_line_up(table):
     header = table[0]
-    acc_end = header.index("val acc") + len("val acc")
+    acc_end = header.index("accuracy") + len("accuracy")
     for line in table[1:]:
         assert line[acc_end - 1] in "0123456789-" and line[acc_end] == " "
     submitted = header.index("submitted")
@@ -147,6 +149,30 @@ def test_a_cross_validated_run_shows_its_estimate_and_a_fetched_one_its_kernel_v
                                                "cv": {"folds": 5, "accuracy": 0.9415, "stderr": 0.0048}}))
     write(fetched / "origin.json", json.dumps({"origin": "kaggle", "version": 7}))
     table = run_cli("runs", "--runs", str(tmp_path)).stdout.splitlines()
-    assert table[0].split()[4:7] == ["acc", "CV", "±"]
-    assert "0.9415±0.0048" in row_of(table, cv_run.name) and "folds=5" in row_of(table, cv_run.name)
+    assert table[0].split()[3:7] == ["accuracy", "±", "SE", "measured"]
+    assert row_of(table, cv_run.name).split()[3:7] == ["0.9415", "0.0048", "5-fold", "CV"]
+    assert "folds=5" in row_of(table, cv_run.name)
     assert "output of Kaggle kernel version 7" in row_of(table, fetched.name)
+
+
+def test_a_cv_estimate_ranks_above_a_higher_but_smaller_hold_out(tmp_path):
+    """The issue's pair: a 599-image hold-out's 0.963 (public 0.942) against a 6,000-image CV's 0.953
+    (public 0.948). Unlike numbers are not ranked as like: the CV estimate first, and each row says
+    which kind its number is, on how many images, and from which data folder."""
+    hold_out, cv_run = tmp_path / "20240601T000000Z-h01d00", tmp_path / "20240602T000000Z-cvcv00"
+    data = tmp_path / "kaggle-6000"
+    write(hold_out / "metrics.json", json.dumps({"val_accuracy": 0.963, "data": str(data),
+                                                 "examples": {"train": 5401, "validation": 599, "test": 4000}}))
+    write(cv_run / "metrics.json", json.dumps({"val_accuracy": 0.9531, "data": str(data),
+                                               "examples": {"train": 6000, "validation": 6000, "test": 4000},
+                                               "config": {"folds": 5, "patience": 1, "val_fraction": 0.5},
+                                               "cv": {"folds": 5, "accuracy": 0.953, "stderr": 0.0027}}))
+    done = run_cli("runs", "--runs", str(tmp_path), cwd=tmp_path)
+    table = done.stdout.splitlines()
+    assert [line.split()[0] for line in table[1:3]] == [cv_run.name, hold_out.name]
+    assert row_of(table, cv_run.name).split()[3:9] == ["0.9530", "0.0027", "5-fold", "CV,", "6000", "images"]
+    # a hold-out's standard error is the binomial one on its images: sqrt(0.963 * 0.037 / 599)
+    assert row_of(table, hold_out.name).split()[3:8] == ["0.9630", "0.0077", "hold-out,", "599", "images"]
+    assert all(" kaggle-6000 " in row_of(table, run.name) for run in (cv_run, hold_out))  # its path, from here
+    assert "folds=5" in row_of(table, cv_run.name) and "patience" not in done.stdout  # ignored under --folds
+    assert done.stdout.endswith(RANKING + "\n")

@@ -114,7 +114,7 @@ def test_ctrl_c_while_kaggles_answer_is_in_flight_still_records_it(tmp_path, kag
 def test_a_nan_poll_interval_is_refused_before_uploading(tmp_path, kaggle):
     make_run(tmp_path / "submissions")
     before = hashes(tmp_path)
-    for env, flags in (({"DIGIT_RECOGNIZER_POLL_SECONDS": "nan"}, ()), ({}, ("--timeout", "nan"))):
+    for env, flags in (({"DIGIT_RECOGNIZER_POLL_SECONDS": "nan"}, ()), ({}, ("--wait-timeout", "nan"))):
         result = run("submit", "--data", str(SAMPLE), "--wait", *flags, env={**kaggle.env, **env}, cwd=tmp_path)
         line = the_line(result, 2)
         assert "nan" in line.lower() and "expected" in line

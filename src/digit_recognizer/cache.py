@@ -258,5 +258,5 @@ def megabytes(n: int) -> str:
 
 
 def cache_flags(cache: argparse.ArgumentParser) -> None:
-    cache.add_argument("--clear", action="store_true", help="remove every entry (default: false)")
+    cache.add_argument("--clear", action="store_true", help="remove every entry")
     cache.set_defaults(handler=cmd_cache)

@@ -23,14 +23,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
     start = clock = time.perf_counter()
     from .core.data import find_kaggle_input
-    from .core.split import stratified_split
     from .local_data import load_data
 
     timings = {"import": time.perf_counter() - clock}  # kept apart from the data's load time
     clock = time.perf_counter()
     data = load_data(args.data or find_kaggle_input(), cache=not args.no_cache)
+    if data.source != SAMPLE_SOURCE:  # kept in metrics.json and model.pt: `predict` and `runs` find it from anywhere
+        data.source = os.path.abspath(data.source)
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)  # a split that cannot be made: say so now
+    cfg.check(data.train_labels)  # folds or a split that cannot be made from this train.csv: say so now
     timings["load"] = time.perf_counter() - clock
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
     clock = time.perf_counter()
@@ -44,9 +45,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = publish_name(temp)
     for line in report_lines(metrics, final, "run folder", time.perf_counter() - start):
         print(line)
-    if data.source == SAMPLE_SOURCE:  # Kaggle scores only its own 28,000 test images
-        print("this run was trained on the embedded sample, so Kaggle cannot score it; next: "
-              "'digit-recognizer download', then 'digit-recognizer train --data data'")
+    from .next_steps import next_steps
+
+    for line in next_steps(cfg, data.source, args.data, len(data.test_images), final):
+        print(line)
     return 0
 
 
@@ -59,11 +61,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .core.submission import write_submission
     from .core.train import predict, resolve_device, to_device
     from .local_data import load_test_images
-    from .saved_model import load_model
+    from .saved_model import load_model, trained_on
 
-    model, _ = load_model(args.model)
+    model, saved = load_model(args.model)
+    data = args.data if args.data is not None else trained_on(args.model, saved)
+    if args.data is None:
+        print(f"data: {data or SAMPLE_SOURCE} (what {args.model} was trained on; --data picks another)")
     device = resolve_device(args.device)
-    images = load_test_images(args.data, cache=not args.no_cache)
+    images = load_test_images(data, cache=not args.no_cache)
     labels = predict(model.to(device), to_device(images, device)).argmax(1).cpu().numpy()
     write_submission(out, labels)
     print(f"submission: {out} ({len(labels)} rows)")
@@ -74,10 +79,29 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .local_data import SAMPLE_DIR
     from .submission_check import score
 
+    file = args.submission / "submission.csv" if args.submission.is_dir() else args.submission  # a run folder will do
+    if args.submission.is_dir() and not file.is_file():
+        raise UserError(f"{file}: no such file; score takes a submission CSV or a run folder holding submission.csv")
     solution = args.solution or SAMPLE_DIR / "solution.csv.gz"
-    accuracy = score(args.submission, solution)
-    print(f"accuracy: {accuracy:.4f} ({args.submission} against {solution})")
+    name = None if args.solution else \
+        "the embedded sample's solution, the truth for its 1000 test images; --solution FILE scores against another"
+    try:
+        accuracy = score(file, solution, name)
+    except UserError as exc:
+        raise UserError(f"{exc}{trained_elsewhere(file.parent) if not args.solution else ''}") from None
+    print(f"accuracy: {accuracy:.4f} ({file} against {solution})")
     return 0
+
+
+def trained_elsewhere(run: Path) -> str:
+    """For a run folder trained on other data than the sample: what it was trained on, from its metrics.json."""
+    from .runs import data_shown, read_run_json
+
+    metrics = read_run_json(run / "metrics.json", [])
+    trained = metrics.get("data") if isinstance(metrics, dict) else None
+    if not isinstance(trained, str) or trained in ("", SAMPLE_SOURCE):
+        return ""
+    return f"; its run {run} was trained on {data_shown(trained)}, not on the sample"
 
 
 class Parser(argparse.ArgumentParser):
@@ -93,7 +117,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS or action.required:
             return text
         default = {False: "off", True: "on", None: "none"}.get(action.default, "%(default)s") \
             if isinstance(action.default, (bool, type(None))) else "%(default)s"
@@ -111,7 +135,8 @@ def train_flags(train: argparse.ArgumentParser) -> None:
 
 def predict_flags(pred: argparse.ArgumentParser) -> None:
     pred.add_argument("--model", type=Path, required=True, help="a run's model.pt")
-    pred.add_argument("--data", type=Path, help="folder with test.csv (default: the embedded sample)")
+    pred.add_argument("--data", type=Path, metavar="DIR",
+                      help="folder with test.csv (or Kaggle's zip); default: the data the model was trained on")
     pred.add_argument("--out", type=Path, help="submission path (default: predict-submission.csv beside the model)")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
     pred.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to predict")
@@ -120,7 +145,8 @@ def predict_flags(pred: argparse.ArgumentParser) -> None:
 
 
 def score_flags(sc: argparse.ArgumentParser) -> None:
-    sc.add_argument("submission", type=Path)
+    sc.add_argument("submission", type=Path, metavar="FILE|RUN_DIR",
+                    help="a submission CSV, or a run folder holding submission.csv")
     sc.add_argument("--solution", type=Path, help="ImageId,Label truth (default: the embedded sample's solution)")
     sc.set_defaults(handler=cmd_score)
 
@@ -135,9 +161,8 @@ COMMANDS = (
     ("train", "train with validation and write a submission into a new run folder", "cli:train_flags"),
     ("predict", "write a submission from a saved model", "cli:predict_flags"),
     ("score", "accuracy of a submission against a solution file", "cli:score_flags"),
-    ("runs", "table of local runs, best validation accuracy first", "runs:runs_flags"),
+    ("runs", "table of local runs, best first: CV estimates, then hold-out accuracies", "runs:runs_flags"),
     ("cache", "list the parse cache's entries and size; --clear empties it", "cache:cache_flags"),
-    ("bundle", "write the Kaggle kernel kernel/digit_recognizer_kernel.py from core/", "bundle:bundle_flags"),
     ("download", "download the competition's CSVs from Kaggle (once)", "kaggle.competition:download_flags"),
     ("kernels", "the Kaggle kernel: push, status, output, logs, run", "cli:kernels_flags"),
     ("validate", "check a submission file the way Kaggle will need it", "kaggle.competition:validate_flags"),
@@ -146,6 +171,10 @@ COMMANDS = (
     ("submissions", "your Kaggle submissions with rank and CV, matched to local runs",
      "kaggle.competition:submissions_flags"),
     ("leaderboard", "the public leaderboard's top and where you stand on it", "kaggle.leaderboard:leaderboard_flags"),
+)
+# For people changing the kit, not using it: runnable, but not listed among the commands in --help.
+DEVELOPER_COMMANDS = (
+    ("bundle", "write the Kaggle kernel kernel/digit_recognizer_kernel.py from core/", "bundle:bundle_flags"),
 )
 # `digit-recognizer kernels ...`, named as in the kaggle CLI (kaggle kernels push/status/output).
 KERNEL_COMMANDS = (
@@ -159,19 +188,33 @@ KERNEL_COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
+    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.",
+                    epilog=f"changing the kit itself: '{PROG} bundle' rebuilds the Kaggle kernel from core/ (see README)")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
-    add_commands(parser, "command", "COMMAND", COMMANDS)
+    sub = add_commands(parser, "command", "COMMAND", COMMANDS)
+    for name, summary, where in DEVELOPER_COMMANDS:
+        add_command(sub, name, summary, where, listed=False)
     return parser
 
 
-def add_commands(parser: argparse.ArgumentParser, dest: str, metavar: str, commands: tuple) -> None:
+def add_commands(parser: argparse.ArgumentParser, dest: str, metavar: str, commands: tuple):
     sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
     for name, summary, where in commands:
-        module, function = where.split(":")
-        define = getattr(importlib.import_module(f"{__package__}.{module}"), function)
-        define(sub.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter))
+        add_command(sub, name, summary, where)
+    return sub
+
+
+def add_command(sub, name: str, summary: str, where: str, listed: bool = True) -> None:
+    """One subcommand; --debug works after it too (`train --debug`), not only before it."""
+    module, function = where.split(":")
+    define = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    listing = {"help": summary} if listed else {}  # argparse lists a subcommand only when given help
+    command = sub.add_parser(name, description=summary, formatter_class=HelpFormatter, **listing)
+    define(command)
+    if not command._subparsers:  # `kernels` itself: its own subcommands take the flag
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks for errors (default: off)")
 
 
 def run() -> None:

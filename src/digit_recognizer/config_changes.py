@@ -5,8 +5,10 @@ from .core.config import Config
 
 
 def config_changes(values: dict) -> dict:
-    """The fields of a saved config that differ from the defaults, ignoring keys an older or newer kit wrote."""
+    """The fields of a saved config that differ from the defaults and that the run used (a flag its mode
+    ignores, say --patience with --folds, is no difference), ignoring keys an older or newer kit wrote."""
     known = {f.name for f in fields(Config)}
     config, default = replace(Config(), **{k: v for k, v in values.items() if k in known}), Config()
+    moot = config.not_applying()
     return {f.name: getattr(config, f.name) for f in fields(Config)
-            if getattr(config, f.name) != getattr(default, f.name)}
+            if f.name not in moot and getattr(config, f.name) != getattr(default, f.name)}

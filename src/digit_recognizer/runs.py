@@ -1,4 +1,6 @@
-"""`digit-recognizer runs`: the local runs side by side, best validation accuracy first.
+"""`digit-recognizer runs`: the local runs side by side, best first: runs with a CV estimate ranked by it
+ahead of runs with only a hold-out accuracy, since a few hundred held-out images say less than every image
+validated once (a 599-image hold-out's 0.963 scored 0.942 on Kaggle, a 6,000-image CV's 0.953 scored 0.948).
 
 Every run folder is listed, whatever wrote it: an older or newer kit (missing or unknown keys), a
 run fetched from a Kaggle kernel (origin.json, maybe no metrics), or a damaged folder, which gets a
@@ -28,7 +30,9 @@ class RunSummary:
     run_id: str
     date: datetime | None
     val_accuracy: float | None = None
-    cv: str = "-"  # the k-fold CV estimate and its standard error, when the run had --folds
+    cv: tuple[float, float] | None = None  # the k-fold CV estimate and its standard error, when the run had --folds
+    folds: int | None = None
+    validated: int | None = None  # how many images the accuracy was measured on
     data: str = "?"
     changes: str = "?"
     submitted: str = "no"
@@ -67,7 +71,30 @@ def list_runs(root: Path) -> list[RunSummary]:
         raise UserError(f"{root}: cannot list the folder ({exc.strerror})") from None
     summaries = [read_run_folder(folder) for folder in folders]
     newest_first = sorted(summaries, key=lambda s: s.date.timestamp() if s.date else 0.0, reverse=True)
-    return sorted(newest_first, key=lambda s: -s.val_accuracy if s.val_accuracy is not None else math.inf)
+    return sorted(newest_first, key=rank_key)
+
+
+def rank_key(summary: RunSummary) -> tuple[int, float]:
+    """CV estimates first, best first; then hold-out accuracies, best first; then runs with neither."""
+    if summary.cv is not None:
+        return 0, -summary.cv[0]
+    if summary.val_accuracy is not None:
+        return 1, -summary.val_accuracy
+    return 2, math.inf
+
+
+def estimate(summary: RunSummary) -> tuple[str, str, str]:
+    """(accuracy, ± standard error, what it was measured on) as the table shows them."""
+    if summary.cv is not None:
+        on = f"{summary.folds}-fold CV" if summary.folds else "CV"
+        return f"{summary.cv[0]:.4f}", f"{summary.cv[1]:.4f}", on + (f", {summary.validated} images" if summary.validated else "")
+    if summary.val_accuracy is None:
+        return "-", "-", "-"
+    if not summary.validated:
+        return f"{summary.val_accuracy:.4f}", "-", "hold-out"
+    p, n = summary.val_accuracy, summary.validated
+    # the binomial standard error of an accuracy on n images: how far another n would move it
+    return f"{p:.4f}", f"{math.sqrt(p * (1 - p) / n):.4f}", f"hold-out, {n} images"
 
 
 def read_run_folder(folder: Path) -> RunSummary:
@@ -125,9 +152,14 @@ def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
                              else "metrics.json has no val_accuracy")
     cv = metrics.get("cv")
     if isinstance(cv, dict) and is_json_number(cv.get("accuracy")) and is_json_number(cv.get("stderr")):
-        summary.cv = f"{cv['accuracy']:.4f}±{cv['stderr']:.4f}"
+        summary.cv = float(cv["accuracy"]), float(cv["stderr"])
+        summary.folds = cv["folds"] if isinstance(cv.get("folds"), int) and not isinstance(cv["folds"], bool) else None
+    examples = metrics.get("examples")
+    validated = examples.get("validation") if isinstance(examples, dict) else None
+    if isinstance(validated, int) and not isinstance(validated, bool) and validated > 0:
+        summary.validated = validated
     if isinstance(metrics.get("data"), str):
-        summary.data = "sample" if metrics["data"] == SAMPLE_SOURCE else Path(metrics["data"]).name
+        summary.data = data_shown(metrics["data"])
     config = metrics.get("config")
     if isinstance(config, dict):
         try:
@@ -155,6 +187,17 @@ def read_run_submissions(entries, summary: RunSummary) -> None:
         score = score_value(entry.get("public_score")) if isinstance(entry, dict) else None
         if score is not None and math.isfinite(score):
             summary.public_score = score
+
+
+def data_shown(source: str) -> str:
+    """The data a run was trained on as a person recognises it: its path (from here when it lies below)."""
+    if source == SAMPLE_SOURCE or not source:
+        return source or "?"
+    path = Path(source)
+    try:
+        return str(path.relative_to(Path.cwd())) if path.is_absolute() else source
+    except ValueError:
+        return source
 
 
 def run_folder_date(folder: Path) -> datetime | None:
@@ -186,17 +229,20 @@ def is_json_number(value) -> bool:
         return False
 
 
+RANKING = ("accuracy: the run's CV estimate where it has one (those rank first, best first), else its hold-out "
+           "accuracy; ± its standard error")
+
+
 def format_runs_table(summaries: list[RunSummary]) -> str:
-    header = ("run", "date (UTC)", "val acc", "CV ± SE", "data", "differs from default", "submitted", "public score",
-              "note")
-    rows = [(s.run_id, s.date.strftime("%Y-%m-%d %H:%M") if s.date else "?",
-             f"{s.val_accuracy:.4f}" if s.val_accuracy is not None else "-", s.cv, s.data, s.changes, s.submitted,
-             f"{s.public_score:.5f}" if s.public_score is not None else "-", "; ".join(s.notes))
+    header = ("run", "date (UTC)", "accuracy", "± SE", "measured on", "data", "differs from default", "submitted",
+              "public score", "note")
+    rows = [(s.run_id, s.date.strftime("%Y-%m-%d %H:%M") if s.date else "?", *estimate(s), s.data, s.changes,
+             s.submitted, f"{s.public_score:.5f}" if s.public_score is not None else "-", "; ".join(s.notes))
             for s in summaries]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    numeric = {2, 3, 7}  # right-aligned so the decimals line up
+    numeric = {2, 3, 8}  # right-aligned so the decimals line up
     lines = []
     for row in [header, *rows]:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return "\n".join(lines + [RANKING])

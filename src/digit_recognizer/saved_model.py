@@ -6,6 +6,7 @@ import torch
 from .core.config import FEATURE_RUNGS
 from .core.errors import UserError
 from .core.model import MODEL_FORMAT, SoftmaxRegression
+from .runs import SAMPLE_SOURCE, read_run_json
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
@@ -34,3 +35,24 @@ def saved_rung(saved: dict) -> str:
     if saved["features"] not in FEATURE_RUNGS:
         raise ValueError(f"unknown features {saved['features']!r}")
     return saved["features"]
+
+
+def trained_on(path: Path, saved: dict) -> Path | None:
+    """The data `predict` uses without --data: what the model was trained on (None: the embedded sample).
+
+    model.pt says so itself; a model from an older kit, through its run folder's metrics.json. Data that is
+    not there any more, or not known, is refused: predicting some other test set would look the same.
+    """
+    source = saved.get("data")
+    if not isinstance(source, str):
+        metrics = read_run_json(path.parent / "metrics.json", [])
+        source = metrics.get("data") if isinstance(metrics, dict) else None
+    if source == SAMPLE_SOURCE:
+        return None
+    if not isinstance(source, str) or not source:
+        raise UserError(f"{path}: does not say what data it was trained on; pass --data DIR, the folder "
+                        f"holding the test.csv to predict")
+    if not Path(source).exists():
+        raise UserError(f"{path}: was trained on {source}, which is not there any more; pass --data DIR, the "
+                        f"folder holding the test.csv to predict")
+    return Path(source)

@@ -29,10 +29,11 @@ def check_submission(path: Path, n_rows: int | None) -> tuple[np.ndarray | None,
     if lines[0].strip() != HEADER:
         problems.append(f"{path}: line 1: header is {lines[0][:60]!r}, expected exactly '{HEADER}'")
     rows = lines[1:]
-    if n_rows is not None and len(rows) != n_rows:
+    miscounted = n_rows is not None and len(rows) != n_rows
+    if miscounted:
         problems.append(f"{path}: has {len(rows)} rows, expected {n_rows} (one per test image)")
     ids, labels = _parse_rows(path, rows, problems)
-    _check_ids(path, ids, n_rows if n_rows is not None else len(rows), problems, len(ids) == len(rows))
+    _check_ids(path, ids, n_rows if n_rows is not None else len(rows), problems, len(ids) == len(rows), miscounted)
     if problems:
         return None, problems
     order = np.argsort(ids)
@@ -68,7 +69,8 @@ def _is_digits(cell: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all_parsed: bool) -> None:
+def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all_parsed: bool,
+               miscounted: bool = False) -> None:
     seen = set()
     for image_id in ids:
         if image_id in seen:
@@ -80,7 +82,8 @@ def _check_ids(path: Path, ids: list[int], n_rows: int, problems: list[str], all
         problems.append(f"{path}: ImageId {outside[0]} is outside 1..{n_rows}")
     elif len(seen) < n_rows and all_parsed:
         missing = next(i for i in range(1, n_rows + 1) if i not in seen)
-        problems.append(f"{path}: ImageId {missing} is missing; expected every ImageId 1..{n_rows}")
+        if not (miscounted and missing == len(seen) + 1):  # rows 1..k of n: the row count said it already
+            problems.append(f"{path}: ImageId {missing} is missing; expected every ImageId 1..{n_rows}")
 
 
 def read_submission(path: Path, n_rows: int | None) -> np.ndarray:
@@ -91,8 +94,13 @@ def read_submission(path: Path, n_rows: int | None) -> np.ndarray:
     return labels
 
 
-def score(submission: Path, solution: Path) -> float:
-    """The competition metric: the fraction of test images labelled correctly."""
+def score(submission: Path, solution: Path, solution_name: str | None = None) -> float:
+    """The competition metric: the fraction of test images labelled correctly.
+
+    A wrong row count names the solution it was compared with (`solution_name`, default its path).
+    """
     truth = read_submission(solution, None)
-    predicted = read_submission(submission, len(truth))
+    predicted, problems = check_submission(submission, len(truth))
+    if problems:
+        raise UserError(problems[0].replace("(one per test image)", f"(one per row of {solution_name or solution})"))
     return float((predicted == truth).mean())

@@ -2,6 +2,8 @@
 import argparse
 import math
 import os
+import sys
+from collections import Counter
 from dataclasses import dataclass, fields
 
 from .errors import UserError
@@ -41,8 +43,10 @@ class Config:
     folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
     device: str = "auto"
 
-    def check(self) -> "Config":
-        """Raise UserError for values no run could use."""
+    def check(self, train_labels=None) -> "Config":
+        """Raise UserError for values no run could use; with train.csv's labels, also when the validation
+        this config asks for (its folds, else its hold-out split) cannot be made from them. The CLI and the
+        kernel both ask here, so one input is refused or taken by both alike."""
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
         if not 0 <= self.seed <= MAX_SEED:
@@ -66,7 +70,31 @@ class Config:
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
                 raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
+        if train_labels is not None:
+            counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
+            problem = folds_problem(counts, self.folds) if self.folds else holdout_problem(counts, self.val_fraction)
+            if problem:
+                raise UserError(problem)
         return self
+
+    def not_applying(self) -> dict[str, str]:
+        """Each field this config does not use (whatever its value), with why: from NOT_APPLYING."""
+        moot = {}
+        for applies, names, why in NOT_APPLYING:
+            if applies(self):
+                moot.update({name: moot.get(name, why) for name in names})
+        return moot
+
+    def ignored_notice(self) -> str | None:
+        """One line naming the flags set away from their defaults that this run does not use, or None."""
+        moot, default = self.not_applying(), Config()
+        given = [name for name in moot if getattr(self, name) != getattr(default, name)]
+        if not given:
+            return None
+        flags = [f"--{name.replace('_', '-')} {getattr(self, name)}" for name in given]
+        reasons = list(dict.fromkeys(moot[name] for name in given))
+        return f"note: {' and '.join(flags)} {'does' if len(flags) == 1 else 'do'} not apply here and " \
+               f"{'is' if len(flags) == 1 else 'are'} ignored: {'; '.join(reasons)}"
 
     def batch_size_for(self, n_examples: int) -> int:
         """Auto batch size: 256, grown on big data to keep 32 steps an epoch.
@@ -75,6 +103,41 @@ class Config:
         validation accuracy with less per-step overhead (see README).
         """
         return self.batch_size or max(256, -(-n_examples // 32))
+
+
+def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it cannot."""
+    for digit in range(10):
+        n_val = int(round(val_fraction * counts[digit]))
+        if n_val == 0 or n_val == counts[digit]:
+            side = "validation" if n_val == 0 else "training"
+            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
+                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+    return None
+
+
+def folds_problem(counts: Counter, folds: int) -> str | None:
+    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
+    digit = min(range(10), key=lambda d: counts[d])
+    if counts[digit] < folds:
+        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                f"fold would hold none; use fewer folds or a larger train.csv")
+    return None
+
+
+# Which fields a config does not use: (when, those fields, why). Config.check's notice, `runs` and the
+# submit message read it, so a setting that was ignored is never shown as one that was used. A new field or
+# mode adds its row here.
+NOT_APPLYING = (
+    (lambda c: bool(c.folds), ("val_fraction", "patience"),
+     "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
+    (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
+     "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
+    (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
+     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or early stop"),
+)
+
+
 
 
 CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
@@ -128,5 +191,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    notice = cfg.ignored_notice()
+    if notice:
+        print(notice, file=sys.stderr)
+    return cfg
 

@@ -1,20 +1,22 @@
 """A stratified, seeded hold-out split."""
+from collections import Counter
+
 import numpy as np
 
+from .config import folds_problem, holdout_problem
 from .errors import UserError
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
+    problem = holdout_problem(Counter(labels.tolist()), val_fraction)  # the rule Config.check applies
+    if problem:
+        raise UserError(problem)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for digit in range(10):
         members = np.flatnonzero(labels == digit)
         n_val = int(round(val_fraction * len(members)))
-        if n_val == 0 or n_val == len(members):
-            side = "validation" if n_val == 0 else "training"
-            raise UserError(f"--val-fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
-                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
         members = rng.permutation(members)
         val.append(members[:n_val])
         train.append(members[n_val:])
@@ -25,11 +27,9 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds in turn."""
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
-    counts = np.bincount(labels.astype(np.int64), minlength=10)
-    if counts.min() < folds:
-        digit = int(counts.argmin())
-        raise UserError(f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
-                        f"fold would hold none; use fewer folds or a larger train.csv")
+    problem = folds_problem(Counter(labels.tolist()), folds)  # the rule Config.check applies
+    if problem:
+        raise UserError(problem)
     start = 0
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(labels == digit))

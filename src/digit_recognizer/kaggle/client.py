@@ -6,6 +6,7 @@ client is imported only inside `connect`, every call runs in a daemon thread tha
 deadline, the client's own printing is swallowed (with VERBOSE set it would print the auth header),
 and every failure becomes one UserError line that names what to do.
 """
+import argparse
 import base64
 import contextlib
 import io
@@ -297,6 +298,27 @@ def _first_text_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+class RenamedFlag(argparse.Action):
+    """An old spelling that still works, with a warning naming the flag that means it now."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"digit-recognizer: warning: {option_string} is now {self.new} ({option_string} meant Kaggle's run "
+              f"limit in one command and time waited here in others)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def wait_timeout_flag(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """--wait-timeout SECONDS: how long a command waits here, for whatever it waits for (`what`)."""
+    parser.add_argument("--wait-timeout", type=float, default=default, metavar="SECONDS",
+                        help=f"seconds to wait at most {what} (default: {default:g})")
+    if "--timeout" not in parser._option_string_actions:  # in `kernels run` it meant Kaggle's limit: it still does
+        parser.add_argument("--timeout", dest="wait_timeout", type=float, action=RenamedFlag, new="--wait-timeout")
+
+
 def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:
     """Call check() -> (finished, state) with a growing pause until finished; UserError past `timeout`
     that names the `resume` command to go on waiting. detail(), when given, adds a live line (the
@@ -313,7 +335,7 @@ def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:
             return state
         remaining = timeout - elapsed
         if remaining <= 0:
-            raise UserError(f"{label}: still {state} after {elapsed:.0f} s (--timeout {timeout:g}); "
+            raise UserError(f"{label}: still {state} after {elapsed:.0f} s (--wait-timeout {timeout:g}); "
                             f"to go on waiting: {resume}")
         pause = min(delay, remaining)
         extra = detail() if detail else ""
@@ -338,10 +360,10 @@ def http_status(error: BaseException) -> int | None:
 
 
 def wait_settings(timeout: float) -> float:
-    """The first pause between checks ($DIGIT_RECOGNIZER_POLL_SECONDS), after checking it and --timeout:
-    NaN would make time.sleep raise, and a NaN --timeout would never run out."""
+    """The first pause between checks ($DIGIT_RECOGNIZER_POLL_SECONDS), after checking it and --wait-timeout:
+    NaN would make time.sleep raise, and a NaN --wait-timeout would never run out."""
     if not (math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout {timeout}: expected a positive number of seconds")
+        raise UserError(f"--wait-timeout {timeout}: expected a positive number of seconds")
     value = os.environ.get(POLL_ENV)
     if not value:
         return POLL_FIRST

@@ -8,13 +8,15 @@ produced, and so the download-then-submit route is one command away if Kaggle re
 import argparse
 import shutil
 import tempfile
+from shlex import quote
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..invocation import command
 from ..core.fileio import write_json
 from ..run_folders import publish_name, run_folder
 from .client import COMPETITION, connect, find_credentials, http_status
-from .kernels import KERNEL_DONE, PROG, Version, kernel_state, origin_record, resolve_version
+from .kernels import KERNEL_DONE, Version, kernels_cli, kernel_state, origin_record, resolve_version
 from .records import ORIGIN_NAME, default_message, kernel_run, prepare_records
 from .submitting import after_submit, check_limits, check_wait, expected_rows, refuse_invalid, upload_and_record
 
@@ -32,14 +34,14 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
     status, _ = kernel_state(session, version)
     if status not in KERNEL_DONE:
         raise UserError(f"{version} is {status}; only a complete version can be submitted: "
-                        f"{PROG} status --wait{version.flags()}, or pass --version N")
+                        f"{kernels_cli()} status --wait{version.flags()}, or pass --version N")
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-submit-", ignore_cleanup_errors=True) as temp:
         session.call(f"fetching {FILE_NAME} of {version}", "kernels_output", version.ref, temp,
                      file_pattern=rf"^{FILE_NAME.replace('.', '[.]')}$", force=True, quiet=True, transfer=True)
         fetched = Path(temp) / FILE_NAME
         if not fetched.is_file():
             raise UserError(f"{version} has no {FILE_NAME} in its output; nothing was submitted "
-                            f"(see its log: {PROG} logs{version.flags()})")
+                            f"(see its log: {kernels_cli()} logs{version.flags()})")
         refuse_invalid(fetched, n_rows, source, args.data, None)
         run = kernel_run(args.runs, version.kernel, version.number) or _keep(fetched, version, status, args)
     check_wait(args)
@@ -50,7 +52,7 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
     def accepted(response) -> None:
         if not response.ref and not response.message:
             raise UserError(f"submitting {FILE_NAME} of {version}: Kaggle gave no answer; check "
-                            f"'digit-recognizer submissions' before trying again")
+                            f"'{command('submissions')}' before trying again")
 
     try:
         record = upload_and_record(
@@ -64,7 +66,7 @@ def submit_kernel_version(args: argparse.Namespace) -> int:
         if code is not None and 400 <= code < 500 and code not in (401, 429):
             said = str(exc).split(": ", 1)[-1]  # Kaggle's answer, without the "what" already said here
             raise UserError(f"Kaggle refused a code submission of {version} to {COMPETITION} ({said}); submit "
-                            f"the file instead, validated and kept in {run}: digit-recognizer submit {run}") from None
+                            f"the file instead, validated and kept in {run}: {command('submit ' + quote(str(run)))}") from None
         raise
     print(f"submitted {FILE_NAME} of {version} to {COMPETITION}: {message!r}"
           + (f" (ref {record['ref']})" if record["ref"] else ""))

@@ -6,17 +6,19 @@ Kaggle call goes through client.py (the kaggle package's own KaggleApi, bounded)
 """
 import argparse
 import sys
+from shlex import quote
 import tempfile
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..invocation import command
 from ..runs import runs_flag
 from ..core.fileio import atomic_write
-from .client import COMPETITION, connect, find_credentials
+from .client import COMPETITION, connect, find_credentials, wait_timeout_flag
 from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, prepare_records, read_json_object,
                       read_records, score_value, submission_target, trained_on_sample, update_record)
-from .submitting import (SAMPLE_FIX, after_submit, check_file, check_limits, check_wait, count_rows, expected_rows,
-                         list_submissions, refuse_invalid, status_name, upload_and_record)
+from .submitting import (after_submit, check_file, check_limits, check_wait, count_rows, expected_rows,
+                         list_submissions, refuse_invalid, sample_fix, status_name, upload_and_record)
 
 DATA_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 SUBMIT_FAILED = "Could not submit to competition"  # what the client returns when the upload failed
@@ -34,7 +36,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         for name, columns in (("train.csv", TRAIN_COLUMNS), ("test.csv", TEST_COLUMNS)):
             _check_header(folder / name, _first_line(folder / name), ",".join(columns))
         print(f"{folder}: train.csv and test.csv are already there; nothing downloaded")
-        print(f"use: digit-recognizer train --data {folder}")
+        print(f"next: {command('train --data ' + quote(str(folder)))}")
         return 0
     session = connect()
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-download-", ignore_cleanup_errors=True) as temp:
@@ -46,7 +48,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         if not (folder / name).is_file():
             atomic_write(folder / name, lambda target, raw=raw: target.write_bytes(raw))
     print(f"{folder}: " + ", ".join(_describe(name, raw) for name, raw in files.items()))
-    print(f"use: digit-recognizer train --data {folder}")
+    print(f"next: {command('train --data ' + quote(str(folder)))}")
     return 0
 
 
@@ -81,7 +83,7 @@ def _first_line(path: Path) -> bytes:
 def _check_header(path: Path, line: bytes, expected: str) -> None:
     if line.decode("utf-8", errors="replace").lstrip("\ufeff").strip() != expected:
         raise UserError(f"{path}: line 1 is not the header '{expected[:40]}...' of Kaggle's {path.name}; "
-                        f"remove the file and run 'digit-recognizer download' again")
+                        f"remove the file and run '{command('download')}' again")
 
 
 def _describe(name: str, raw: bytes) -> str:
@@ -118,7 +120,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     file, run = submission_target(args.target, args.runs)
     if trained_on_sample(run):  # before any network call: Kaggle would reject it and count the try
         raise UserError(f"{run}: trained on the embedded sample (1000 test images), which Kaggle would "
-                        f"reject; nothing was uploaded: {SAMPLE_FIX}")
+                        f"reject; nothing was uploaded: {sample_fix()}")
     credentials = find_credentials()  # no credentials: say so before anything else
     n_rows, source = expected_rows(args.data)
     refuse_invalid(file, n_rows, source, args.data, run)
@@ -253,7 +255,7 @@ def submit_flags(submit: argparse.ArgumentParser) -> None:
     runs_flag(submit)
     submit.add_argument("--wait", action="store_true",
                         help="poll until Kaggle has scored it, then print the public score (default: off)")
-    submit.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="seconds to wait at most with --wait (default: 900)")
+    wait_timeout_flag(submit, 900, "for the score with --wait")
     submit.set_defaults(handler=cmd_submit)
 
 

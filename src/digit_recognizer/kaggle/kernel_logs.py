@@ -111,7 +111,7 @@ def follow_log(session: KaggleSession, ref: str, timeout: float, resume: str):
         try:
             item = events.get(timeout=max(deadline - time.monotonic(), 0.0))
         except queue.Empty:
-            raise UserError(f"the log of {ref}: still streaming after {timeout:g} s (--timeout); "
+            raise UserError(f"the log of {ref}: still streaming after {timeout:g} s (--wait-timeout); "
                             f"to go on: {resume}") from None
         if item is done:
             return

@@ -12,14 +12,17 @@ import re
 import shutil
 import sys
 import tempfile
+from shlex import quote
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..invocation import command
 from ..runs import runs_flag
 from ..core.fileio import write_json, write_text
 from ..run_folders import publish_name, run_folder
-from .client import COMPETITION, KaggleSession, connect, find_credentials, http_status, kaggle_config_dir, poll, scrub
+from .client import (COMPETITION, KaggleSession, RenamedFlag, connect, find_credentials, http_status,
+                     kaggle_config_dir, poll, scrub, wait_timeout_flag)
 from .kernel_logs import LogFollower, follow_log, print_log_tail, read_log
 from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, read_pushes, record_push
 from .records import ORIGIN_NAME, utc_now
@@ -29,7 +32,6 @@ ID_PLACEHOLDER = "YOUR_KAGGLE_USERNAME"
 KERNEL_DONE = {"COMPLETE"}
 KERNEL_FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
 NOT_STARTED = "QUEUED (not started yet)"
-PROG = "digit-recognizer kernels"
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ class Version:
 
 def cmd_push(args: argparse.Namespace) -> int:
     session, version = push_kernel(args)
-    print("next: digit-recognizer kernels status --wait, then digit-recognizer kernels output"
-          if not args.no_run else "saved without running; 'digit-recognizer kernels push' again to run it")
+    print(f"next: {command('kernels status --wait')}\nthen: {command('kernels output')}"
+          if not args.no_run else f"saved without running; '{command('kernels push')}' again to run it")
     return 0
 
 
@@ -77,8 +79,9 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
     code_file = pushable_code_file(root, metadata["code_file"])
     read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
-    if args.timeout is not None and args.timeout < 1:
-        raise UserError(f"--timeout {args.timeout}: expected the kernel's run-time limit in whole seconds (>= 1)")
+    if args.time_limit is not None and args.time_limit < 1:
+        raise UserError(f"--time-limit {args.time_limit}: expected the kernel's run-time limit on Kaggle in whole "
+                        f"seconds (>= 1)")
     session = connect(credentials)
     kernel = kernel_ref(metadata, session)
     if wants_gpu(metadata, args.accelerator) and not args.no_run:
@@ -87,7 +90,7 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
         # The client reads the code file's text itself; only the id differs from the committed metadata.
         staged = {**metadata, "id": kernel, "code_file": str(code_file)}
         write_json(Path(stage) / METADATA_NAME, staged)
-        response = session.call("pushing the kernel", "kernels_push", stage, args.timeout, args.accelerator,
+        response = session.call("pushing the kernel", "kernels_push", stage, args.time_limit, args.accelerator,
                                 no_run=args.no_run)
     problem = scrub(_push_problem(response) or "", limit=300)  # server text: scrubbed first, then cut
     if problem:
@@ -100,7 +103,7 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     record_push(root, {"kernel": kernel, "version": number, "pushed_at": utc_now(), "url": url,
                        "code_file": metadata["code_file"], "code_sha256": file_sha256(code_file),
                        "accelerator": args.accelerator or metadata.get("machine_shape"),
-                       "timeout_seconds": args.timeout, "no_run": args.no_run})
+                       "timeout_seconds": args.time_limit, "no_run": args.no_run})
     verb = "saved (not run)" if args.no_run else "pushed; Kaggle runs it now"
     print(f"{Version(kernel, number)} {verb}" if number else f"{kernel} {verb} (Kaggle sent no version number)")
     print(f"kernel: {url}")
@@ -125,6 +128,11 @@ def pushable_code_file(root: Path, code_file: str) -> Path:
                         f"only the kernel 'digit-recognizer bundle --check' vouches for; nothing was pushed: "
                         f"set \"code_file\": \"{KERNEL_FILE}\"")
     return path
+
+
+def kernels_cli() -> str:
+    """`digit-recognizer kernels`, started the way this process was (see invocation.py)."""
+    return command("kernels")
 
 
 def wants_gpu(metadata: dict, accelerator: str | None) -> bool:
@@ -289,7 +297,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     session = connect()
     version = resolve_version(args, session)
     if args.wait:
-        status, failure = wait_for(session, version, args.timeout, f"{PROG} status --wait{_kernel_flags(args, version)}")
+        status, failure = wait_for(session, version, args.wait_timeout, f"{kernels_cli()} status --wait{_kernel_flags(args, version)}")
     else:
         status, failure = kernel_state(session, version)
     print(f"{version}: {status}" + (f" ({failure})" if failure else ""))
@@ -297,7 +305,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_log_tail(session, version.ref, str(version))
         return 1
     if status in KERNEL_DONE:
-        print(f"next: {PROG} output{_kernel_flags(args, version)}")
+        print(f"next: {kernels_cli()} output{_kernel_flags(args, version)}")
     return 0
 
 
@@ -309,8 +317,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         text = read_log(session, version.ref)
         print(text.rstrip("\n") if text.strip() else "(the log is empty)")
         return 0
-    resume = f"{PROG} logs --follow{_kernel_flags(args, version)}"
-    for text in follow_log(session, version.ref, args.timeout, resume):
+    resume = f"{kernels_cli()} logs --follow{_kernel_flags(args, version)}"
+    for text in follow_log(session, version.ref, args.wait_timeout, resume):
         print(text, end="", flush=True)
     return 0
 
@@ -321,7 +329,7 @@ def cmd_output(args: argparse.Namespace) -> int:
     status, failure = kernel_state(session, version)
     if status not in KERNEL_DONE | KERNEL_FAILED:
         raise UserError(f"{version} is {status}; its output comes when it finishes: "
-                        f"{PROG} status --wait{_kernel_flags(args, version)}")
+                        f"{kernels_cli()} status --wait{_kernel_flags(args, version)}")
     final = fetch_output(session, version, status, args.runs, args.path)
     if status in KERNEL_FAILED:
         print(f"the kernel failed{f' ({failure})' if failure else ''}; its log is in the run folder")
@@ -331,7 +339,7 @@ def cmd_output(args: argparse.Namespace) -> int:
 
         _, problems = check_submission(submission, None)
         print(f"submission: {submission}" + (f" (problem: {problems[0]})" if problems else ""))
-        print(f"next: digit-recognizer submit {final}  (or: digit-recognizer submit --kernel{version.flags()})")
+        print(f"next: {command('submit ' + quote(str(final)))}\nor: {command('submit --kernel' + version.flags())}")
     return 1 if status in KERNEL_FAILED else 0
 
 
@@ -377,8 +385,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     session, version = push_kernel(args)
     if not version.number:
         raise UserError(f"{version.kernel}: Kaggle sent no version number, so this run cannot be told from "
-                        f"the previous one; follow it with '{PROG} status --wait'")
-    resume = f"{PROG} status --wait --version {version.number}, then {PROG} output --version {version.number}"
+                        f"the previous one; follow it with '{kernels_cli()} status --wait'")
+    resume = f"{kernels_cli()} status --wait --version {version.number}, then {kernels_cli()} output --version {version.number}"
     status, failure = wait_for(session, version, args.wait_timeout, resume)
     print(f"{version}: {status}" + (f" ({failure})" if failure else ""))
     if status in KERNEL_FAILED:
@@ -388,7 +396,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     submission = final / "submission.csv"
     if not submission.is_file():
         raise UserError(f"{version} wrote no submission.csv (run folder {final}); see its log: "
-                        f"{PROG} logs --version {version.number}")
+                        f"{kernels_cli()} logs --version {version.number}")
     _, problems = check_submission(submission, n_rows)
     for line in problems:
         print(f"digit-recognizer: error: {line}", file=sys.stderr)
@@ -399,7 +407,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"{submission}: not a valid submission ({len(problems)} problem(s) above, "
                         f"checked against {n_rows} rows of {source})")
     print(f"submission: {submission} (valid: {n_rows} rows)")
-    print(f"next: digit-recognizer submit {final}  (or: digit-recognizer submit --kernel --version {version.number})")
+    print(f"next: {command('submit ' + quote(str(final)))}\nor: {command(f'submit --kernel --version {version.number}')}")
     return 0
 
 
@@ -437,8 +445,7 @@ def status_flags(status: argparse.ArgumentParser) -> None:
     _version_arguments(status)
     status.add_argument("--wait", action="store_true",
                         help="poll until the run completes or fails, showing its last log line (default: off)")
-    status.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                        help="seconds to wait at most with --wait (default: 3600)")
+    wait_timeout_flag(status, 3600, "with --wait")
     status.set_defaults(handler=cmd_status)
 
 
@@ -452,16 +459,14 @@ def logs_flags(logs: argparse.ArgumentParser) -> None:
     _version_arguments(logs)
     logs.add_argument("--follow", action="store_true",
                       help="stream the log while the kernel runs; stops when the run ends (default: off)")
-    logs.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                      help="seconds to follow at most with --follow (default: 3600)")
+    wait_timeout_flag(logs, 3600, "with --follow")
     logs.set_defaults(handler=cmd_logs)
 
 
 def run_flags(run: argparse.ArgumentParser) -> None:
     _path_argument(run)
     _push_arguments(run)
-    run.add_argument("--wait-timeout", type=float, default=3600, metavar="SECONDS",
-                     help="seconds to wait at most for the version to finish (default: 3600)")
+    wait_timeout_flag(run, 3600, "for the version to finish")
     run.add_argument("--data", type=Path, metavar="DIR",
                      help="folder with the test.csv the submission answers (default: the competition's 28,000 rows)")
     runs_flag(run)
@@ -475,8 +480,9 @@ def _path_argument(parser: argparse.ArgumentParser) -> None:
 
 def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerator", metavar="SHAPE", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (default: the metadata's)")
-    parser.add_argument("--timeout", type=int, metavar="SECONDS",
+    parser.add_argument("--time-limit", type=int, metavar="SECONDS",
                         help="the run's time limit on Kaggle (default: Kaggle's own limit)")
+    parser.add_argument("--timeout", dest="time_limit", type=int, action=RenamedFlag, new="--time-limit")
     parser.add_argument("--ignore-quota", action="store_true",
                         help="push a GPU run even when the weekly GPU quota reads as used up (default: off)")
 

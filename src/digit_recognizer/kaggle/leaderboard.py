@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..invocation import command
 from .client import COMPETITION, KaggleSession, connect
 from ..runs import score_value
 
@@ -32,7 +33,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     team = next((s.team_name for s in items if s.team_name), None)
     who = f"you ({session.username or team or 'this account'})"
     if best is None:
-        print(f"{who}: no scored submission yet; 'digit-recognizer submit' makes one")
+        print(f"{who}: no scored submission yet; '{command('submit')}' makes one")
         return 0
     if not board:
         print(f"{who}: best public score {best:.5f}; rank unknown ({problem})")

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config_changes import config_changes
 from ..core.errors import UserError
 from ..core.fileio import os_reason, write_json
+from ..invocation import command
 from ..run_folders import RUN_ID_PATTERN, published_runs
 from ..runs import SAMPLE_SOURCE, float_sized_int, read_run_json, score_value
 
@@ -33,7 +34,7 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
         with_file = [run for run in published_runs(runs) if (run / "submission.csv").is_file()]
         if not with_file:
             raise UserError(f"{runs}: no run folder with a submission.csv; make one with "
-                            f"'digit-recognizer train' or 'digit-recognizer kernels output', or name a FILE to submit")
+                            f"'{command('train')}' or '{command('kernels output')}', or name a FILE to submit")
         return with_file[-1] / "submission.csv", with_file[-1]
     if target.is_dir():
         if not (target / "submission.csv").is_file():

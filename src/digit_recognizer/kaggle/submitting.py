@@ -10,13 +10,16 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from shlex import quote
 from typing import Iterator
 
 from ..core.errors import UserError
 from ..core.fileio import describe_os_error
 from ..interrupt_hold import interrupts_deferred
+from ..invocation import command
+from ..runs import SAMPLE_SOURCE
 from .client import COMPETITION, KaggleSession, NoAnswer, poll, scrub, wait_settings
-from .records import (SUBMITTED, keep_record, record_index, score_value, trained_on_sample, update_record, utc_now,
+from .records import (SUBMITTED, keep_record, read_json_object, record_index, score_value, update_record, utc_now,
                       validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
@@ -51,25 +54,44 @@ def expected_rows(data: Path | None) -> tuple[int, str]:
     return count_test_rows(data), f"{data}'s test.csv"
 
 
-SAMPLE_FIX = "run 'digit-recognizer download', then 'digit-recognizer train --data data', and submit that run"
+def sample_fix() -> str:
+    return (f"run '{command('download')}', then '{command('train --data data')}', "
+            f"and submit that run")
+
+
 ROW_COUNT = re.compile(r": has (\d+) rows, expected (\d+) \(one per test image\)$")
 
 
 def check_file(file: Path, n_rows: int, data: Path | None, run: Path | None) -> list[str]:
-    """check_submission's problems; a wrong row count against Kaggle's test set names its likely cause."""
+    """check_submission's problems; a wrong row count says which test.csv was expected and, for a run's
+    file, what data that run was trained on (its metrics.json): what is known, not a guess."""
     from ..submission_check import check_submission
 
     _, problems = check_submission(file, n_rows)
-    if data is not None:
-        return problems
-    sample = trained_on_sample(run)
+    source = "the competition's test.csv" if data is None else f"{data}'s test.csv"
     for i, line in enumerate(problems):
-        counted = ROW_COUNT.search(line)
-        if counted and (sample or int(counted.group(1)) < n_rows):
-            cause = "this run was trained on the embedded sample" if sample else \
-                "likely a run on the embedded sample (its test.csv has 1000 images)"
-            problems[i] = f"{line}: {cause}; {SAMPLE_FIX}"
+        if ROW_COUNT.search(line):
+            problems[i] = line.replace("(one per test image)", f"(one per image of {source})") + \
+                row_count_cause(file, data, run)
     return problems
+
+
+def row_count_cause(file: Path, data: Path | None, run: Path | None) -> str:
+    """What the run folder says about the data its submission answers, and the command that checks it there."""
+    from ..runs import data_shown
+
+    metrics = read_json_object(run / "metrics.json") if run is not None else {}
+    trained = metrics.get("data")
+    tested = (metrics.get("examples") or {}).get("test") if isinstance(metrics.get("examples"), dict) else None
+    images = f" ({tested} test images)" if isinstance(tested, int) else ""
+    if trained == SAMPLE_SOURCE:
+        return f"; its run {run} was trained on the embedded sample{images}; {sample_fix()}"
+    if isinstance(trained, str) and trained:
+        shown = data_shown(trained)
+        check = f": {command('validate ' + quote(str(file)) + ' --data ' + quote(shown))} checks it against " \
+                f"that test.csv" if data is None else ""
+        return f"; its run {run} was trained on {shown}{images}{check}"
+    return "; --data DIR checks it against the test.csv it answers" if data is None else ""
 
 
 def refuse_invalid(file: Path, n_rows: int, source: str, data: Path | None, run: Path | None) -> None:
@@ -91,7 +113,7 @@ def check_limits(session: KaggleSession) -> None:
 def check_wait(args: argparse.Namespace) -> None:
     """--wait's settings, checked before anything is uploaded (a bad one must not fail after Kaggle said yes)."""
     if args.wait:
-        wait_settings(args.timeout)
+        wait_settings(args.wait_timeout)
 
 
 def upload_and_record(session: KaggleSession, what: str, method: str, call_args: tuple, call_kwargs: dict,
@@ -104,8 +126,8 @@ def upload_and_record(session: KaggleSession, what: str, method: str, call_args:
         try:
             response = session.call(what, method, *call_args, **call_kwargs)
         except NoAnswer as exc:
-            raise UserError(f"{exc}; Kaggle may have taken the submission: check 'digit-recognizer "
-                            f"submissions' before submitting again") from None
+            raise UserError(f"{exc}; Kaggle may have taken the submission: check '{command('submissions')}' "
+                            f"before submitting again") from None
         accepted(response)
         ref = getattr(response, "ref", None) or None
         record = {"submitted_at": submitted_at, **fields, "ref": ref, "status": "pending", "public_score": None}
@@ -141,9 +163,9 @@ def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict,
         else:
             print(f"recorded in {where}")
         if not args.wait:
-            print("next: digit-recognizer submissions (the public score appears when Kaggle has scored it)")
+            print(f"next: {command('submissions')}  (the public score appears when Kaggle has scored it)")
             return 0
-        return await_score(session, args.timeout, record, run)
+        return await_score(session, args.wait_timeout, record, run)
 
 
 def await_score(session: KaggleSession, timeout: float, record: dict, run: Path | None) -> int:
@@ -154,7 +176,7 @@ def await_score(session: KaggleSession, timeout: float, record: dict, run: Path 
         state = status_name(latest["found"]) if latest["found"] else "not listed yet"
         return state in ("complete", "error"), state
 
-    state = poll(check, timeout, "submission", "digit-recognizer submissions")
+    state = poll(check, timeout, "submission", command("submissions"))
     found = latest["found"]
     index = record_index(run, record) if run is not None else None
     if index is not None:
