@@ -189,7 +189,7 @@ CASES = {
                                                        ["--val-fraction 0.1 leaves digit 0", "no validation example"]),
     "val-fraction leaves a class without training": (flags("--val-fraction", "0.9", "--out", "fresh/runs"),
                                                      ["leaves digit 0", "no training example"]),
-    "epochs 0": (flags("--epochs", "0"), ["--epochs must be a positive integer, got 0"]),
+    "epochs 0": (flags("--optimizer", "adam", "--epochs", "0"), ["--epochs must be a positive integer, got 0"]),
     "epochs not a number": (flags("--epochs", "ten"), ["train: argument --epochs: invalid int value: 'ten'"]),
     "batch size negative": (flags("--batch-size", "-5"), ["--batch-size must be a positive integer (or 0 for auto), got -5"]),
     "lr 0": (flags("--lr", "0"), ["--lr must be a positive number, got 0.0"]),
@@ -365,7 +365,7 @@ def test_kaggle_zip_trains_end_to_end(work: Path):
     (work / "digit-recognizer.zip").write_bytes(zipped({"train.csv": b"\xef\xbb\xbf" + text(TRAIN_20, "\r\n"),
                                                         "test.csv": text(TEST, "\r\n")}))
     before = snapshot(work / "submissions")
-    result = run_cli("train", "--data", "digit-recognizer.zip", "--out", "submissions", "--epochs", "2", cwd=work)
+    result = run_cli("train", "--data", "digit-recognizer.zip", "--out", "submissions", "--optimizer", "adam", "--epochs", "2", cwd=work)
     assert result.returncode == 0, result.stderr
     after = snapshot(work / "submissions")
     assert {k: v for k, v in after.items() if k in before} == before

@@ -208,7 +208,7 @@ def test_sgd_with_refit_end_to_end(tmp_path):
 
 
 def test_kaggle_size_folder_trains(kaggle_size, tmp_path):
-    result = run_cli("train", "--data", str(kaggle_size), "--out", str(tmp_path), "--epochs", "3")
+    result = run_cli("train", "--data", str(kaggle_size), "--out", str(tmp_path), "--optimizer", "adam", "--epochs", "3")
     assert result.returncode == 0, result.stderr
     [run] = tmp_path.iterdir()
     rows = (run / "submission.csv").read_text().splitlines()
@@ -241,7 +241,7 @@ def test_piped_train_prints_one_plain_line_per_epoch_and_no_carriage_returns(tmp
     (["--optimizer", "adam", "--lr", "1e30"], "--lr 1e+30: training diverged in epoch 1 (train loss, val loss, weights not finite); "
                        "try a smaller --lr"),
     (["--seed", "-1"], "--seed must be an integer from 0 to 2**64-1, got -1"),
-    (["--epochs", "10000000"], "--epochs must be at most 1000000, got 10000000"),
+    (["--optimizer", "adam", "--epochs", "10000000"], "--epochs must be at most 1000000, got 10000000"),
     (["--lr", "1e39"], "--lr must be at most 3.4e+38 (the weights are 32-bit floats), got 1e+39"),
 ])
 def test_diverging_or_unusable_settings_stop_with_one_line_and_no_run_folder(tmp_path, flags, expected):
@@ -280,7 +280,7 @@ def test_a_terminal_still_gets_the_progress_bar(tmp_path):
     reader.start()
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
     done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--optimizer", "adam",
-                           "--epochs", "3"],
+                           "--optimizer", "adam", "--epochs", "3"],
                           stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300)
     os.close(follower)
     reader.join(timeout=10)

@@ -117,7 +117,7 @@ def test_train_with_folds_reports_the_estimate_and_the_test_score_falls_inside_i
 
 def test_train_with_folds_and_refit_submits_the_refit_model(tmp_path):
     result = run_cli("train", "--runs", str(tmp_path / "runs"), "--folds", "3", "--refit", "--optimizer", "adam",
-                     "--epochs", "2")
+                     "--optimizer", "adam", "--epochs", "2")
     assert result.returncode == 0, result.stderr
     [run] = (tmp_path / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())

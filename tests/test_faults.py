@@ -218,7 +218,7 @@ def fill_leaving(folder: Path, free_bytes: int) -> None:
 
 def train_into_read_only_runs(work: Path, mounts: ExitStack):
     mounts.enter_context(read_only(work / "submissions"))
-    return run_cli("train", "--data", "data", "--out", "submissions", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "submissions", "--optimizer", "adam", "--epochs", "1", cwd=work), \
         ["submissions: cannot write a run folder there", "read-only file system" if IS_ROOT else "permission denied"]
 
 
@@ -226,7 +226,7 @@ def train_into_a_full_disk(work: Path, mounts: ExitStack):
     disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
     earlier_run(disk / "runs")
     fill(disk)
-    return run_cli("train", "--data", "data", "--out", "disk/runs", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "disk/runs", "--optimizer", "adam", "--epochs", "1", cwd=work), \
         ["disk/runs", "no space left on device"]
 
 
@@ -235,7 +235,7 @@ def model_save_on_a_full_disk(work: Path, mounts: ExitStack):
     disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
     earlier_run(disk / "runs")
     fill_leaving(disk, 12 * 1024)
-    return run_cli("train", "--data", "data", "--out", "disk/runs", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "disk/runs", "--optimizer", "adam", "--epochs", "1", cwd=work), \
         ["/model.pt: cannot write it (no space left on device)"]
 
 
@@ -246,14 +246,14 @@ def predict_into_a_missing_folder(work: Path, mounts: ExitStack):
 
 def kernel_into_read_only_output(work: Path, mounts: ExitStack):
     mounts.enter_context(read_only(work / "output"))
-    return run_kernel("--input", "data", "--output", "output", "--epochs", "1", cwd=work), \
+    return run_kernel("--input", "data", "--output", "output", "--optimizer", "adam", "--epochs", "1", cwd=work), \
         ["output: cannot write the outputs there", "read-only file system" if IS_ROOT else "permission denied"]
 
 
 def kernel_into_read_only_parent(work: Path, mounts: ExitStack):
     (work / "ro").mkdir()
     mounts.enter_context(read_only(work / "ro"))
-    return run_kernel("--input", "data", "--output", "ro/new/output", "--epochs", "1", cwd=work), \
+    return run_kernel("--input", "data", "--output", "ro/new/output", "--optimizer", "adam", "--epochs", "1", cwd=work), \
         ["ro/new: cannot create it", "read-only file system" if IS_ROOT else "permission denied"]
 
 
@@ -352,7 +352,7 @@ def test_a_second_ctrl_c_during_clean_up_is_ignored(tmp_path):
     data, out = write_data(tmp_path / "data"), tmp_path / "runs"
     earlier_run(out)
     before = snapshot(tmp_path)
-    process = slow_train(data, out, "--epochs", "100000")
+    process = slow_train(data, out, "--optimizer", "adam", "--epochs", "100000")
     deadline = time.monotonic() + 120
     while not list(out.glob(".incomplete-*")) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -412,7 +412,7 @@ def test_a_path_that_is_not_utf8_works_and_is_shown_escaped(tmp_path):
     data = write_data(tmp_path / "data")
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/d\xffta"))
     data.rename(odd)
-    result = run_cli("train", "--data", str(odd), "--out", str(tmp_path / "runs"), "--epochs", "1")
+    result = run_cli("train", "--data", str(odd), "--out", str(tmp_path / "runs"), "--optimizer", "adam", "--epochs", "1")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     missing = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data",
                               bytes(tmp_path) + b"/n\xffwhere"], capture_output=True, cwd=tmp_path)
@@ -429,7 +429,7 @@ def test_no_usable_home_still_trains_and_caches_outside_root_and_here(tmp_path, 
     env["TMPDIR"] = str(tmp_path / "tmp")
     (tmp_path / "tmp").mkdir()
     result = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data", "data", "--out", "runs",
-                             "--epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                             "--optimizer", "adam", "--epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / ".cache").exists() and not Path("/.cache/digit-recognizer").exists()
     assert any((tmp_path / "tmp").glob("digit-recognizer-cache-*/*.entry"))
@@ -453,7 +453,7 @@ def test_runs_through_an_edited_csv_and_a_damaged_entry_give_the_uncached_result
     env = {"DIGIT_RECOGNIZER_CACHE": str(cache_folder)}
 
     def train(*extra: str) -> Path:
-        result = run_cli("train", "--data", "data", "--out", "runs", "--epochs", "1", *extra, cwd=tmp_path, env=env)
+        result = run_cli("train", "--data", "data", "--out", "runs", "--optimizer", "adam", "--epochs", "1", *extra, cwd=tmp_path, env=env)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         return Path(tmp_path / result.stdout.split("run folder: ")[1].split("\n")[0])
 

@@ -54,7 +54,7 @@ def real_run(tmp_path_factory) -> tuple[Path, Path]:
     """(the working folder, the run folder) of a one-epoch run on real data that is not the sample."""
     work = tmp_path_factory.mktemp("first-hour")
     write_real_data(work / "real")
-    done = run_cli("train", "--data", "real", "--epochs", "1", cwd=work)
+    done = run_cli("train", "--data", "real", "--optimizer", "adam", "--epochs", "1", cwd=work)
     assert done.returncode == 0, done.stderr
     return work, work / printed(done.stdout, "run folder: ")
 
@@ -101,10 +101,10 @@ def test_the_printed_next_steps_run_as_printed_in_a_venv_that_is_not_activated(k
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     env = not_activated(kaggle.env)
     assert shell("digit-recognizer --version", tmp_path, env).returncode == 127  # not on PATH: not activated
-    first = shell(".venv/bin/digit-recognizer train --epochs 1", tmp_path, env)
+    first = shell(".venv/bin/digit-recognizer train --optimizer adam --epochs 1", tmp_path, env)
     assert first.returncode == 0, first.stderr
     assert printed(first.stdout, "next: ") == ".venv/bin/digit-recognizer download"
-    assert printed(first.stdout, "then: ") == ".venv/bin/digit-recognizer train --data data --epochs 1"
+    assert printed(first.stdout, "then: ") == ".venv/bin/digit-recognizer train --data data --epochs 1 --optimizer adam"
     download = shell(printed(first.stdout, "next: "), tmp_path, env)
     assert download.returncode == 0, download.stderr
     assert printed(download.stdout, "next: ") == ".venv/bin/digit-recognizer train --data data"
@@ -137,7 +137,7 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
 
 
 def test_run_as_python_dash_m_prints_commands_the_same_way(tmp_path):
-    done = run_cli("train", "--epochs", "1", cwd=tmp_path)
+    done = run_cli("train", "--optimizer", "adam", "--epochs", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert printed(done.stdout, "next: ") == f"{shlex.quote(sys.executable)} -m digit_recognizer download"
     # and what it prints runs: without credentials, the kit's own one-line answer, not `command not found`
@@ -195,7 +195,7 @@ def two_per_digit(folder: Path) -> Path:
 
 def test_folds_on_two_digits_each_is_taken_by_train_and_kernel_alike_and_says_what_it_ignored(tmp_path):
     data = two_per_digit(tmp_path / "tiny")
-    flags = ["--folds", "2", "--val-fraction", "0.5", "--patience", "1", "--epochs", "2"]
+    flags = ["--folds", "2", "--val-fraction", "0.5", "--patience", "1", "--optimizer", "adam", "--epochs", "2"]
     notice = ("note: --val-fraction 0.5 and --patience 1 do not apply here and are ignored: with --folds every "
               "training image is validated once, by the folds, and each fold fit runs every epoch")
     trained = run_cli("train", "--data", str(data), *flags, cwd=tmp_path)
@@ -211,15 +211,15 @@ def test_folds_on_two_digits_each_is_taken_by_train_and_kernel_alike_and_says_wh
     assert "folds=2" in table and "epochs=2" in table
     assert "val_fraction" not in table and "patience" not in table  # not shown as settings that were used
     # without --folds the hold-out split is what cannot be made, and both say so in the same words
-    refused = one_error_line(run_cli("train", "--data", str(data), "--epochs", "1", cwd=tmp_path))
+    refused = one_error_line(run_cli("train", "--data", str(data), cwd=tmp_path))
     kernel = subprocess.run([sys.executable, str(ROOT / "kernel/digit_recognizer_kernel.py"), "--input", str(data),
-                             "--output", str(tmp_path / "out2"), "--epochs", "1"], capture_output=True, text=True)
+                             "--output", str(tmp_path / "out2")], capture_output=True, text=True)
     assert refused.split("error: ", 1)[1] == kernel.stderr.strip().split("error: ", 1)[1]
     assert "--val-fraction 0.1 leaves digit 0 (2 examples in train.csv) with no validation example" in refused
 
 
 def test_a_run_that_stopped_early_says_so(tmp_path):
-    done = run_cli("train", "--epochs", "40", "--patience", "1", "--lr", "0.03", cwd=tmp_path)
+    done = run_cli("train", "--optimizer", "adam", "--epochs", "40", "--patience", "1", "--lr", "0.03", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     epochs = [line for line in done.stdout.splitlines() if line.startswith("train epoch ")]
     assert len(epochs) < 40  # the premise: this run does stop early
@@ -259,6 +259,6 @@ def test_the_old_timeout_spelling_still_works_and_says_its_new_name(capsys):
 
 
 def test_debug_works_after_the_subcommand_too():
-    late = run_cli("train", "--epochs", "0", "--debug")
+    late = run_cli("train", "--optimizer", "adam", "--epochs", "0", "--debug")
     assert late.returncode != 0 and "Traceback" in late.stderr
-    assert "Traceback" not in run_cli("train", "--epochs", "0").stderr
+    assert "Traceback" not in run_cli("train", "--optimizer", "adam", "--epochs", "0").stderr

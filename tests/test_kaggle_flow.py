@@ -159,14 +159,14 @@ def test_an_invalid_submission_never_reaches_kaggle(tmp_path, kaggle):
 def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
     runs = tmp_path / "submissions"
     make_run(runs, "20240101T000000Z-aaaaaa", sample("solution"))
-    newest = make_run(runs, "20240102T000000Z-bbbbbb", sample("solution"), {"epochs": 50, "lr": 0.02})
+    newest = make_run(runs, "20240102T000000Z-bbbbbb", sample("solution"), {"optimizer": "adam", "epochs": 50, "lr": 0.02})
     result = run("submit", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (put,) = kaggle.calls("tok1")
     assert put.method == "PUT" and put.body == sample("solution")
     (create,) = kaggle.calls("CreateSubmission")
     message = create.json()["submissionDescription"]
-    assert message == "run 20240102T000000Z-bbbbbb, val acc 0.9125, epochs=50 lr=0.02"
+    assert message == "run 20240102T000000Z-bbbbbb, val acc 0.9125, epochs=50 lr=0.02 optimizer=adam"
     (record,) = json.loads((newest / "kaggle_submissions.json").read_text())
     assert record["message"] == message and record["ref"] == 1001 and record["file"] == "submission.csv"
     assert record["status"] == "pending" and record["public_score"] is None

@@ -30,7 +30,7 @@ def runs_dir(tmp_path_factory) -> Path:
     done = run_cli("train", "--optimizer", "adam", "--epochs", "2", "--lr", "0.05", "--out", str(root))
     assert done.returncode == 0, done.stderr
     assert f"pictures: {', '.join(PICTURES)} in the run folder" in done.stdout
-    write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "hidden": 64}}))
+    write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "optimizer": "adam", "deskew": True, "hidden": 64}}))
     write(root / SUBMITTED / "metrics.json", json.dumps({"val_accuracy": 0.5, "data": "/data/digit-recognizer",
                                                          "config": {"refit": True}, "future_key": [1, 2]}))
     write(root / SUBMITTED / "kaggle_submissions.json", json.dumps([
@@ -85,6 +85,7 @@ def test_the_real_run_shows_its_accuracy_data_and_changed_options(runs_dir, tabl
 def test_an_older_kits_run_is_compared_with_todays_defaults(table):
     row = row_of(table, OLD)
     assert "0.9512" in row and "2024-01-05 09:30" in row and "epochs=5" in row
+    assert "features=deskew" in row  # saved before the feature ladder: its deskew flag says which rung it fed
     assert "hidden" not in row  # a key this kit does not know is not a difference it can judge
 
 

@@ -19,7 +19,7 @@ print(json.dumps({"status": status, "heavy": heavy}))
     ["predict", "--model", "missing.pt", "--out", "exists.csv"],
     ["runs"],
     ["cache"],
-    ["train", "--epochs", "0"],
+    ["train", "--optimizer", "adam", "--epochs", "0"],
 ])
 def test_early_answers_import_no_heavy_library(tmp_path, argv):
     (tmp_path / "exists.csv").write_text("ImageId,Label\n")

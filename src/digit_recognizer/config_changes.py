@@ -8,6 +8,8 @@ def config_changes(values: dict) -> dict:
     """The fields of a saved config that differ from the defaults and that the run used (a flag its mode
     ignores, say --patience with --folds, is no difference), ignoring keys an older or newer kit wrote."""
     known = {f.name for f in fields(Config)}
+    if "features" not in values and "deskew" in values:  # saved before the feature ladder: deskew or not
+        values = {**values, "features": "deskew" if values["deskew"] else "pixels"}
     config, default = replace(Config(), **{k: v for k, v in values.items() if k in known}), Config()
     moot = config.not_applying()
     return {f.name: getattr(config, f.name) for f in fields(Config)
