@@ -1,11 +1,24 @@
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tests' made-up runs and records are dated at fixed offsets from one midnight long past (so every
+# run the kit makes now sorts after them), and no test names a calendar year.
+LONG_AGO = datetime.fromtimestamp(1_700_000_000 - 1_700_000_000 % 86400, timezone.utc)
+
+
+def past(days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
+    return LONG_AGO + timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def past_run_id(tag: str, days: float = 0, hours: float = 0, minutes: float = 0) -> str:
+    """A run folder's name as run_folders.new_run_id makes one (UTC time, then a tag), at past(...)."""
+    return f"{past(days, hours, minutes):%Y%m%dT%H%M%SZ}-{tag}"
 
 
 @pytest.fixture(autouse=True)

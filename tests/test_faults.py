@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, past_run_id, run_cli
 from digit_recognizer.bundle import KERNEL_FILE
 from digit_recognizer.run_folders import RUN_ID_PATTERN
 from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
@@ -288,7 +288,7 @@ def test_operating_system_error(faulty, case):
 # ---------------------------------------------------------------- class 5: damaged records
 
 def test_runs_lists_every_run_and_marks_one_with_a_number_too_large_for_a_float(tmp_path):
-    good, huge, config = "20240102T000000Z-good00", "20240101T000000Z-huge00", "20240103T000000Z-confg0"
+    good, huge, config = past_run_id("good00", days=1), past_run_id("huge00"), past_run_id("confg0", days=2)
     for run, metrics in ((good, '{"val_accuracy": 0.9}'), (huge, '{"val_accuracy": 1' + "0" * 400 + "}"),
                          (config, '{"val_accuracy": 0.8, "config": {"epochs": 1' + "0" * 400 + "}}")):
         (tmp_path / run).mkdir()
