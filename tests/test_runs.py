@@ -162,7 +162,7 @@ def test_a_cv_estimate_ranks_above_a_higher_but_smaller_hold_out(tmp_path):
     """The issue's pair: a 599-image hold-out's 0.963 (public 0.942) against a 6,000-image CV's 0.953
     (public 0.948). Unlike numbers are not ranked as like: the CV estimate first, and each row says
     which kind its number is, on how many images, and from which data folder."""
-    hold_out, cv_run = tmp_path / "20240601T000000Z-h01d00", tmp_path / "20240602T000000Z-cvcv00"
+    hold_out, cv_run = tmp_path / past_run_id("h01d00", days=150), tmp_path / past_run_id("cvcv00", days=151)
     data = tmp_path / "kaggle-6000"
     write(hold_out / "metrics.json", json.dumps({"val_accuracy": 0.963, "data": str(data),
                                                  "examples": {"train": 5401, "validation": 599, "test": 4000}}))
