@@ -1,30 +1,56 @@
-# Kaggle Digit Recognizer: multinomial logistic regression (softmax regression) in PyTorch.
+# %% [markdown]
+# # Kaggle Digit Recognizer: softmax regression in PyTorch
 #
-# The method, top to bottom:
-#   1. deskew: shear each digit upright by its second moments, and move its centre of mass to the middle;
-#   2. centre and scale: subtract each pixel's training mean, divide by one shared standard deviation;
-#   3. softmax regression: one linear layer from 784 pixels to 10 digit scores, cross-entropy loss;
-#   4. keep the best epoch on a stratified hold-out (10% of train.csv by default), stop early after that;
-#   5. write submission.csv, and pictures of the weights, the worst errors and the confusion matrix.
+# Multinomial logistic regression, done carefully. The parts, in reading order: 1. Configuration, 2. Reading the CSVs, 3. Preprocessing, 4. The model, 5. Training, 6. Prediction and submission.csv, 7. Cross-validation, 8. Pictures, 9. Helpers.
 #
-# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`, so the code tested
-# locally is the code that runs on Kaggle: do not edit it; change core/ and run that command again.
+# 1. The images are preprocessed (section 3) and standardised: each pixel's training mean subtracted,
+#    all divided by one shared standard deviation.
+# 2. One linear layer from the pixels to 10 digit scores, trained with cross-entropy (section 4).
+# 3. The best epoch on a stratified hold-out (10% of train.csv) is kept, and training stops early after
+#    it (section 5); or, with `folds`, k-fold cross-validation estimates the public score (section 7).
+# 4. `submission.csv`, `metrics.json`, `model.pt` and the run's pictures go to `/kaggle/working`.
 #
-# On Kaggle it reads the competition data under /kaggle/input and writes /kaggle/working/submission.csv;
-# anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
+# Edit the settings below after *Copy & Edit*, then *Run All*: the last cell trains, shows the results
+# and writes the files. As a script: `python digit_recognizer_kernel.py --input DATA --output OUT
+# [--epochs N ...]` (`--help` lists every option).
 #
-# Parts: 1. Configuration  2. Data  3. Model  4. Training  5. Submission  6. Pictures  7. Entry point
+# This file is GENERATED from the digit_recognizer package's `core/` by `digit-recognizer bundle`, so the
+# code tested locally is the code that runs on Kaggle: change `core/` and run that command again.
 
-# ======== 1. Configuration ========================================================================
+# %% [markdown]
+# ## Settings
+#
+# The run's options; `digit-recognizer kernels push --folds 5 --weight-decay auto ...` writes them into
+# the copy it pushes. Run as a script, a command-line flag overrides its setting.
 
-# ---- core/errors.py ------------------------------------------------------------------------------
+# %%
+SETTINGS = dict(
+    seed=0,
+    val_fraction=0.1,
+    epochs=10,
+    patience=3,
+    batch_size=0,
+    lr=0.003,
+    weight_decay=0.001,
+    optimizer="adam",
+    schedule="cosine",
+    deskew=True,
+    refit=False,
+    folds=0,
+    device="auto",
+)
 
+# %% [markdown]
+# ## 1. Configuration
+
+# %%
 class UserError(Exception):
     """A mistake the user can fix (bad file, bad flag): shown as one line, without a traceback."""
 
-# ---- core/config.py ------------------------------------------------------------------------------
-# The one training configuration, and the command-line flags made from it.
+# %% [markdown]
+# **`core/config.py`**: The one training configuration, and the command-line flags made from it.
 
+# %%
 import argparse
 import math
 import sys
@@ -196,22 +222,31 @@ def config_from_args(args: argparse.Namespace) -> Config:
         print(notice, file=sys.stderr)
     return cfg
 
-# ---- core/flags.py -------------------------------------------------------------------------------
-# The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
+# %% [markdown]
+# **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
 #
 # Only the standard library is imported up to here, so that `--help` and a mistyped flag are answered
-# before torch and pandas load: the kernel parses its flags once right after this section.
+# before torch and pandas load: the kernel parses its flags once right after this section. The
+# settings at the top are the flags' defaults; a flag given on the command line overrides them.
 
+# %%
+from dataclasses import fields
 from pathlib import Path
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 KERNEL_PROG = "digit_recognizer_kernel.py"
 
-def parse_kernel_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = None) -> argparse.Namespace:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
-    return kernel_parser().parse_args(argv)
+    parser = kernel_parser()
+    unknown = sorted(set(settings or {}) - {f.name for f in fields(Config)})
+    if unknown:
+        parser.error(f"SETTINGS has no option {unknown[0]!r}; the options are those of --help, "
+                     f"with _ for - ({', '.join(f.name for f in fields(Config))})")
+    parser.set_defaults(**(settings or {}))  # argparse converts a default given as text, as it does a flag
+    return parser.parse_args(argv)
 
 def kernel_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
@@ -225,17 +260,18 @@ def kernel_parser() -> argparse.ArgumentParser:
     return parser
 
 if __name__ == "__main__":  # answers --help and a bad flag before torch and pandas are imported
-    parse_kernel_args()
+    parse_kernel_args(settings=SETTINGS)
 
-# ======== 2. Data =================================================================================
-
-# ---- core/csvtable.py ----------------------------------------------------------------------------
-# Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
+# %% [markdown]
+# ## 2. Reading the CSVs
+#
+# **`core/csvtable.py`**: Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
 #
 # The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
 # fails (the header included), or a value is out of range, does the caller's slower scan (csv_diagnosis,
 # run locally) name the exact line and column.
 
+# %%
 import io
 import re
 
@@ -369,9 +405,10 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
         raise UserError(f"{name}: cannot be read (not a complete gzip file: {exc})") from None
     return b"".join(out)
 
-# ---- core/data.py --------------------------------------------------------------------------------
-# Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
+# %% [markdown]
+# **`core/data.py`**: Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
+# %%
 from dataclasses import dataclass
 import os
 
@@ -425,15 +462,16 @@ def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.nda
     """Parse one CSV (pandas reads a plain file itself, which is faster than from bytes)."""
     return parse_table(str(path), read_bytes(path), columns, limits, path=path if path.suffix != ".gz" else None)
 
-# ======== 3. Model ================================================================================
-
-# ---- core/deskew.py ------------------------------------------------------------------------------
-# Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
+# %% [markdown]
+# ## 3. Preprocessing
+#
+# **`core/deskew.py`**: Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 #
 # The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
 # classifier). The whole batch is warped by one grid_sample call on the device; the sampling grid is
 # built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
 
+# %%
 import torch
 import torch.nn.functional as F
 
@@ -470,9 +508,12 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
     y_in = centred + (cy - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28)
     return torch.stack((centred + x_shift[:, :, None], y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)
 
-# ---- core/model.py -------------------------------------------------------------------------------
-# Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
+# %% [markdown]
+# ## 4. The model
+#
+# **`core/model.py`**: Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
 
+# %%
 from torch import nn
 
 N_PIXELS = 784
@@ -528,11 +569,12 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     torch.save({"format": MODEL_FORMAT, "use_deskew": model.use_deskew, "state_dict": state, **extra}, buffer)
     Path(path).write_bytes(buffer.getvalue())
 
-# ======== 4. Training =============================================================================
+# %% [markdown]
+# ## 5. Training
+#
+# **`core/split.py`**: A stratified, seeded hold-out split.
 
-# ---- core/split.py -------------------------------------------------------------------------------
-# A stratified, seeded hold-out split.
-
+# %%
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
     problem = holdout_problem(Counter(labels.tolist()), val_fraction)  # the rule Config.check applies
@@ -563,8 +605,8 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
         start += len(members)
     return fold_of
 
-# ---- core/optimizer.py ---------------------------------------------------------------------------
-# Adam and Nesterov SGD as a few plain tensor updates.
+# %% [markdown]
+# **`core/optimizer.py`**: Adam and Nesterov SGD as a few plain tensor updates.
 #
 # torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
 # fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
@@ -572,6 +614,7 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 # a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
 # fold and per penalty) need.
 
+# %%
 BETAS = (0.9, 0.999)
 EPS = 1e-8
 MOMENTUM = 0.9
@@ -636,24 +679,36 @@ def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_d
     kind = NesterovSGD if name == "sgd" else Adam
     return kind([weight, bias], [weight_decay, 0.0])
 
-# ---- core/train.py -------------------------------------------------------------------------------
-# Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
+# %% [markdown]
+# **`core/train.py`**: Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
 
+# %%
 import time
 from dataclasses import dataclass, field
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
+                        "use --device cpu or auto")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() and cuda_starts() else "cpu"
     return torch.device(name)
+
+def cuda_starts() -> bool:
+    """Whether an attached GPU takes work: a broken driver must not cost a Kaggle run its submission."""
+    try:
+        torch.zeros(1, device="cuda").add_(1).item()
+        return True
+    except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
+        print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
+        return False
 
 @dataclass
 class FitResult:
     model: SoftmaxRegression
     best_epoch: int  # 1-based; 0 when nothing was validated (refit)
-    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
+    history: list[dict] = field(default_factory=list)  # per epoch: train and val loss and accuracy
     seconds: float = 0.0
 
 def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
@@ -678,8 +733,9 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
     progress = Progress(desc, epochs)
     for epoch in range(1, epochs + 1):
-        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
-                                                            (epoch - 1) / epochs, 1 / epochs)}
+        loss, accuracy = train_epoch(cfg, model, optimizer, features, targets, batches, (epoch - 1) / epochs,
+                                     1 / epochs)
+        record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
         finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
@@ -749,21 +805,23 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
-    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
+                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> tuple[torch.Tensor, ...]:
+    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host sync).
 
     `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
     for the learning-rate schedule.
     """
-    loss_sum = torch.zeros((), device=features.device)
+    loss_sum, correct = torch.zeros((), device=features.device), torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+        logits = model.linear(features[batch])
+        loss = F.cross_entropy(logits, targets[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
-    return loss_sum / len(features)
+        correct += (logits.detach().argmax(1) == targets[batch]).sum()  # as the weights were at each step
+    return loss_sum / len(features), correct / len(features)
 
 def learning_rate(cfg: Config, progress: float) -> float:
     """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
@@ -785,9 +843,10 @@ def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
-# ---- core/metrics.py -----------------------------------------------------------------------------
-# Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
+# %% [markdown]
+# **`core/metrics.py`**: Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
 
+# %%
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
     """Rows are true digits, columns predicted digits."""
     return np.bincount(truth.astype(np.int64) * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
@@ -804,8 +863,241 @@ def format_confusion(confusion: np.ndarray) -> str:
         lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
     return "\n".join(lines)
 
-# ---- core/lbfgs.py -------------------------------------------------------------------------------
-# Full-batch L-BFGS for many independent models at once, in plain tensor ops.
+# %% [markdown]
+# ## 6. Prediction and submission.csv
+#
+# **`core/submission.py`**: Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
+
+# %%
+HEADER = "ImageId,Label"
+
+def submission_text(labels: np.ndarray) -> str:
+    ids = np.arange(1, len(labels) + 1)
+    return HEADER + "\n" + "".join(f"{i},{label}\n" for i, label in zip(ids.tolist(), labels.tolist()))
+
+def write_submission(path: Path, labels: np.ndarray) -> None:
+    write_text(path, submission_text(labels))
+
+# %% [markdown]
+# **`core/pipeline.py`**: One training run from data to outputs: split, fit, validate, (refit), predict, write.
+
+# %%
+import platform
+from dataclasses import asdict
+
+def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
+    """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
+    timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
+    clock = time.perf_counter()
+    device = resolve_device(cfg.device)
+    pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
+    test_pixels = to_device(data.test_images, device)
+    timings["to_device"] = time.perf_counter() - clock
+
+    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
+    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
+    clock = time.perf_counter()
+    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
+    timings["predict"] = time.perf_counter() - clock
+    metrics = {
+        "data": data.source,
+        **trained,
+        "config": asdict(cfg),
+        "device": describe_device(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "timings_seconds": timings,
+    }
+    metrics["examples"]["test"] = len(test_labels)
+    clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(out_dir, model, test_labels, metrics)
+    timings["write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
+                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"],
+                                      metrics["history"], metrics.get("cv")))
+    timings["pictures"] = time.perf_counter() - clock
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
+    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
+    val_pixels, val_labels = pixels[val_at], labels[val_at]
+    result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
+    timings["fit"] = result.seconds
+    val_probabilities = predict(result.model, val_pixels)  # kept for errors.png
+    validation = validation_report(val_probabilities, val_labels)
+    model, refit = result.model, None
+    if cfg.refit:
+        refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
+        model, timings["refit"] = refitted.model, refitted.seconds
+        refit = {"epochs": result.best_epoch, "examples": len(labels)}
+    return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
+            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
+            "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
+
+def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
+    result = cross_validate(cfg, pixels, labels)
+    timings["fit"] = result.seconds
+    probabilities = result.oof_probabilities
+    validation = validation_report(probabilities, labels)
+    n, auto = len(labels), cfg.weight_decay == "auto"
+    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} if cfg.refit or auto else None
+    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
+            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
+            "refit": refit, "history": result.history, "cv": result.summary}
+
+def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
+    loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
+    predicted = probabilities.argmax(1).cpu().numpy()
+    truth = labels.cpu().numpy()
+    confusion = confusion_matrix(truth, predicted)
+    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+
+def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
+    write_submission(out_dir / "submission.csv", test_labels)
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
+    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
+    atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+# %% [markdown]
+# **`core/report.py`**: What a finished run prints, the same after `digit-recognizer train` and at the end of the kernel's log.
+
+# %%
+def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
+    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
+    estimate: what one looks for first.
+
+    `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
+    """
+    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
+    fitted = f"{metrics['cv']['folds']}-fold CV" if metrics.get("cv") else fitted_epochs(metrics)
+    lines = [f"device: {metrics['device']}; {fitted}",
+             f"timings: {timings}; total {total_seconds:.2f}s",
+             "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
+             format_confusion(np.array(metrics["confusion_matrix"]))]
+    if metrics.get("cv"):  # no hold-out split to refit over: the CV says how its model was made
+        lines.append(f"predictions from the {metrics['cv']['model']}")
+    elif metrics["refit"]:
+        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images, "
+                     f"{metrics['refit']['epochs']} epochs)")
+    lines.append(f"{folder_kind}: {folder}")
+    if metrics.get("pictures"):
+        lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
+    lines.append(f"submission: {folder / 'submission.csv'}")
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else "held out"
+    lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
+                 f"images, {kind})")
+    if metrics.get("cv"):
+        lines.append(summary_line(metrics["cv"]))
+    return lines
+
+def fitted_epochs(metrics: dict) -> str:
+    """The best epoch, and whether early stopping ended the run before its last epoch."""
+    best, planned, ran = metrics["best_epoch"], metrics["config"]["epochs"], len(metrics.get("history") or [])
+    if 0 < ran < planned:
+        waited = ran - best
+        return (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({waited} epoch"
+                f"{'s' if waited != 1 else ''} without a better validation accuracy, --patience "
+                f"{metrics['config']['patience']})")
+    return f"best epoch {best} of {planned}"
+
+# %% [markdown]
+# **`core/main.py`**: The kernel's entry point: find the competition data, train, write the outputs, show the pictures.
+#
+# With no arguments on Kaggle it reads the attached competition data under /kaggle/input and writes
+# /kaggle/working/submission.csv; --input and --output let it run anywhere. Each output is written
+# whole (a temporary file, then a rename) and metrics.json last, so a metrics.json is a finished run's;
+# a run replaces the files it writes in the output folder and touches nothing else there.
+
+# %%
+import tempfile
+
+def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
+    args = parse_kernel_args(argv, settings)
+    try:
+        return run_kernel(args)
+    except (UserError, OSError) as exc:
+        if args.debug:
+            raise
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they were",
+              file=sys.stderr)
+        return 130
+
+def run_kernel(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    start = time.perf_counter()
+    found = locate_input(args.input)
+    out = args.output or default_output()
+    check_output(out)  # before the training, not after it
+    data = load_folder(found)
+    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+    metrics = run_training(cfg, data, out, {"load": time.perf_counter() - start})
+    for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
+        print(line)
+    show_pictures(out, metrics.get("pictures", []))
+    return 0
+
+def locate_input(given: Path | None) -> Path:
+    """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
+    if given is not None and not given.exists():
+        raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
+    if given is not None and given.is_file():
+        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
+    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
+        return given
+    root = given or KAGGLE_INPUT
+    found = find_kaggle_input(root)
+    if found is None:
+        hint = "pass --input with the folder holding them" if given else \
+            "on Kaggle, attach the digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
+        raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and "
+                        f"test.csv; {hint}")
+    return found
+
+def default_output() -> Path:
+    """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
+    on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
+    return KAGGLE_WORKING if on_kaggle else Path("output")
+
+def check_output(folder: Path) -> None:
+    """The output folder exists and takes files: said before minutes of training, not after them."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: not a folder; --output takes the folder the outputs go in")
+    make_folder(folder, "--output takes the folder the outputs go in")
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # an unnamed file where the OS can: it leaves no trace
+            pass
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
+
+def show_pictures(folder: Path, names: list[str]) -> None:
+    """In a notebook, every picture the run wrote appears under the cell that ran it (it stays a file too)."""
+    if "ipykernel" in sys.modules:
+        from IPython.display import Image, display
+
+        for name in names:
+            display(Image(filename=str(folder / name)))
+
+# %% [markdown]
+# ## 7. Cross-validation
+#
+# **`core/lbfgs.py`**: Full-batch L-BFGS for many independent models at once, in plain tensor ops.
 #
 # `--weight-decay auto` compares L2 strengths by cross-validation. The penalised loss is convex, so
 # each (fold, strength) model has one optimum, and comparing strengths means comparing those optima:
@@ -814,6 +1106,7 @@ def format_confusion(confusion: np.ndarray) -> str:
 # per model), so batching folds x strengths into one tensor program changes no model's iterates.
 # torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
 
+# %%
 from typing import Callable
 
 MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
@@ -890,8 +1183,8 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
         q += s * (alpha - rho * dot(y, q))
     return q
 
-# ---- core/cv.py ----------------------------------------------------------------------------------
-# K-fold cross-validation as one batched tensor program: every fold and every L2 strength at once.
+# %% [markdown]
+# **`core/cv.py`**: K-fold cross-validation as one batched tensor program: every fold and every L2 strength at once.
 #
 # Each fold's examples are gathered by index from one tensor of deskewed images and standardised with
 # that fold's own training statistics; one batched matmul then scores a batch under every fold's
@@ -903,6 +1196,7 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 # (core/lbfgs.py), so strengths are compared at their optima, and the optimum on all the
 # training images at the chosen strength is the model submitted (with or without `--refit`).
 
+# %%
 from dataclasses import dataclass, field, replace
 
 @dataclass
@@ -1162,195 +1456,16 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
     bias = x[:, N_PIXELS:].reshape(n_folds, 1, -1).contiguous()
     return weight, bias, iterations, value.view(n_folds, strengths)
 
-# ======== 5. Submission ===========================================================================
-
-# ---- core/fileio.py ------------------------------------------------------------------------------
-# Writing without ever leaving a half-written file or mixed outputs.
+# %% [markdown]
+# ## 8. Pictures
 #
-# Every write goes through here, so a failure of the operating system (a read-only folder, a full
-# disk, a missing folder) becomes one UserError naming the path and the reason, in one place.
-
-import errno
-import json
-import secrets
-import shutil
-import signal
-from contextlib import contextmanager, suppress
-from typing import Callable, Iterator
-
-INCOMPLETE_PREFIX = ".incomplete-"
-# Folders published by this process, for an interrupt's truthful "what was kept" message.
-PUBLISHED: list[Path] = []
-
-def os_reason(exc: OSError) -> str:
-    """'no space left on device', 'read-only file system', ... as a lower-case phrase."""
-    text = exc.strerror or str(exc) or type(exc).__name__
-    return text[:1].lower() + text[1:]
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError nobody caught nearer its cause: the path involved and the reason."""
-    where = exc.filename if exc.filename is not None else "?"
-    return f"{os.fsdecode(where) if isinstance(where, bytes) else where}: {os_reason(exc)}"
-
-def write_failure(path: Path, exc: OSError) -> UserError:
-    if exc.errno == errno.ENOENT and not path.parent.is_dir():
-        return UserError(f"{path}: cannot write it: the folder {path.parent} does not exist")
-    return UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written")
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(temp) on a temporary name beside `path`, then rename it into place.
-
-    An OSError (full disk, read-only folder) becomes one UserError naming `path`; the temporary
-    file is removed whatever happens, so nothing half-written is left.
-    """
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except OSError as exc:
-        raise write_failure(path, exc) from None
-    finally:
-        with suppress(OSError):
-            temp.unlink(missing_ok=True)
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-def make_folder(folder: Path, purpose: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{folder}: not a folder; {purpose}") from None
-    except OSError as exc:  # a folder we may not write in, a full disk
-        raise UserError(f"{folder}: cannot create it ({os_reason(exc)}); {purpose}") from None
-
-@contextmanager
-def replacing_folder(target: Path) -> Iterator[Path]:
-    """Yield an empty folder to write into; on success its files replace `target`'s as one unit.
-
-    The folder is a hidden sibling of `target`, published by one rename, or by one atomic swap of the
-    two folders (renameat2 RENAME_EXCHANGE) when `target` holds only earlier outputs, so `target` is
-    all-old or all-new after any interruption, SIGKILL included. Where that cannot be (`target` is a
-    mount point such as /kaggle/working, holds the current folder or files this run does not write,
-    or its parent is read-only) the folder is inside `target` and its files are moved in one by one,
-    with Ctrl-C and SIGTERM held back meanwhile. Leftovers of killed runs are swept on the next call.
-    """
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{target}: not a folder; --output takes the folder the outputs go in")
-    _sweep_leftovers(target)
-    token = f"{os.getpid()}-{secrets.token_hex(3)}"
-    staging = _staging_folder(target, token)
-    try:
-        yield staging
-        with interrupts_held():  # a Ctrl-C now is delivered once the outputs are all in place
-            if staging.parent == target or not _swap_into(staging, target):
-                for new in sorted(staging.iterdir()):
-                    os.replace(new, target / new.name)
-            PUBLISHED.append(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # the new outputs on failure, the old ones after a swap
-
-def _staging_folder(target: Path, token: str) -> Path:
-    """A new hidden sibling of target where it can be swapped in whole, else a new hidden folder inside it."""
-    purpose = "--output takes the folder the outputs go in"
-    if target.is_dir():
-        _check_writable(target, token)  # before the work, not after it
-    if not (target.is_dir() and (os.path.ismount(target) or _holds_cwd(target))):
-        make_folder(target.parent, purpose)
-        beside = target.parent / f".{target.name}{INCOMPLETE_PREFIX}{token}"
-        try:
-            beside.mkdir()
-            return beside
-        except OSError:
-            pass  # e.g. a read-only parent: stage inside target instead
-    make_folder(target, purpose)
-    inside = target / f"{INCOMPLETE_PREFIX}{token}"
-    inside.mkdir()
-    return inside
-
-def _check_writable(folder: Path, token: str) -> None:
-    probe = folder / f"{INCOMPLETE_PREFIX}{token}"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as exc:
-        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
-
-def _holds_cwd(folder: Path) -> bool:
-    try:
-        return Path.cwd().resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return True
-
-def _swap_into(staging: Path, target: Path) -> bool:
-    """Publish staging as target in one step; False when that cannot be done as one unit."""
-    try:
-        os.rename(staging, target)  # atomic when target is missing or an empty folder
-        return True
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            return False
-    if not {p.name for p in target.iterdir()} <= {p.name for p in staging.iterdir()}:
-        return False  # the user's own files are there too: replace only what was written
-    import ctypes
-
-    libc, at_cwd, rename_exchange = ctypes.CDLL(None, use_errno=True), -100, 2
-    return hasattr(libc, "renameat2") and libc.renameat2(
-        at_cwd, os.fsencode(staging), at_cwd, os.fsencode(target), rename_exchange) == 0
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done, then arrive as usual."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-def _sweep_leftovers(target: Path) -> None:
-    """Remove the staging folders that killed runs left beside or inside target."""
-    for folder, prefix in ((target.parent, f".{target.name}{INCOMPLETE_PREFIX}"), (target, INCOMPLETE_PREFIX)):
-        with suppress(OSError):
-            for leftover in folder.glob(f"{prefix}*"):
-                if leftover.is_dir() and not _owner_alive(leftover.name.removeprefix(prefix)):
-                    shutil.rmtree(leftover, ignore_errors=True)
-
-def _owner_alive(token: str) -> bool:
-    """Whether the process named by a leftover's '<pid>-<hex>' token is another one, still running."""
-    pid = token.split("-", 1)[0]
-    if not pid.isdigit() or int(pid) == os.getpid():  # an earlier call in this process is over
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass  # alive, and not ours to signal
-    return True
-
-# ---- core/submission.py --------------------------------------------------------------------------
-# Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
-
-HEADER = "ImageId,Label"
-
-def submission_text(labels: np.ndarray) -> str:
-    ids = np.arange(1, len(labels) + 1)
-    return HEADER + "\n" + "".join(f"{i},{label}\n" for i, label in zip(ids.tolist(), labels.tolist()))
-
-def write_submission(path: Path, labels: np.ndarray) -> None:
-    write_text(path, submission_text(labels))
-
-# ======== 6. Pictures =============================================================================
-
-# ---- core/pictures.py ----------------------------------------------------------------------------
-# Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes), confusion.png.
+# **`core/pictures.py`**: Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes),
+# confusion.png and learning_curve.png (loss and accuracy per epoch, or CV accuracy per L2 strength).
 #
 # Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
 # (a second of start-up for a few lines of grid layout).
 
+# %%
 from PIL import Image, ImageDraw, ImageFont
 
 DIGIT_SIDE = 28
@@ -1361,27 +1476,81 @@ ERROR_COLUMNS = 8
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
 DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+CHART_SIZE, CHART_COLOURS = (440, 300), ((33, 102, 172), (178, 24, 43))  # training blue, validation red
 
-def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion) -> dict:
-    """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
+def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion,
+                       history: list[dict], cv: dict | None) -> dict:
+    """Write the run's pictures; return what to record in metrics.json.
 
     A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
-    as "pictures_error") rather than raised; the tests check that all three were written.
+    as "pictures_error") rather than raised; the tests check that all of them were written.
     """
+    drawings = {"weights.png": lambda: draw_weights(weight_patterns(weight, std)),
+                "errors.png": lambda: draw_errors(val_pixels, val_labels, val_probabilities),
+                "confusion.png": lambda: draw_confusion(confusion),
+                "learning_curve.png": lambda: draw_learning_curve(history, cv)}
     written = []
     try:
-        save_picture(out_dir / "weights.png", draw_weights(weight_patterns(weight, std)))
-        written.append("weights.png")
-        save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
-        written.append("errors.png")
-        save_picture(out_dir / "confusion.png", draw_confusion(confusion))
-        written.append("confusion.png")
+        for name, draw in drawings.items():
+            save_picture(out_dir / name, draw())
+            written.append(name)
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
               f"the run itself is complete", file=sys.stderr)
         return {"pictures": written, "pictures_error": problem}
     return {"pictures": written}
+
+def draw_learning_curve(history: list[dict], cv: dict | None):
+    """Loss and accuracy per epoch, training and validation; with a grid of L2 strengths, CV accuracy per strength."""
+    grid = (cv or {}).get("grid", [])
+    if len(grid) > 1:
+        ticks = [f"{row['weight_decay']:g}" for row in grid]
+        chart = draw_chart("weight decay (L2 strength)", ticks, {
+            "CV accuracy": [row["accuracy"] for row in grid],
+            "- 1 SE": [row["accuracy"] - row["stderr"] for row in grid],
+            "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
+        return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
+                                       f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
+    ticks = [str(record["epoch"]) for record in history]
+    charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
+                                          for side, prefix in (("training", "train"), ("validation", "val"))
+                                          if f"{prefix}_{what}" in history[0]}) for what in ("loss", "accuracy")]
+    both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
+    for k, chart in enumerate(charts):
+        both.paste(chart, (k * charts[0].width, 0))
+    return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
+                                  "training: over each epoch's batches as it went   validation: after the epoch"])
+
+def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
+    """Each series as a line over the points 0..n-1 (labelled by `ticks`), on one shared y scale."""
+    values = [v for ys in series.values() for v in ys if math.isfinite(v)]
+    low, high = min(values), max(values)
+    low, high = low - ((high - low) * 0.08 or 0.01), high + ((high - low) * 0.08 or 0.01)
+    (width, height), (left, top, right, bottom) = CHART_SIZE, (64, 34, 16, 46)
+    canvas = Image.new("RGB", CHART_SIZE, PICTURE_WHITE)
+    draw, font = ImageDraw.Draw(canvas), picture_font(13)
+
+    def at(i: int, value: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (i / max(len(ticks) - 1, 1) if len(ticks) > 1 else 0.5)
+        return x, top + (height - top - bottom) * (high - value) / (high - low)
+
+    draw.rectangle([left, top, width - right, height - bottom], outline=PICTURE_MUTED)
+    for k in range(5):  # the y scale
+        value = low + (high - low) * k / 4
+        draw_centred(draw, (left - 30, at(0, value)[1]), f"{value:.3f}", font, PICTURE_MUTED)
+    for i in range(0, len(ticks), max(1, -(-len(ticks) // 10))):  # at most ten x labels
+        draw_centred(draw, (at(i, low)[0], height - bottom + 12), ticks[i], font, PICTURE_MUTED)
+    draw_centred(draw, ((left + width - right) // 2, height - 14), x_label, font, PICTURE_INK)
+    for n, (name, ys) in enumerate(series.items()):
+        colour = CHART_COLOURS[min(n, 1)]
+        points = [at(i, v) for i, v in enumerate(ys) if math.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2 if n < 2 else 1)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        draw.text((left + 8 + 150 * n, 10), name, font=font, fill=colour)
+    return canvas
 
 def weight_patterns(weight, std) -> torch.Tensor:
     """The (10, 784) weights per unit of deskewed ink: what raises (red) or lowers (blue) each score.
@@ -1552,248 +1721,73 @@ def tensor_to_picture(rgb: torch.Tensor):
 def save_picture(path: Path, image) -> None:
     atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
-# ======== 7. Entry point ==========================================================================
-
-# ---- core/pipeline.py ----------------------------------------------------------------------------
-# One training run from data to outputs: split, fit, validate, (refit), predict, write.
-
-import platform
-from dataclasses import asdict
-
-def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
-    """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
-    timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
-    clock = time.perf_counter()
-    device = resolve_device(cfg.device)
-    pixels, labels = to_device(data.train_images, device), to_device(data.train_labels, device)
-    test_pixels = to_device(data.test_images, device)
-    timings["to_device"] = time.perf_counter() - clock
-
-    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
-    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
-    clock = time.perf_counter()
-    test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
-    timings["predict"] = time.perf_counter() - clock
-    metrics = {
-        "data": data.source,
-        **trained,
-        "config": asdict(cfg),
-        "device": describe_device(device),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "timings_seconds": timings,
-    }
-    metrics["examples"]["test"] = len(test_labels)
-    clock = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(out_dir, model, test_labels, metrics)
-    timings["write"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
-    timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
-
-def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
-    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
-    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
-    val_pixels, val_labels = pixels[val_at], labels[val_at]
-    result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
-    timings["fit"] = result.seconds
-    val_probabilities = predict(result.model, val_pixels)  # kept for errors.png
-    validation = validation_report(val_probabilities, val_labels)
-    model, refit = result.model, None
-    if cfg.refit:
-        refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
-        model, timings["refit"] = refitted.model, refitted.seconds
-        refit = {"epochs": result.best_epoch, "examples": len(labels)}
-    return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
-            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
-            "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
-
-def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
-    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
-    result = cross_validate(cfg, pixels, labels)
-    timings["fit"] = result.seconds
-    probabilities = result.oof_probabilities
-    validation = validation_report(probabilities, labels)
-    n, auto = len(labels), cfg.weight_decay == "auto"
-    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} if cfg.refit or auto else None
-    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
-            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
-            "refit": refit, "history": result.history, "cv": result.summary}
-
-def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
-    loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
-    predicted = probabilities.argmax(1).cpu().numpy()
-    truth = labels.cpu().numpy()
-    confusion = confusion_matrix(truth, predicted)
-    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
-
-def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
-    write_submission(out_dir / "submission.csv", test_labels)
-    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
-    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
-    atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-# ---- core/report.py ------------------------------------------------------------------------------
-# What a finished run prints, the same after `digit-recognizer train` and at the end of the kernel's log.
-
-def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
-    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
-    estimate: what one looks for first.
-
-    `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
-    """
-    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    fitted = f"{metrics['cv']['folds']}-fold CV" if metrics.get("cv") else fitted_epochs(metrics)
-    lines = [f"device: {metrics['device']}; {fitted}",
-             f"timings: {timings}; total {total_seconds:.2f}s",
-             "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
-             format_confusion(np.array(metrics["confusion_matrix"]))]
-    if metrics.get("cv"):  # no hold-out split to refit over: the CV says how its model was made
-        lines.append(f"predictions from the {metrics['cv']['model']}")
-    elif metrics["refit"]:
-        lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images, "
-                     f"{metrics['refit']['epochs']} epochs)")
-    lines.append(f"{folder_kind}: {folder}")
-    if metrics.get("pictures"):
-        lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
-    lines.append(f"submission: {folder / 'submission.csv'}")
-    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else "held out"
-    lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
-                 f"images, {kind})")
-    if metrics.get("cv"):
-        lines.append(summary_line(metrics["cv"]))
-    return lines
-
-def fitted_epochs(metrics: dict) -> str:
-    """The best epoch, and whether early stopping ended the run before its last epoch."""
-    best, planned, ran = metrics["best_epoch"], metrics["config"]["epochs"], len(metrics.get("history") or [])
-    if 0 < ran < planned:
-        waited = ran - best
-        return (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({waited} epoch"
-                f"{'s' if waited != 1 else ''} without a better validation accuracy, --patience "
-                f"{metrics['config']['patience']})")
-    return f"best epoch {best} of {planned}"
-
-# ---- core/interrupts.py --------------------------------------------------------------------------
-# Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up.
-
-import atexit
-
-_stopping = []  # the first interrupt's signal number, once it has been raised
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C so that every cleanup path runs."""
-
-def handle_interrupts() -> None:
-    """From now on Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, once; later ones are ignored."""
-    signal.signal(signal.SIGINT, _on_interrupt)
-    signal.signal(signal.SIGTERM, _on_interrupt)
-    if hasattr(signal, "setitimer") and not getattr(sys.unraisablehook, "keeps_interrupts", False):
-        signal.signal(signal.SIGALRM, _deliver_again)
-        sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
-        atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)  # exiting anyway: no late redelivery
-
-def _on_interrupt(signum, frame):
-    if _stopping:
-        return
-    _stopping.append(signum)
-    # A second Ctrl-C during clean-up must not cut the clean-up or its message short, nor kill the
-    # process as it exits (Python restores the default handlers then, but leaves "ignore" alone).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-def _keeping_interrupts(previous):
-    """An interrupt raised where Python cannot propagate it (a weakref callback inside an import, a
-    __del__) would be printed as a traceback and lost; instead it is delivered again 10 ms later."""
-    def hook(unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopping:
-            if not sys.is_finalizing():
-                signal.setitimer(signal.ITIMER_REAL, 0.01)
-            return
-        previous(unraisable)
-    hook.keeps_interrupts = True
-    return hook
-
-def _deliver_again(signum, frame):
-    if _stopping:
-        _on_interrupt(_stopping.pop(), frame)
-
-def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
-    """The shell's 128 + signal number."""
-    return 143 if isinstance(exc, Terminated) else 130
-
-# ---- core/main.py --------------------------------------------------------------------------------
-# The kernel's entry point: find the competition data, train with validation, write the submission.
+# %% [markdown]
+# ## 9. Helpers
 #
-# With no arguments on Kaggle it reads the attached competition data under /kaggle/input and
-# writes /kaggle/working/submission.csv; --input and --output let it run anywhere.
+# **`core/fileio.py`**: Writing each file whole: a temporary name beside it, then one rename into place.
+#
+# Every write goes through here, so a failure of the operating system (a read-only folder, a full
+# disk, a missing folder) becomes one UserError naming the path and the reason, in one place.
 
-def main(argv: list[str] | None = None) -> int:
-    if "ipykernel" not in sys.modules:  # a notebook's own interrupt handling must keep working after the cell
-        handle_interrupts()
-    args = parse_kernel_args(argv)
+# %%
+import errno
+import json
+from contextlib import suppress
+
+def os_reason(exc: OSError) -> str:
+    """'no space left on device', 'read-only file system', ... as a lower-case phrase."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError nobody caught nearer its cause: the path involved and the reason."""
+    where = exc.filename if exc.filename is not None else "?"
+    return f"{os.fsdecode(where) if isinstance(where, bytes) else where}: {os_reason(exc)}"
+
+def write_failure(path: Path, exc: OSError) -> UserError:
+    if exc.errno == errno.ENOENT and not path.parent.is_dir():
+        return UserError(f"{path}: cannot write it: the folder {path.parent} does not exist")
+    return UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written")
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(temp) on a temporary name beside `path`, then rename it into place.
+
+    An OSError (full disk, read-only folder) becomes one UserError naming `path`; the temporary
+    file is removed whatever happens, so nothing half-written is left.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        return run_kernel(args)
-    except (UserError, OSError) as exc:
-        if args.debug:
-            raise
-        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        kept = "the new outputs are complete" if PUBLISHED else "the output folder is as it was"
-        print(f"{KERNEL_PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {kept}",
-              file=sys.stderr)
-        return interrupt_exit_code(exc)
+        write(temp)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    finally:
+        with suppress(OSError):
+            temp.unlink(missing_ok=True)
 
-def run_kernel(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    start = time.perf_counter()
-    data = load_folder(locate_input(args.input))
-    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    out = args.output or default_output()
-    with replacing_folder(out) as staging:  # the outputs appear together, or the old ones stay
-        metrics = run_training(cfg, data, staging, {"load": time.perf_counter() - start})
-    for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
-        print(line)
-    return 0
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
-def locate_input(given: Path | None) -> Path:
-    """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
-    if given is not None and not given.exists():
-        raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
-    if given is not None and given.is_file():
-        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
-    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
-        return given
-    root = given or KAGGLE_INPUT
-    found = find_kaggle_input(root)
-    if found is None:
-        hint = "pass --input with the folder holding them" if given else \
-            "on Kaggle, attach the digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
-        raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and test.csv; {hint}")
-    return found
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
-def default_output() -> Path:
-    """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
-    on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
-    return KAGGLE_WORKING if on_kaggle else Path("output")
+def make_folder(folder: Path, purpose: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{folder}: not a folder; {purpose}") from None
+    except OSError as exc:  # a folder we may not write in, a full disk
+        raise UserError(f"{folder}: cannot create it ({os_reason(exc)}); {purpose}") from None
 
+# %% [markdown]
+# ## Run
+#
+# Train, print the per-epoch lines, the confusion matrix and the validation accuracy (with `folds`, the
+# CV estimate), show the pictures, and write the files.
+
+# %%
 if __name__ == "__main__":
     # Only a failure raises SystemExit: a notebook cell reports even SystemExit(0) as an error.
-    status = main()
+    status = main(settings=SETTINGS)
     if status:
         raise SystemExit(status)

@@ -1,8 +1,10 @@
-"""Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes), confusion.png.
+"""Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes),
+confusion.png and learning_curve.png (loss and accuracy per epoch, or CV accuracy per L2 strength).
 
 Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
 (a second of start-up for a few lines of grid layout).
 """
+import math
 import sys
 from pathlib import Path
 
@@ -20,28 +22,84 @@ ERROR_COLUMNS = 8
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
 DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+CHART_SIZE, CHART_COLOURS = (440, 300), ((33, 102, 172), (178, 24, 43))  # training blue, validation red
 
 
-def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion) -> dict:
-    """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
+def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_probabilities, confusion,
+                       history: list[dict], cv: dict | None) -> dict:
+    """Write the run's pictures; return what to record in metrics.json.
 
     A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
-    as "pictures_error") rather than raised; the tests check that all three were written.
+    as "pictures_error") rather than raised; the tests check that all of them were written.
     """
+    drawings = {"weights.png": lambda: draw_weights(weight_patterns(weight, std)),
+                "errors.png": lambda: draw_errors(val_pixels, val_labels, val_probabilities),
+                "confusion.png": lambda: draw_confusion(confusion),
+                "learning_curve.png": lambda: draw_learning_curve(history, cv)}
     written = []
     try:
-        save_picture(out_dir / "weights.png", draw_weights(weight_patterns(weight, std)))
-        written.append("weights.png")
-        save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
-        written.append("errors.png")
-        save_picture(out_dir / "confusion.png", draw_confusion(confusion))
-        written.append("confusion.png")
+        for name, draw in drawings.items():
+            save_picture(out_dir / name, draw())
+            written.append(name)
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
               f"the run itself is complete", file=sys.stderr)
         return {"pictures": written, "pictures_error": problem}
     return {"pictures": written}
+
+
+def draw_learning_curve(history: list[dict], cv: dict | None):
+    """Loss and accuracy per epoch, training and validation; with a grid of L2 strengths, CV accuracy per strength."""
+    grid = (cv or {}).get("grid", [])
+    if len(grid) > 1:
+        ticks = [f"{row['weight_decay']:g}" for row in grid]
+        chart = draw_chart("weight decay (L2 strength)", ticks, {
+            "CV accuracy": [row["accuracy"] for row in grid],
+            "- 1 SE": [row["accuracy"] - row["stderr"] for row in grid],
+            "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
+        return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
+                                       f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
+    ticks = [str(record["epoch"]) for record in history]
+    charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
+                                          for side, prefix in (("training", "train"), ("validation", "val"))
+                                          if f"{prefix}_{what}" in history[0]}) for what in ("loss", "accuracy")]
+    both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
+    for k, chart in enumerate(charts):
+        both.paste(chart, (k * charts[0].width, 0))
+    return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
+                                  "training: over each epoch's batches as it went   validation: after the epoch"])
+
+
+def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
+    """Each series as a line over the points 0..n-1 (labelled by `ticks`), on one shared y scale."""
+    values = [v for ys in series.values() for v in ys if math.isfinite(v)]
+    low, high = min(values), max(values)
+    low, high = low - ((high - low) * 0.08 or 0.01), high + ((high - low) * 0.08 or 0.01)
+    (width, height), (left, top, right, bottom) = CHART_SIZE, (64, 34, 16, 46)
+    canvas = Image.new("RGB", CHART_SIZE, PICTURE_WHITE)
+    draw, font = ImageDraw.Draw(canvas), picture_font(13)
+
+    def at(i: int, value: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (i / max(len(ticks) - 1, 1) if len(ticks) > 1 else 0.5)
+        return x, top + (height - top - bottom) * (high - value) / (high - low)
+
+    draw.rectangle([left, top, width - right, height - bottom], outline=PICTURE_MUTED)
+    for k in range(5):  # the y scale
+        value = low + (high - low) * k / 4
+        draw_centred(draw, (left - 30, at(0, value)[1]), f"{value:.3f}", font, PICTURE_MUTED)
+    for i in range(0, len(ticks), max(1, -(-len(ticks) // 10))):  # at most ten x labels
+        draw_centred(draw, (at(i, low)[0], height - bottom + 12), ticks[i], font, PICTURE_MUTED)
+    draw_centred(draw, ((left + width - right) // 2, height - 14), x_label, font, PICTURE_INK)
+    for n, (name, ys) in enumerate(series.items()):
+        colour = CHART_COLOURS[min(n, 1)]
+        points = [at(i, v) for i, v in enumerate(ys) if math.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2 if n < 2 else 1)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        draw.text((left + 8 + 150 * n, 10), name, font=font, fill=colour)
+    return canvas
 
 
 def weight_patterns(weight, std) -> torch.Tensor:

@@ -50,7 +50,8 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     timings["write"] = time.perf_counter() - clock
     clock = time.perf_counter()
     metrics.update(write_run_pictures(out_dir, model.linear.weight, model.std, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
+                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"],
+                                      metrics["history"], metrics.get("cv")))
     timings["pictures"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -17,17 +17,29 @@ from .optimizer import Optimizer, make_optimizer
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
+                        "use --device cpu or auto")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() and cuda_starts() else "cpu"
     return torch.device(name)
+
+
+def cuda_starts() -> bool:
+    """Whether an attached GPU takes work: a broken driver must not cost a Kaggle run its submission."""
+    try:
+        torch.zeros(1, device="cuda").add_(1).item()
+        return True
+    except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
+        print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
+        return False
 
 
 @dataclass
 class FitResult:
     model: SoftmaxRegression
     best_epoch: int  # 1-based; 0 when nothing was validated (refit)
-    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
+    history: list[dict] = field(default_factory=list)  # per epoch: train and val loss and accuracy
     seconds: float = 0.0
 
 
@@ -53,8 +65,9 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
     progress = Progress(desc, epochs)
     for epoch in range(1, epochs + 1):
-        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
-                                                            (epoch - 1) / epochs, 1 / epochs)}
+        loss, accuracy = train_epoch(cfg, model, optimizer, features, targets, batches, (epoch - 1) / epochs,
+                                     1 / epochs)
+        record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
         finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
@@ -128,21 +141,23 @@ class Batches:
 
 
 def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
-    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
+                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> tuple[torch.Tensor, ...]:
+    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host sync).
 
     `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
     for the learning-rate schedule.
     """
-    loss_sum = torch.zeros((), device=features.device)
+    loss_sum, correct = torch.zeros((), device=features.device), torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+        logits = model.linear(features[batch])
+        loss = F.cross_entropy(logits, targets[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
-    return loss_sum / len(features)
+        correct += (logits.detach().argmax(1) == targets[batch]).sum()  # as the weights were at each step
+    return loss_sum / len(features), correct / len(features)
 
 
 def learning_rate(cfg: Config, progress: float) -> float:
