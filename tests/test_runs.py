@@ -29,7 +29,7 @@ def runs_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("submissions")
     done = run_cli("train", "--epochs", "2", "--lr", "0.05", "--out", str(root))
     assert done.returncode == 0, done.stderr
-    assert "pictures: weights.png, errors.png, confusion.png in the run folder" in done.stdout
+    assert "pictures: weights.png, errors.png, confusion.png, learning_curve.png in the run folder" in done.stdout
     write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "hidden": 64}}))
     write(root / SUBMITTED / "metrics.json", json.dumps({"val_accuracy": 0.5, "data": "/data/digit-recognizer",
                                                          "config": {"refit": True}, "future_key": [1, 2]}))
