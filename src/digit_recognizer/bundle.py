@@ -9,6 +9,7 @@ import ast
 import difflib
 import json
 import sys
+import textwrap
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -28,14 +29,14 @@ KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL", "I
 # functions, which run after every section has been defined.
 READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
-    ("Reading the CSVs", ("csvtable", "data")),
+    ("Reading the CSVs", ("data",)),
     ("Preprocessing", ("deskew",)),
     ("The model", ("model",)),
-    ("Training", ("split", "optimizer", "train", "metrics")),
-    ("Prediction and submission.csv", ("submission", "pipeline", "report", ENTRY)),
+    ("Training", ("split", "train")),
+    ("Prediction and submission.csv", ("submission", "pipeline", ENTRY)),
     ("Cross-validation", ("lbfgs", "cv")),
     ("Pictures", ("pictures",)),
-    ("Helpers", ("fileio",)),
+    ("Helpers", ("optimizer", "metrics", "report", "csvtable", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).
@@ -54,7 +55,7 @@ if __name__ == "__main__":
 INTRO = """\
 # Kaggle Digit Recognizer: softmax regression in PyTorch
 
-Multinomial logistic regression, done carefully. The parts, in reading order: {parts}.
+Multinomial logistic regression, done carefully, in the order a run goes:
 
 1. The images are preprocessed (section 3) and standardised: each pixel's training mean subtracted,
    all divided by one shared standard deviation.
@@ -81,6 +82,7 @@ Train, print the per-epoch lines, the confusion matrix and the validation accura
 CV estimate), show the pictures, and write the files."""
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 DIFF_LINES = 60
+LINE_WIDTH = 110  # the kernel's longest line
 
 
 @dataclass
@@ -112,14 +114,15 @@ def build_kernel(package_dir: Path = PACKAGE_DIR, parts=READING_ORDER, gate_afte
     check_modules(package_dir, order, sections)
     check_imports(package_dir, order, sections)
     check_names(sections)
-    titles = ", ".join(f"{n}. {title}" for n, (title, _) in enumerate(parts, start=1))
-    cells = [markdown(INTRO.format(parts=titles)), markdown(SETTINGS_TEXT), code(settings_code(settings))]
+    cells = [markdown(INTRO), markdown(SETTINGS_TEXT), code(settings_code(settings))]
     for number, (title, names) in enumerate(parts, start=1):
         for k, name in enumerate(names):
             section = sections[name]
             heading = [f"## {number}. {title}"] * (k == 0)
             docstring = section.docstring.split("\n", 1)
-            about = [f"**`core/{name}.py`**: {docstring[0]}", *docstring[1:]] if section.docstring else []
+            # Markdown joins a paragraph's lines, so the first one may be wrapped to the kernel's line width.
+            first = textwrap.wrap(f"**`core/{name}.py`**: {docstring[0]}", LINE_WIDTH - 2)
+            about = [*first, *docstring[1:]] if section.docstring else []
             if heading or about:
                 cells.append(markdown("\n\n".join(heading + ["\n".join(about)] * bool(about))))
             cells.append(code(section.code + (GATE if name == gate_after else "")))

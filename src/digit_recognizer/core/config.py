@@ -45,17 +45,20 @@ class Config:
         if self.epochs > MAX_EPOCHS:
             raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
-            raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
+            raise UserError(f"--patience must be zero (never stop early) or a positive integer, "
+                            f"got {self.patience}")
         if self.batch_size < 0:
             raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not 0 < self.lr < math.inf:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if self.weight_decay == "auto" and not self.folds:
-            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 (or another K >= 2)")
+            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 "
+                            "(or another K >= 2)")
         if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
         if self.folds and not 2 <= self.folds <= MAX_FOLDS:
-            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, got {self.folds}")
+            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, "
+                            f"got {self.folds}")
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
                 raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
@@ -134,8 +137,9 @@ HELP = {
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
     "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each strength "
-                    "fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and optimiser flags then do not apply)",
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each "
+                    "strength fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and "
+                    "optimiser flags then do not apply)",
     "optimizer": "optimiser",
     "schedule": "learning-rate schedule over the run",
     "deskew": "straighten each digit by its second moments before the linear layer",
@@ -166,9 +170,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=HELP[f.name])
             continue
-        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__", f.type)]
+        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__",
+                                                                                       f.type)]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=f"{HELP[f.name]} (default: {f.default})")
 

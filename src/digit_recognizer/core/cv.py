@@ -5,7 +5,9 @@ that fold's own training statistics; one batched matmul then scores a batch unde
 weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
 models train in the step a single model would take. The fits run every epoch (no early stopping:
 the held-out fold must not choose anything it then scores), and the held-out accuracy after the
-last epoch is the fold's estimate of the public score. With `--weight-decay auto` the same batched
+last epoch is the fold's estimate of the public score. Their mean ± its standard error is the CV
+estimate printed last: the public score should fall within about two standard errors of it.
+With `--weight-decay auto` the same batched
 models are instead fitted to the optimum of their convex penalised loss by full-batch L-BFGS
 (core/lbfgs.py), so strengths are compared at their optima, and the optimum on all the
 training images at the chosen strength is the model submitted (with or without `--refit`).
@@ -65,7 +67,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
         how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
     else:
         blocks = (cfg.folds, -1, len(decays), N_CLASSES)
-        model = folds.averaged_model(cfg.deskew, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
+        model = folds.averaged_model(cfg.deskew, weight.view(blocks)[:, :, chosen],
+                                     bias.view(blocks)[:, :, chosen])
         how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
@@ -86,7 +89,8 @@ def summary_line(cv: dict) -> str:
 class FoldData:
     """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
 
-    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int):
+    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int,
+                 seed: int):
         device = prepared.device
         self.prepared, self.targets, self.folds = prepared, targets, folds
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -113,7 +117,8 @@ class FoldData:
         return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, N_PIXELS)
 
     def logits(self, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own standardised features.
+        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own
+        standardised features.
 
         W (x - m) / s + b = (W / s) x + (b - (W / s) m): the standardiser is folded into the weights,
         so a step only gathers its batch and never rewrites it.
@@ -129,8 +134,8 @@ class FoldData:
         return correct.sum(1).double() / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
 
     def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
-        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), self.val_targets[..., None].expand(logits.shape[:3]),
-                                 reduction="none")
+        losses = F.cross_entropy(logits.permute(0, 3, 1, 2),
+                                 self.val_targets[..., None].expand(logits.shape[:3]), reduction="none")
         return (losses * self.val_mask[..., None]).sum(1) / self.val_mask.sum(1, keepdim=True)
 
     def out_of_fold(self, probabilities: torch.Tensor) -> torch.Tensor:
@@ -140,7 +145,8 @@ class FoldData:
         return result
 
     def averaged_model(self, use_deskew: bool, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
-        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared pixels.
+        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared
+        pixels.
 
         Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
         it is written back in terms of a standardiser fitted on all the training examples.
@@ -158,7 +164,8 @@ class FoldData:
 
 def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
                         std: torch.Tensor) -> torch.Tensor:
-    """W (x - m) / s + b for batch (folds, b, 784), weight (folds, 784, k), mean (folds, 784), std (folds, 1, 1)."""
+    """W (x - m) / s + b for batch (folds, b, 784), weight (folds, 784, k), mean (folds, 784), std
+    (folds, 1, 1)."""
     scaled = weight / std
     shifted = bias - torch.bmm(mean[:, None, :], scaled)
     return torch.baddbmm(shifted, batch, scaled)
@@ -168,7 +175,8 @@ def pad(index: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([index, index[:length - len(index)]])
 
 
-def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor,
+                       folds: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each fold's standardiser (as SoftmaxRegression.fit_standardizer), fitted on its training part only.
 
     A fold's training part is everything but its held-out part, so its sums are the totals minus
@@ -183,13 +191,16 @@ def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int
     return mean, std.view(folds, 1, 1)
 
 
-def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias (folds, 1, strengths*10)."""
+def fit_folds(cfg: Config, folds: FoldData,
+              decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias
+    (folds, 1, strengths*10)."""
     device, n_models = folds.prepared.device, len(decays) * N_CLASSES
     torch.manual_seed(cfg.seed)
     weight = torch.zeros(folds.folds, N_PIXELS, n_models, device=device, requires_grad=True)
     bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
-    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10-column block
+    # One strength per 10-column block.
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)
     optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
     n = folds.train.shape[1]
     batches = Batches(n, cfg.batch_size_for(n), cfg.seed)
@@ -200,9 +211,11 @@ def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.
         for step, batch in enumerate(order):
             logits = folds.logits(folds.train_features[:, batch], weight, bias)
             size = batch.stop - batch.start
-            # Summed over examples and divided by the batch size: each model's gradient is that of its own mean loss.
+            # Summed over examples and divided by the batch size: each model's gradient is that of its own
+            # mean loss.
             loss = F.cross_entropy(logits.reshape(-1, N_CLASSES),
-                                   folds.train_targets[:, batch, None].expand(-1, -1, len(decays)).reshape(-1),
+                                   folds.train_targets[:, batch, None].expand(-1, -1,
+                                                                              len(decays)).reshape(-1),
                                    reduction="sum") / size
             optimizer.zero_grad()
             loss.backward()
@@ -229,7 +242,8 @@ OPTIMUM_TOL = 1e-4
 MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs a few hundred
 
 
-def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def fit_folds_to_optimum(cfg: Config, folds: FoldData,
+                         decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """The optimum of each fold's penalised loss at each strength, by one batched full-batch L-BFGS.
 
     Same weight layout as fit_folds. Each strength is compared at its own optimum, so the choice
@@ -248,21 +262,23 @@ def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> t
     return weight, bias, [{k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}]
 
 
-def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor, decay: float) -> SoftmaxRegression:
+def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor,
+                     decay: float) -> SoftmaxRegression:
     """The optimum at `decay` on all the training images, standardised on them all: one model, one fold."""
     model = SoftmaxRegression(cfg.deskew).to(prepared.device)
     with torch.no_grad():
         model.fit_standardizer(prepared)
     mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
-    weight, bias, _, _ = optimum(prepared[None], targets[None], mask, model.mean[None], model.std[:1].view(1, 1, 1), [decay])
+    weight, bias, _, _ = optimum(prepared[None], targets[None], mask, model.mean[None],
+                                 model.std[:1].view(1, 1, 1), [decay])
     with torch.no_grad():
         model.linear.weight.copy_(weight[0].T)
         model.linear.bias.copy_(bias[0, 0])
     return model
 
 
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
+            std: torch.Tensor, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
 
     features (folds, n, 784), targets and mask (folds, n), mean (folds, 784), std (folds, 1, 1).
@@ -281,7 +297,8 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
             weight = x[:, :N_PIXELS].reshape(n_folds, N_PIXELS, -1)
             bias = x[:, N_PIXELS:].reshape(n_folds, 1, -1)
             logits = standardised_logits(features, weight, bias, mean, std)
-            losses = F.cross_entropy(logits.reshape(-1, N_CLASSES), expanded, reduction="none").view(n_folds, n, strengths)
+            losses = F.cross_entropy(logits.reshape(-1, N_CLASSES), expanded,
+                                     reduction="none").view(n_folds, n, strengths)
             penalty = x[:, :N_PIXELS].square().sum((1, 3))  # (folds, strengths)
             value = (losses * weights).sum(1) / count + decay[..., 0] / 2 * penalty
             grad, = torch.autograd.grad(value.sum(), x)

@@ -1,7 +1,10 @@
 """Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 
 The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
-classifier). The whole batch is warped by one grid_sample call on the device; the sampling grid is
+classifier). A linear model scores each pixel on its own, so a slanted or off-centre 7 puts its ink
+where the template has none; upright and centred, every 7 inks roughly the same pixels. On the
+sample it is worth four points (5-fold CV 0.9415 with it, 0.9035 without; README).
+The whole batch is warped by one grid_sample call on the device; the sampling grid is
 built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
 """
 import torch
@@ -38,6 +41,7 @@ def upright_grid(images: torch.Tensor) -> torch.Tensor:
     alpha = torch.where(var_y > 1e-3, cov_xy / var_y.clamp_min(1e-3), torch.zeros_like(var_y))
     # grid_sample's units with align_corners=False: a pixel p from the centre sits at p / (SIDE / 2).
     centred = (coords - (SIDE - 1) / 2) / (SIDE / 2)
-    x_shift = alpha[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28): per output row
+    # (n, 28): one shift per output row.
+    x_shift = alpha[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)
     y_in = centred + (cy - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28)
     return torch.stack((centred + x_shift[:, :, None], y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)

@@ -31,8 +31,8 @@ def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = Non
 def kernel_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
                                      "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
-    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder to "
-                        f"search below (default: search {KAGGLE_INPUT})")
+    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
+                        f"to search below (default: search {KAGGLE_INPUT})")
     parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
                         f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")

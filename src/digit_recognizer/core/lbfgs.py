@@ -59,7 +59,8 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         else:
             accepted = new_value <= value
         moved = accepted & active
-        s, y = torch.where(moved, trial - x, torch.zeros_like(x)), torch.where(moved, new_grad - grad, torch.zeros_like(x))
+        s = torch.where(moved, trial - x, torch.zeros_like(x))
+        y = torch.where(moved, new_grad - grad, torch.zeros_like(x))
         curvature = dot(s, y)
         # Strictly convex with a positive penalty, so y.s > 0 wherever a model moved; a zero pair is inert.
         pairs.append((s, y, torch.where(curvature > 0, 1 / curvature, torch.zeros_like(curvature))))

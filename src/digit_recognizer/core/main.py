@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
         print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they were",
-              file=sys.stderr)
+        print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they "
+              f"were", file=sys.stderr)
         return 130
 
 
@@ -63,8 +63,8 @@ def locate_input(given: Path | None) -> Path:
     root = given or KAGGLE_INPUT
     found = find_kaggle_input(root)
     if found is None:
-        hint = "pass --input with the folder holding them" if given else \
-            "on Kaggle, attach the digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
+        hint = "pass --input with the folder holding them" if given else "on Kaggle, attach the " \
+            "digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
         raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and "
                         f"test.csv; {hint}")
     return found

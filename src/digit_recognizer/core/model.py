@@ -1,4 +1,8 @@
-"""Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels."""
+"""Multinomial logistic regression: one linear layer on standardised (optionally deskewed) pixels.
+
+Standardised with each pixel's training mean and one scale shared by all pixels: a scale per pixel
+would blow up the border pixels that are almost never inked (0.930 against 0.939 validation, README).
+"""
 import io
 from pathlib import Path
 

@@ -21,7 +21,8 @@ ERROR_COUNT = 24
 ERROR_COLUMNS = 8
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
-DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130],
+                          [178, 24, 43]]) / 255.0
 CHART_SIZE, CHART_COLOURS = (440, 300), ((33, 102, 172), (178, 24, 43))  # training blue, validation red
 
 
@@ -50,7 +51,7 @@ def write_run_pictures(out_dir: Path, weight, std, val_pixels, val_labels, val_p
 
 
 def draw_learning_curve(history: list[dict], cv: dict | None):
-    """Loss and accuracy per epoch, training and validation; with a grid of L2 strengths, CV accuracy per strength."""
+    """Loss and accuracy per epoch, training and validation; with L2 strengths tried, CV accuracy by each."""
     grid = (cv or {}).get("grid", [])
     if len(grid) > 1:
         ticks = [f"{row['weight_decay']:g}" for row in grid]
@@ -61,14 +62,16 @@ def draw_learning_curve(history: list[dict], cv: dict | None):
         return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
                                        f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
     ticks = [str(record["epoch"]) for record in history]
+    sides = (("training", "train"), ("validation", "val"))
     charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
-                                          for side, prefix in (("training", "train"), ("validation", "val"))
-                                          if f"{prefix}_{what}" in history[0]}) for what in ("loss", "accuracy")]
+                                          for side, prefix in sides if f"{prefix}_{what}" in history[0]})
+              for what in ("loss", "accuracy")]
     both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
     for k, chart in enumerate(charts):
         both.paste(chart, (k * charts[0].width, 0))
     return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
-                                  "training: over each epoch's batches as it went   validation: after the epoch"])
+                                  "training: over each epoch's batches as it went   "
+                                  "validation: after the epoch"])
 
 
 def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
@@ -130,7 +133,8 @@ def draw_weights(templates: torch.Tensor):
     title = ["What the model learned: one template per digit, over the deskewed 28x28 image",
              "red: ink here is evidence for the digit   blue: evidence against",
              "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
-    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
+    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True,
+                         title=title)
 
 
 def draw_errors(val_pixels, val_labels, val_probabilities):
@@ -145,7 +149,8 @@ def draw_errors(val_pixels, val_labels, val_probabilities):
     pixels = torch.as_tensor(np.asarray(val_pixels)).reshape(-1, 1, DIGIT_SIDE, DIGIT_SIDE)[chosen]
     paper = 1.0 - pixels.float().repeat(1, 3, 1, 1) / 255.0
     names = [f"{labels[i].item()} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
-    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images ({n_wrong} wrong in all)",
+    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images "
+             f"({n_wrong} wrong in all)",
              "label: true -> predicted (probability the model gave its prediction)"]
     return labelled_grid(zoom_digits(paper), names, columns=ERROR_COLUMNS, above=False, title=title)
 
@@ -188,13 +193,15 @@ def draw_confusion(confusion):
         draw_centred(draw, (left + n * cell + acc_width // 2, centre), accuracy, font, PICTURE_INK)
         for j in range(n):
             if counts[i, j] or i == j:
-                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK  # readable on deep red
+                # White is readable on deep red.
+                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK
                 draw_centred(draw, (left + j * cell + cell // 2, centre), str(counts[i, j]), font, colour)
     draw_centred(draw, (left + n * cell // 2, 12), "predicted", small, PICTURE_MUTED)
     draw_centred(draw, (left + n * cell + acc_width // 2, top - cell // 2), "accuracy", small, PICTURE_MUTED)
     vertical = caption_picture(None, ["true"], size=14, margin=2)
     canvas.paste(vertical.rotate(90, expand=True), (4, top + n * cell // 2 - vertical.width // 2))
-    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {np.trace(counts) / max(totals.sum(), 1):.2%})",
+    accuracy = np.trace(counts) / max(totals.sum(), 1)
+    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {accuracy:.2%})",
              "rows: true digit   columns: predicted digit   red: mistakes (darker = more)"]
     return caption_picture(canvas, title)
 
@@ -228,7 +235,8 @@ def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12)
     line_height = max(h for _, h in sizes) + 6
     width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
     text_height = len(lines) * line_height + margin
-    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)), PICTURE_WHITE)
+    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)),
+                       PICTURE_WHITE)
     draw = ImageDraw.Draw(canvas)
     for k, line in enumerate(lines):
         draw_centred(draw, (width // 2, margin + k * line_height + line_height // 2), line, font,

@@ -1,4 +1,9 @@
-"""Training: the whole dataset on the device, shuffled index slices, the best epoch kept."""
+"""Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
+
+The model kept is the one of the epoch with the best accuracy on a held-out split, stratified so that
+each digit is held out in its own proportion (a skewed split would score a skewed mix of digits);
+training stops once `patience` epochs bring nothing better, as big data peaks within a few epochs.
+"""
 import math
 import os
 import sys
@@ -71,7 +76,8 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
         finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
-        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per
+        # step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
@@ -90,12 +96,14 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
 
 def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
     """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
-    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
+              if k in record and not math.isfinite(record[k])]
     if not weights_finite:
         broken.append("weights")
     if broken:
         progress.close()
-        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
+                        f"finite); "
                         f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
 
 
@@ -140,9 +148,11 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> tuple[torch.Tensor, ...]:
-    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host sync).
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: "Optimizer", features: torch.Tensor,
+                targets: torch.Tensor, batches: Batches, progress: float,
+                span: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host
+    sync).
 
     `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
     for the learning-rate schedule.
@@ -169,7 +179,8 @@ def learning_rate(cfg: Config, progress: float) -> float:
 def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
     """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
     logits = model.linear(features)
-    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
+    return {"val_loss": F.cross_entropy(logits, targets),
+            "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
 
 @torch.no_grad()
