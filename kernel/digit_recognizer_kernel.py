@@ -308,7 +308,8 @@ def load_folder(folder: Path, read_table=None) -> DigitData:
 
 def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if os.path.lexists(folder / name):  # a folder, FIFO or broken link of that name: read_bytes says which
+        # A folder, FIFO or broken link of that name: read_bytes says which.
+        if os.path.lexists(folder / name):
             return folder / name
     zipped = folder / "digit-recognizer.zip"
     hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
@@ -1784,8 +1785,8 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
             unpack = zlib.decompressobj(wbits=31)
             out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
             if sum(map(len, out)) > limit:
-                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's largest "
-                                f"file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
+                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's "
+                                f"largest file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
             if not unpack.eof:
                 raise EOFError("the gzip data ends early")
             data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)

@@ -67,6 +67,23 @@ def test_check_shows_a_unified_diff_until_the_kernel_is_regenerated(tmp_path):
     assert run_cli("bundle", "--check", "--root", str(tmp_path)).returncode == 0
 
 
+def test_check_fails_when_the_notebook_alone_is_stale_or_missing(tmp_path):
+    shutil.copytree(ROOT / "kernel", tmp_path / "kernel")
+    assert run_cli("bundle", "--check", "--root", str(tmp_path)).returncode == 0
+    notebook = tmp_path / NOTEBOOK_FILE
+    committed = notebook.read_text(encoding="utf-8")
+    notebook.write_text(committed.replace('"    folds=0,\\n"', '"    folds=5,\\n"', 1), encoding="utf-8")
+    assert notebook.read_text(encoding="utf-8") != committed
+    done = run_cli("bundle", "--check", "--root", str(tmp_path))
+    assert done.returncode == 1 and f"{NOTEBOOK_FILE} is stale (2 lines differ" in done.stderr.splitlines()[0]
+    assert any(line.startswith('-    "    folds=5,\\n"') for line in done.stderr.splitlines())
+    notebook.unlink()
+    done = run_cli("bundle", "--check", "--root", str(tmp_path))
+    assert done.returncode == 1 and f"{NOTEBOOK_FILE}: no such file" in done.stderr
+    assert run_cli("bundle", "--root", str(tmp_path)).returncode == 0
+    assert notebook.read_text(encoding="utf-8") == committed  # the same bytes again: a deterministic build
+
+
 def test_a_long_diff_is_cut_short(tmp_path):
     (tmp_path / "kernel").mkdir()
     committed = (ROOT / KERNEL_FILE).read_text(encoding="utf-8")

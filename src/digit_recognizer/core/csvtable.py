@@ -147,8 +147,8 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
             unpack = zlib.decompressobj(wbits=31)
             out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
             if sum(map(len, out)) > limit:
-                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's largest "
-                                f"file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
+                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's "
+                                f"largest file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
             if not unpack.eof:
                 raise EOFError("the gzip data ends early")
             data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)

@@ -42,7 +42,8 @@ def load_folder(folder: Path, read_table=None) -> DigitData:
 
 def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if os.path.lexists(folder / name):  # a folder, FIFO or broken link of that name: read_bytes says which
+        # A folder, FIFO or broken link of that name: read_bytes says which.
+        if os.path.lexists(folder / name):
             return folder / name
     zipped = folder / "digit-recognizer.zip"
     hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""

@@ -132,11 +132,11 @@ def pushable_code_file(root: Path, code_file: str) -> Path:
     secrets = [kaggle_config_dir(), Path.home() / ".kaggle"]
     if any(path.is_relative_to(folder.resolve()) for folder in secrets):
         raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is in the Kaggle config folder, which "
-                        f"holds your credentials; nothing was pushed: set \"code_file\": \"{KERNEL_FILE}\"")
+                        f"holds your credentials; nothing was pushed: set \"code_file\": \"{NOTEBOOK_FILE}\"")
     if path not in [(root / name).resolve() for name in generated]:
         raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is not the generated kernel; push sends "
                         f"only the kernel 'digit-recognizer bundle --check' vouches for; nothing was pushed: "
-                        f"set \"code_file\": \"{KERNEL_FILE}\"")
+                        f"set \"code_file\": \"{NOTEBOOK_FILE}\"")
     return path
 
 
@@ -222,7 +222,8 @@ def metadata_problems(metadata: dict, root: Path, accelerator: str | None) -> tu
     if not isinstance(code_file, str) or not (root / code_file).is_file():
         errors.append(f"code_file {code_file!r} is not a file under {root}")
     expected = {"notebook": NOTEBOOK_FILE.as_posix(), "script": KERNEL_FILE.as_posix()}
-    if metadata.get("language") != "python" or expected.get(metadata.get("kernel_type")) != code_file:
+    if metadata.get("language") != "python" or (expected.get(metadata.get("kernel_type")) != code_file
+                                                 and (root / str(code_file)).is_file()):
         errors.append(f"expected \"language\": \"python\" and \"kernel_type\": \"notebook\" with \"code_file\": "
                       f"\"{NOTEBOOK_FILE.as_posix()}\" (or \"script\" with \"{KERNEL_FILE.as_posix()}\")")
     if COMPETITION not in (metadata.get("competition_sources") or []):
