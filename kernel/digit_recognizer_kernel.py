@@ -110,10 +110,12 @@ class Config:
                             f"got {self.folds}")
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
-                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), "
+                                f"got {value}")
         if train_labels is not None:
             counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-            problem = folds_problem(counts, self.folds) if self.folds else holdout_problem(counts, self.val_fraction)
+            problem = folds_problem(counts, self.folds) if self.folds else \
+                holdout_problem(counts, self.val_fraction)
             if problem:
                 raise UserError(problem)
         return self
@@ -146,7 +148,8 @@ class Config:
         return self.batch_size or max(256, -(-n_examples // 32))
 
 def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it cannot."""
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
+    cannot."""
     for digit in range(10):
         n_val = int(round(val_fraction * counts[digit]))
         if n_val == 0 or n_val == counts[digit]:
@@ -173,7 +176,8 @@ NOT_APPLYING = (
      "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
 )
 
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"),
+           "device": ("auto", "cpu", "cuda")}
 HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
@@ -762,7 +766,8 @@ def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
     write_submission(out_dir / "submission.csv", test_labels)
-    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by
+    # surprise.
     extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
     atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
 
@@ -1631,7 +1636,8 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     if metrics.get("pictures"):
         lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
     lines.append(f"submission: {folder / 'submission.csv'}")
-    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else "held out"
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else \
+        "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
     if metrics.get("cv"):

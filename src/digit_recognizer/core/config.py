@@ -61,10 +61,12 @@ class Config:
                             f"got {self.folds}")
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
-                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), "
+                                f"got {value}")
         if train_labels is not None:
             counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-            problem = folds_problem(counts, self.folds) if self.folds else holdout_problem(counts, self.val_fraction)
+            problem = folds_problem(counts, self.folds) if self.folds else \
+                holdout_problem(counts, self.val_fraction)
             if problem:
                 raise UserError(problem)
         return self
@@ -98,7 +100,8 @@ class Config:
 
 
 def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it cannot."""
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
+    cannot."""
     for digit in range(10):
         n_val = int(round(val_fraction * counts[digit]))
         if n_val == 0 or n_val == counts[digit]:
@@ -128,7 +131,8 @@ NOT_APPLYING = (
 )
 
 
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("cosine", "constant"),
+           "device": ("auto", "cpu", "cuda")}
 HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",

@@ -105,7 +105,8 @@ def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
     write_submission(out_dir / "submission.csv", test_labels)
-    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by
+    # surprise.
     extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
     atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
 
