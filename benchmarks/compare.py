@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from digit_recognizer import cache
 from digit_recognizer.config_changes import config_changes
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
@@ -103,6 +104,11 @@ class Stopwatch:
 
 # --- (a) this kit, as `digit-recognizer train` runs it -------------------------------------------
 
+def cache_entries() -> dict[str, int]:
+    """The parse cache's entries now, each file's name and inode."""
+    return {path.name: stat.st_ino for path, stat in cache.entries(cache.cache_dir())}
+
+
 def run_kit(case: Case, cfg: Config, work: Path) -> list[Row]:
     """Two runs as a user sees them: the first on an empty parse cache, the second reusing it."""
     previous = os.environ.get("DIGIT_RECOGNIZER_CACHE")
@@ -112,16 +118,19 @@ def run_kit(case: Case, cfg: Config, work: Path) -> list[Row]:
         for label, what in (("cold", "first run: parse CSVs, fill cache"), ("warm", "second run: cached parse")):
             out = work / f"{case.name}-kit-{label}"
             out.mkdir()
+            cached_before = cache_entries()
             start = time.perf_counter()
             data = load_data(case.folder, cache=True)
             load_seconds = time.perf_counter() - start
+            # A hit: the load found entries and rewrote none (a rewritten entry is a new file, a new inode).
+            parse_cache = "hit" if cached_before and cache_entries() == cached_before else "miss"
             metrics = run_training(cfg, data, out, {"load": load_seconds})
             total = time.perf_counter() - start
             timings = metrics["timings_seconds"]
             rows.append(Row(f"kit, {label} ({what})", metrics["val_accuracy"],
                             timings["fit"] + timings.get("refit", 0.0), total,
                             _test_accuracy(case, out / "submission.csv"),
-                            {"timings_seconds": timings, "device": metrics["device"],
+                            {"timings_seconds": timings, "device": metrics["device"], "parse_cache": parse_cache,
                              "best_epoch": metrics["best_epoch"], "config": metrics["config"]}))
     finally:
         if previous is None:

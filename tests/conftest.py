@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,18 @@ import pytest
 import digit_recognizer.core.config  # noqa: F401  (before torch loads, as the kit itself does: its thread wait policy)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tests' made-up runs and records are dated at fixed offsets from one midnight long past (so every
+# run the kit makes now sorts after them), and no test names a calendar year.
+LONG_AGO = datetime.fromtimestamp(1_700_000_000 - 1_700_000_000 % 86400, timezone.utc)
+
+
+def past(days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
+    return LONG_AGO + timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def past_run_id(tag: str, days: float = 0, hours: float = 0, minutes: float = 0) -> str:
+    """A run folder's name as run_folders.new_run_id makes one (UTC time, then a tag), at past(...)."""
+    return f"{past(days, hours, minutes):%Y%m%dT%H%M%SZ}-{tag}"
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import threading
 import zipfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -61,6 +61,12 @@ class KernelVersion:
         return kaggle_log(self.log_lines)
 
 
+def midnight(days_from_today: int) -> datetime:
+    """A midnight (UTC) some days from today, for the dates Kaggle sends: no test names a calendar date."""
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days_from_today)
+
+
 def kaggle_log(lines: list[str]) -> str:
     """A log as Kaggle keeps it: a JSON list of {stream_name, time, data} events."""
     return json.dumps([{"stream_name": "stdout", "time": round(0.5 * i, 1), "data": line + "\n"}
@@ -91,7 +97,7 @@ class FakeKaggle:
         self.hold_until_streamed = False
         self.latest_session: int | None = None  # which version an unversioned status/output answers for
         self.stream_delay = 0.0  # seconds between log events on the live stream
-        self.quota = {"quotaRefreshTime": "2026-12-07T00:00:00Z",
+        self.quota = {"quotaRefreshTime": f"{midnight(days_from_today=6):%Y-%m-%dT%H:%M:%SZ}",
                       "gpuQuota": {"timeUsed": "36000s", "totalTimeAllowed": "108000s"}}
         self.failing: set[str] = set()  # API methods that answer 500
         self.code_submission_refusal = ""  # a message makes CreateCodeSubmission answer 400 with it
@@ -209,13 +215,13 @@ class FakeKaggle:
     def GetLeaderboard(self, body):
         size = body.get("pageSize") or 20
         return 200, {"submissions": [{"teamId": e["teamId"], "teamName": e["teamName"], "score": e["score"],
-                                      "submissionDate": "2026-11-30T12:00:00.000Z"} for e in self.leaderboard[:size]]}
+                                      "submissionDate": f"{midnight(-1):%Y-%m-%dT12:00:00.000Z}"} for e in self.leaderboard[:size]]}
 
     def DownloadLeaderboard(self, body):
         if not self.leaderboard:
             return 404, {"code": 404, "message": "Leaderboard not found"}
         rows = ["Rank,TeamId,TeamName,LastSubmissionDate,Score,SubmissionCount,TeamMemberUserNames"]
-        rows += [f"{i},{e['teamId']},{e['teamName']},2026-11-30 12:00:00,{e['score']},3,{e.get('members', '')}"
+        rows += [f"{i},{e['teamId']},{e['teamName']},{midnight(-1):%Y-%m-%d} 12:00:00,{e['score']},3,{e.get('members', '')}"
                  for i, e in enumerate(self.leaderboard, start=1)]
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:

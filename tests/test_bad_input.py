@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import past_run_id, run_cli
 from kaggle_fixtures import kaggle, user_env  # noqa: F401  (the stand-in Kaggle, for submit)
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.run_folders import run_folder
+from digit_recognizer.run_folders import RUN_ID_PATTERN, run_folder
 from digit_recognizer.submission_check import check_submission
 
 PREFIX = "digit-recognizer: error: "
@@ -224,8 +224,11 @@ SUBMISSIONS = {
 }
 
 
+EARLIER_RUN = past_run_id("abc123")  # what earlier_run makes
+
+
 def earlier_run(root: Path) -> None:
-    run = root / "20240101T000000Z-abc123"
+    run = root / EARLIER_RUN
     run.mkdir(parents=True)
     (run / "submission.csv").write_text(text(SOLUTION).decode())
     (run / "metrics.json").write_text('{"val_accuracy": 0.9}\n')
@@ -369,8 +372,8 @@ def test_kaggle_zip_trains_end_to_end(work: Path):
     assert result.returncode == 0, result.stderr
     after = snapshot(work / "submissions")
     assert {k: v for k, v in after.items() if k in before} == before
-    runs = [p for p in (work / "submissions").iterdir() if p.is_dir() and p.name != "20240101T000000Z-abc123"]
-    assert len(runs) == 1 and not runs[0].name.startswith(".")
+    runs = [p for p in (work / "submissions").iterdir() if p.name not in (EARLIER_RUN, "notes.txt")]
+    assert len(runs) == 1 and RUN_ID_PATTERN.fullmatch(runs[0].name), runs  # one new run, named as the kit names runs
     labels, problems = check_submission(runs[0] / "submission.csv", len(TEST) - 1)
     assert problems == [] and len(labels) == 10
 

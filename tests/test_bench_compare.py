@@ -42,13 +42,20 @@ def test_timing_table_on_a_small_folder(tmp_path):
     methods = [r["method"] for r in table[0]["rows"]]
     assert methods[0].startswith("kit, cold") and methods[1].startswith("kit, warm")
     assert any("with C search (2 fits)" in m for m in methods)
+    kit_accuracy = table[0]["rows"][0]["val_accuracy"]
     for row in table[0]["rows"]:
-        assert 0.0 <= row["val_accuracy"] <= 1.0
+        # 300 training digits, 31 held out: softmax regression learns most of it (chance is 0.1); the
+        # tutorial's recipe (sigmoid outputs, SGD at 1e-3 for 10 epochs) does worse than the kit, its point.
+        if row["method"].startswith("tutorial"):
+            assert 0.0 <= row["val_accuracy"] < kit_accuracy, row
+        else:
+            assert 0.6 < row["val_accuracy"] < 1.0, row
         assert 0.0 < row["fit_seconds"] <= row["end_to_end_seconds"]
         assert row["test_accuracy"] is None  # no solution for a user's folder
-    # The warm run read the cache the cold run wrote: its load is a fraction of the parse.
-    cold, warm = (r["details"]["timings_seconds"]["load"] for r in table[0]["rows"][:2])
-    assert warm < cold
+    # The cold run parsed and filled the cache; the warm run read it and rewrote nothing: the same result.
+    cold, warm = table[0]["rows"][:2]
+    assert (cold["details"]["parse_cache"], warm["details"]["parse_cache"]) == ("miss", "hit")
+    assert warm["val_accuracy"] == cold["val_accuracy"]
     assert [s["C"] for s in table[0]["c_search"]] == [0.1, 1.0]
     # Whole processes, imports included: the kit on a quiet machine and beside a busy core, and the
     # scikit-learn script (--threads fixes the thread count, so the other wait policies are not run).

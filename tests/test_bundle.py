@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, PACKAGE_DIR, READING_ORDER, build_kernel, \
-    kernel_staleness
+from digit_recognizer.bundle import KERNEL_FILE, KERNEL_LIBRARIES, NOTEBOOK_FILE, PACKAGE_DIR, READING_ORDER, \
+    build_kernel, kernel_staleness, section_lines
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.kaggle.kernels import metadata_problems
 from kaggle_fixtures import kaggle, one_error_line, project, run, user_env  # noqa: F401
@@ -67,6 +67,23 @@ def test_check_shows_a_unified_diff_until_the_kernel_is_regenerated(tmp_path):
     assert run_cli("bundle", "--check", "--root", str(tmp_path)).returncode == 0
 
 
+def test_check_fails_when_the_notebook_alone_is_stale_or_missing(tmp_path):
+    shutil.copytree(ROOT / "kernel", tmp_path / "kernel")
+    assert run_cli("bundle", "--check", "--root", str(tmp_path)).returncode == 0
+    notebook = tmp_path / NOTEBOOK_FILE
+    committed = notebook.read_text(encoding="utf-8")
+    notebook.write_text(committed.replace('"    folds=0,\\n"', '"    folds=5,\\n"', 1), encoding="utf-8")
+    assert notebook.read_text(encoding="utf-8") != committed
+    done = run_cli("bundle", "--check", "--root", str(tmp_path))
+    assert done.returncode == 1 and f"{NOTEBOOK_FILE} is stale (2 lines differ" in done.stderr.splitlines()[0]
+    assert any(line.startswith('-    "    folds=5,\\n"') for line in done.stderr.splitlines())
+    notebook.unlink()
+    done = run_cli("bundle", "--check", "--root", str(tmp_path))
+    assert done.returncode == 1 and f"{NOTEBOOK_FILE}: no such file" in done.stderr
+    assert run_cli("bundle", "--root", str(tmp_path)).returncode == 0
+    assert notebook.read_text(encoding="utf-8") == committed  # the same bytes again: a deterministic build
+
+
 def test_a_long_diff_is_cut_short(tmp_path):
     (tmp_path / "kernel").mkdir()
     committed = (ROOT / KERNEL_FILE).read_text(encoding="utf-8")
@@ -81,15 +98,42 @@ def test_check_reports_a_missing_kernel(tmp_path):
     assert done.returncode == 1 and "no such file" in done.stderr
 
 
-def test_kernel_reads_in_the_outline_order_and_opens_with_the_method():
+def test_kernel_reads_in_the_issues_order_and_opens_with_the_method():
     text = build_kernel().text
-    assert text.startswith("# Kaggle Digit Recognizer") and "deskew" in text[:600] and "softmax" in text[:600]
+    assert text.startswith("# %% [markdown]\n# # Kaggle Digit Recognizer") and "softmax" in text[:600]
     titles = [title for title, _ in READING_ORDER]
-    assert titles == ["Configuration", "Data", "Model", "Training", "Submission", "Pictures", "Entry point"]
-    positions = [text.index(f"# ======== {n}. {title} ") for n, title in enumerate(titles, start=1)]
-    assert positions == sorted(positions)
+    assert titles == ["Configuration", "Reading the CSVs", "Preprocessing", "The model", "Training",
+                      "Prediction and submission.csv", "Cross-validation", "Pictures", "Helpers"]
+    starts = section_lines(text)
+    assert list(starts) == titles and list(starts.values()) == sorted(starts.values())
+    assert text[:text.index("SETTINGS = dict(")].count("\n") < starts["Configuration"] < 60  # settings near the top
     assert text.index("def parse_kernel_args(") < text.index('if __name__ == "__main__":') < text.index("import torch")
     assert text.rstrip().endswith("raise SystemExit(status)")
+
+
+# Measured on 2026-12-01 (issue 19): the default path ends at line 788 and the kernel has 1,735 lines; the
+# issue's targets are 600 and 1,200. The bounds leave room for the features module (issue 22, ~150 lines)
+# and stop the kernel from growing past that; lower them as the kernel sheds lines.
+DEFAULT_PATH_LINES, KERNEL_LINES = 950, 1900
+
+
+def test_kernel_lines_are_at_most_110_characters_and_the_default_path_reads_first():
+    """Settings to submission.csv first (CV, L-BFGS, pictures and helpers after), no line over 110."""
+    lines = (ROOT / KERNEL_FILE).read_text(encoding="utf-8").splitlines()
+    starts = section_lines("\n".join(lines))
+    assert starts["Prediction and submission.csv"] < starts["Cross-validation"] < starts["Pictures"]
+    assert starts["Cross-validation"] - 1 <= DEFAULT_PATH_LINES and len(lines) <= KERNEL_LINES
+    assert [n for n, line in enumerate(lines, start=1) if len(line) > 110] == []
+
+
+def test_every_code_cell_of_the_notebook_is_the_scripts():
+    script = (ROOT / KERNEL_FILE).read_text(encoding="utf-8")
+    notebook = json.loads((ROOT / NOTEBOOK_FILE).read_text(encoding="utf-8"))
+    cells = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert cells == [cell.split("\n", 1)[1].strip("\n") for cell in script.split("\n# %%")[1:]
+                     if cell.startswith("\n")] and len(cells) > 15
+    assert all(cell["outputs"] == [] for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert notebook["metadata"]["kernelspec"] == {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
 def test_core_holds_only_what_the_kernel_runs():
@@ -248,11 +292,23 @@ def test_sections_keep_their_imports_made_once_and_run(tmp_path):
     kernel = bundle(package, ("shapes", "main"))
     assert kernel.modules == ["shapes", "main"]
     assert "from ." not in kernel.text and kernel.text.count("import math") == 1  # made once, in shapes
-    assert "# Shapes." in kernel.text and "# Entry." in kernel.text
+    assert "# **`core/shapes.py`**: Shapes." in kernel.text and "# **`core/main.py`**: Entry." in kernel.text
     assert "\n\n\n\n" not in kernel.text
     namespace = {"__name__": "bundled"}
     exec(compile(kernel.text, "kernel.py", "exec"), namespace)
     assert namespace["main"]() == 12 + 2
+
+
+def test_a_section_may_use_a_later_sections_names_inside_its_functions(tmp_path):
+    """The default path reads first: its functions call cross-validation and pictures defined below them."""
+    package = make_package(tmp_path / "pkg", {
+        "main": '"""Entry."""\nfrom .later import helper\n\n\ndef main(argv=None) -> int:\n    return helper()\n',
+        "later": '"""Helpers."""\n\n\ndef helper() -> int:\n    return 7\n'})
+    kernel = bundle(package, ("main", "later"))
+    assert kernel.text.index("def main(") < kernel.text.index("def helper(")
+    namespace = {"__name__": "bundled"}
+    exec(compile(kernel.text.replace("main(settings=SETTINGS)", "main()"), "kernel.py", "exec"), namespace)
+    assert namespace["main"]() == 7
 
 
 @pytest.mark.parametrize("modules, order, expected", [
@@ -271,8 +327,12 @@ def test_sections_keep_their_imports_made_once_and_run(tmp_path):
      "at a module's top level"),
     ({"main": "from .a import X; Y = 2\n\n\ndef main():\n    return X + Y\n", "a": "X = 1\n"}, ("a", "main"),
      "on lines of its own"),
-    ({"main": "from .a import X\n\n\ndef main():\n    return X\n", "a": "X = 1\n"}, ("main", "a"),
-     "a does not come before this module in bundle.py's READING_ORDER"),
+    ({"main": "from .a import X\n\nY = X\n\n\ndef main():\n    return Y\n", "a": "X = 1\n"}, ("main", "a"),
+     "main.py: uses X from a as it is defined, and a comes after it in bundle.py's READING_ORDER"),
+    ({"main": "from .a import X\n\n\ndef main(y=X):\n    return y\n", "a": "X = 1\n"}, ("main", "a"),
+     "main.py: uses X from a as it is defined"),
+    ({"main": "from .a import X\n\n\nclass M(X):\n    pass\n\n\ndef main():\n    return M\n",
+      "a": "class X:\n    pass\n"}, ("main", "a"), "main.py: uses X from a as it is defined"),
     ({"main": "def main():\n    return 1\n", "a": "X = 1\n"}, ("main",),
      "a.py: not in bundle.py's READING_ORDER"),
     ({"main": "def main():\n    return 1\n", "a": "X = 1\n"}, ("a", "main"),
@@ -316,8 +376,8 @@ def test_kernel_metadata_passes_the_push_checks_and_says_what_we_need():
     assert metadata_problems(meta, ROOT, None) == ([], [])  # the kit's own checks: no error, no warning
     meta = json.loads((ROOT / "kernel-metadata.json").read_text(encoding="utf-8"))
     assert meta["id"] == "YOUR_KAGGLE_USERNAME/digit-recognizer-logistic-regression"
-    assert meta["code_file"] == KERNEL_FILE.as_posix()
-    assert (meta["language"], meta["kernel_type"]) == ("python", "script")
+    assert meta["code_file"] == NOTEBOOK_FILE.as_posix()
+    assert (meta["language"], meta["kernel_type"]) == ("python", "notebook")
     # Stated explicitly: the client's default for a missing enable_internet is True.
     assert meta["enable_internet"] is False and meta["is_private"] is True
     assert meta["enable_gpu"] is True and meta["machine_shape"] == "NvidiaTeslaT4"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, past_run_id, run_cli
 from digit_recognizer.bundle import KERNEL_FILE
 from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.run_folders import RUN_ID_PATTERN
@@ -118,7 +118,7 @@ def suppress_oserror():
         pass
 
 
-# ---------------------------------------------------------------- class 1: the kernel's outputs are one unit
+# ---------------------------------------------------------------- class 1: the kernel writes each output whole
 
 def kernel_command(data: Path, out: Path, seed: int) -> list[str]:
     return [sys.executable, str(ROOT / KERNEL_FILE), "--input", str(data), "--output", str(out),
@@ -129,17 +129,12 @@ def outputs_of_seed(out: Path, seed: int) -> bool:
     """out holds a complete set of outputs, every one from the run with this seed."""
     import torch
 
-    if {p.name for p in out.iterdir()} != KERNEL_OUTPUTS:
+    if not KERNEL_OUTPUTS <= {p.name for p in out.iterdir()}:
         return False
     metrics = json.loads((out / "metrics.json").read_text())
     saved = torch.load(out / "model.pt", weights_only=True)
     rows = (out / "submission.csv").read_text().count("\n") - 1
     return metrics["config"]["seed"] == seed and saved["config"]["seed"] == seed and rows == len(TEST) - 1
-
-
-def staged_files(out: Path) -> int:
-    staging = [p for p in out.parent.glob(f".{out.name}.incomplete-*") if p.is_dir()]
-    return sum(1 for s in staging for _ in s.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -153,41 +148,62 @@ def old_outputs(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("signum, files", [(signal.SIGINT, 1), (signal.SIGTERM, 3), (signal.SIGKILL, 5)],
-                         ids=["SIGINT after the submission", "SIGTERM among the pictures",
-                              "SIGKILL at the last picture"])
-def test_interrupting_the_kernel_during_its_writes_leaves_all_old_or_all_new(tmp_path, old_outputs, signum, files):
+def kill_once_written(command: list[str], path: Path, signum: int) -> subprocess.Popen:
+    """Start the kernel and send it `signum` the moment a new `path` is renamed into place (a new inode)."""
+    old = path.stat().st_ino
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if path.stat().st_ino != old:
+            process.send_signal(signum)
+            break
+        time.sleep(0.001)
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_a_kernel_stopped_during_its_writes_leaves_each_output_whole_and_metrics_json_last(tmp_path, old_outputs,
+                                                                                          signum):
+    """Stopped just after writing submission.csv: that file is all new, metrics.json (written last) all old."""
     shutil.copytree(old_outputs, tmp_path, dirs_exist_ok=True)
     data, out = tmp_path / "data", tmp_path / "output"
     old = tree(out)
-    process = subprocess.Popen(kernel_command(data, out, seed=2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while process.poll() is None and staged_files(out) < files and time.monotonic() < deadline:
-        time.sleep(0.002)
-    process.send_signal(signum)
+    process = kill_once_written(kernel_command(data, out, seed=2), out / "submission.csv", signum)
     stderr = process.communicate(timeout=60)[1].decode()
-    assert "Traceback" not in stderr, stderr
-    assert tree(out) == old or outputs_of_seed(out, 2), (process.returncode, tree(out), stderr)
-    if signum != signal.SIGKILL:
-        assert process.returncode in (0, 130, 143), stderr
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "output"], "a staging folder was left"
-        return
-    # The next run sweeps what the killed one left, and publishes all-new outputs.
+    # The signal landed where intended: during the writes, after submission.csv and before metrics.json.
+    assert process.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 130), stderr
+    assert tree(out)["metrics.json"] == old["metrics.json"], "the signal came after the last write"
+    submission = (out / "submission.csv").read_text()
+    assert submission.startswith("ImageId,Label\n") and submission.count("\n") == len(TEST)
+    for name in KERNEL_OUTPUTS - {"submission.csv", "metrics.json"}:  # each one old or wholly new, never torn
+        assert name in tree(out)
+    if signum == signal.SIGINT:
+        assert "Traceback" not in stderr
+        assert stderr.strip().splitlines()[-1] == ("digit_recognizer_kernel.py: interrupted; each output written "
+                                                   "so far is complete, the others are as they were")
+        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")], "a temporary file was left"
+    # A later run replaces every output and leaves nothing of its own behind.
     again = subprocess.run(kernel_command(data, out, seed=3), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert outputs_of_seed(out, 3) and sorted(p.name for p in tmp_path.iterdir()) == ["data", "output"]
+    assert outputs_of_seed(out, 3)
 
 
-def test_kernel_output_keeps_the_users_other_files(tmp_path):
-    """An --output holding files the kernel does not write: only the kernel's files are replaced."""
+def test_kernel_output_keeps_everything_it_did_not_write(tmp_path):
+    """An --output holding the user's files and an older kit's staging folder: only the kernel's own files change."""
     data, out = write_data(tmp_path / "data"), tmp_path / "output"
     out.mkdir()
     (out / "notes.txt").write_text("mine\n")
     (out / "submission.csv").write_text("an older submission\n")
+    staging = out / ".incomplete-123-abcdef"  # e.g. an older kernel's, or another program's
+    staging.mkdir()
+    (staging / "model.pt").write_bytes(b"someone else's")
+    beside = tmp_path / ".output.incomplete-999999-abcdef"
+    beside.mkdir()
     done = subprocess.run(kernel_command(data, out, seed=4), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (out / "notes.txt").read_text() == "mine\n"
-    assert {p.name for p in out.iterdir()} == KERNEL_OUTPUTS | {"notes.txt"}
+    assert (out / "notes.txt").read_text() == "mine\n" and (staging / "model.pt").read_bytes() == b"someone else's"
+    assert beside.is_dir()
+    assert {p.name for p in out.iterdir()} == KERNEL_OUTPUTS | {"notes.txt", staging.name}
     assert (out / "submission.csv").read_text().startswith("ImageId,Label\n")
 
 
@@ -253,8 +269,9 @@ def kernel_into_read_only_output(work: Path, mounts: ExitStack):
 def kernel_into_read_only_parent(work: Path, mounts: ExitStack):
     (work / "ro").mkdir()
     mounts.enter_context(read_only(work / "ro"))
-    return run_kernel("--input", "data", "--output", "ro/new/output", "--optimizer", "adam", "--epochs", "1", cwd=work), \
-        ["ro/new: cannot create it", "read-only file system" if IS_ROOT else "permission denied"]
+    return run_kernel("--input", "data", "--output", "ro/new/output", "--optimizer", "adam", "--epochs", "1",
+                      cwd=work), \
+        ["ro/new/output: cannot create it", "read-only file system" if IS_ROOT else "permission denied"]
 
 
 def bundle_into_read_only_root(work: Path, mounts: ExitStack):
@@ -289,7 +306,7 @@ def test_operating_system_error(faulty, case):
 # ---------------------------------------------------------------- class 5: damaged records
 
 def test_runs_lists_every_run_and_marks_one_with_a_number_too_large_for_a_float(tmp_path):
-    good, huge, config = "20240102T000000Z-good00", "20240101T000000Z-huge00", "20240103T000000Z-confg0"
+    good, huge, config = past_run_id("good00", days=1), past_run_id("huge00"), past_run_id("confg0", days=2)
     for run, metrics in ((good, '{"val_accuracy": 0.9}'), (huge, '{"val_accuracy": 1' + "0" * 400 + "}"),
                          (config, '{"val_accuracy": 0.8, "config": {"epochs": 1' + "0" * 400 + "}}")):
         (tmp_path / run).mkdir()

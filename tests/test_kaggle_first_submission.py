@@ -8,9 +8,10 @@ test.csv the README's plain `submit` checks against it by default.
 import json
 from pathlib import Path
 
+from conftest import past_run_id
 from kaggle_fixtures import kaggle, one_error_line, project, run, sample, user_env  # noqa: F401
 
-SAMPLE_RUN = "20240101T000000Z-5a5a5a"
+SAMPLE_RUN = past_run_id("5a5a5a")
 
 
 def competition_zip(kaggle) -> None:

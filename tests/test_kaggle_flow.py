@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import past_run_id
 from fake_kaggle import FAKE_KEY, FAKE_TOKEN, FAKE_USER
 from kaggle_fixtures import HOW_TO, KERNEL, SAMPLE, kaggle, one_error_line, project, run, sample, user_env  # noqa: F401
+
+RUN_A, RUN_B = past_run_id("aaaaaa"), past_run_id("bbbbbb", days=1)  # two earlier runs, B the newer
 
 
 def make_run(runs: Path, name: str, submission: bytes, config: dict | None = None) -> Path:
@@ -65,7 +68,7 @@ def test_a_rejected_key_is_one_line_that_names_its_file_and_never_shows_the_key(
 
 def test_a_key_file_readable_by_others_gives_one_warning_line(tmp_path, kaggle):
     kaggle.key_file.chmod(0o644)
-    make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
+    make_run(tmp_path / "submissions", RUN_A, sample("solution"))
     for args in (["submissions"], ["submit", "--data", str(SAMPLE)]):
         result = run(*args, env=kaggle.env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
@@ -149,7 +152,7 @@ def test_validate_names_each_problem_on_its_own_line(tmp_path, kaggle):
 
 def test_an_invalid_submission_never_reaches_kaggle(tmp_path, kaggle):
     broken = sample("solution").replace(b"\n7,", b"\n7,7,", 1)
-    run_dir = make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", broken)
+    run_dir = make_run(tmp_path / "submissions", RUN_A, broken)
     result = run("submit", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 2 and "not uploaded" in result.stderr and "line 8: has 3 fields" in result.stderr
     assert kaggle.requests == []
@@ -158,15 +161,15 @@ def test_an_invalid_submission_never_reaches_kaggle(tmp_path, kaggle):
 
 def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
     runs = tmp_path / "submissions"
-    make_run(runs, "20240101T000000Z-aaaaaa", sample("solution"))
-    newest = make_run(runs, "20240102T000000Z-bbbbbb", sample("solution"), {"optimizer": "adam", "epochs": 50, "lr": 0.02})
+    make_run(runs, RUN_A, sample("solution"))
+    newest = make_run(runs, RUN_B, sample("solution"), {"optimizer": "adam", "epochs": 50, "lr": 0.02})
     result = run("submit", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (put,) = kaggle.calls("tok1")
     assert put.method == "PUT" and put.body == sample("solution")
     (create,) = kaggle.calls("CreateSubmission")
     message = create.json()["submissionDescription"]
-    assert message == "run 20240102T000000Z-bbbbbb, val acc 0.9125, epochs=50 lr=0.02 optimizer=adam"
+    assert message == f"run {RUN_B}, val acc 0.9125, epochs=50 lr=0.02 optimizer=adam"
     (record,) = json.loads((newest / "kaggle_submissions.json").read_text())
     assert record["message"] == message and record["ref"] == 1001 and record["file"] == "submission.csv"
     assert record["status"] == "pending" and record["public_score"] is None
@@ -187,7 +190,7 @@ def test_submit_uploads_the_newest_run_whole_and_records_it(tmp_path, kaggle):
 
 
 def test_submit_wait_that_times_out_says_the_submission_is_made(tmp_path, kaggle):
-    run_dir = make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
+    run_dir = make_run(tmp_path / "submissions", RUN_A, sample("solution"))
     kaggle.score_after = 10**6
     result = run("submit", "--data", str(SAMPLE), "--wait", "--wait-timeout", "0.3", env=kaggle.env, cwd=tmp_path)
     assert result.returncode == 2 and "still pending" in result.stderr.splitlines()[-1]
@@ -197,7 +200,7 @@ def test_submit_wait_that_times_out_says_the_submission_is_made(tmp_path, kaggle
 
 
 def test_the_daily_limit_stops_the_upload(tmp_path, kaggle):
-    make_run(tmp_path / "submissions", "20240101T000000Z-aaaaaa", sample("solution"))
+    make_run(tmp_path / "submissions", RUN_A, sample("solution"))
     kaggle.limits = {"numToday": 5, "numTotal": 9, "numAllowedNow": 0}
     line = one_error_line(run("submit", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path))
     assert "no submissions left today" in line
@@ -279,8 +282,11 @@ def test_push_sends_the_committed_kernel_byte_for_byte_with_the_metadatas_flags(
     assert result.returncode == 0, result.stderr
     (push,) = kaggle.calls("SaveKernel")
     body = push.json()
-    committed = (project / metadata["code_file"]).read_bytes().decode("utf-8")
-    assert body["text"] == committed
+    committed = json.loads((project / metadata["code_file"]).read_text(encoding="utf-8"))
+    # The client sends the notebook with each cell's source joined into one string: the same cells.
+    assert [("".join(c["source"]), c["cell_type"]) for c in json.loads(body["text"])["cells"]] == \
+        [("".join(c["source"]), c["cell_type"]) for c in committed["cells"]]
+    assert body["kernelType"] == "notebook"
     assert body["enableGpu"] is True and body["enableInternet"] is False
     assert body["competitionDataSources"] == ["digit-recognizer"] and body["machineShape"] == "NvidiaTeslaT4"
     slug = metadata["id"].split("/")[1]

@@ -3,7 +3,8 @@ Kaggle through the real kaggle client (issues 14 and 15)."""
 import json
 from pathlib import Path
 
-from fake_kaggle import FAKE_USER
+from conftest import past_run_id
+from fake_kaggle import FAKE_USER, midnight
 from kaggle_fixtures import KERNEL, SAMPLE, kaggle, one_error_line, project, run, sample, user_env  # noqa: F401
 
 SLUG = KERNEL.split("/")[1]
@@ -83,10 +84,11 @@ def test_push_passes_timeout_and_no_run_and_skips_the_quota_for_a_save(kaggle, p
 
 
 def test_no_gpu_quota_left_stops_the_push_before_savekernel(kaggle, project):
-    kaggle.quota = {"quotaRefreshTime": "2026-12-05T00:00:00Z",
+    refresh = midnight(days_from_today=4)
+    kaggle.quota = {"quotaRefreshTime": f"{refresh:%Y-%m-%dT%H:%M:%SZ}",
                     "gpuQuota": {"timeUsed": "108000s", "totalTimeAllowed": "108000s"}}
     line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
-    assert "no GPU quota left" in line and "2026-12-05 00:00 UTC" in line and "--ignore-quota" in line
+    assert "no GPU quota left" in line and f"{refresh:%Y-%m-%d} 00:00 UTC" in line and "--ignore-quota" in line
     assert kaggle.api_calls() == ["GetAcceleratorQuotaStatistics"]
     assert not (project / "kernel-pushes.json").exists()
 
@@ -106,7 +108,8 @@ def test_a_failing_quota_call_does_not_stop_the_push(kaggle, project):
 def test_quota_left_is_printed(kaggle, project):
     result = run("kernels", "push", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "GPU quota: 20.0 of 30.0 h left this week (refreshes 2026-12-07 00:00 UTC)" in result.stdout
+    refresh = kaggle.quota["quotaRefreshTime"]  # the fake's default: six days from today, at midnight
+    assert f"GPU quota: 20.0 of 30.0 h left this week (refreshes {refresh[:10]} 00:00 UTC)" in result.stdout
 
 
 def test_status_output_and_logs_default_to_the_pushed_version_and_take_another(kaggle, project):
@@ -233,7 +236,7 @@ def test_submit_kernel_refuses_a_version_still_running(kaggle, project):
 
 def test_submissions_show_cv_beside_the_public_score_and_sum_up_the_gap(kaggle, tmp_path):
     runs = tmp_path / "submissions"
-    for name, cv in (("20240101T000000Z-aaaaaa", 0.9000), ("20240102T000000Z-bbbbbb", 0.9200)):
+    for name, cv in ((past_run_id("aaaaaa"), 0.9000), (past_run_id("bbbbbb", days=1), 0.9200)):
         folder = runs / name
         folder.mkdir(parents=True)
         (folder / "submission.csv").write_bytes(sample("solution"))

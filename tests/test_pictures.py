@@ -1,4 +1,4 @@
-"""The pictures every run writes (weights.png, errors.png, confusion.png, features.png), from a real default run."""
+"""The pictures every run writes (weights, errors, confusion, learning curve, features), from a real default run."""
 import json
 
 import numpy as np
@@ -11,7 +11,7 @@ from digit_recognizer.local_data import load_data
 from digit_recognizer.saved_model import load_model
 from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
                                        FEATURE_DIGITS, PICTURES, draw_features, picture_font, weight_patterns,
-                                       write_run_pictures)
+                                       write_run_pictures, CHART_COLOURS, draw_learning_curve)
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.train import predict
@@ -138,7 +138,8 @@ def test_a_picture_that_cannot_be_written_is_reported_not_raised(default_run, tm
     (tmp_path / "errors.png").mkdir()  # nothing can be renamed onto a folder
     probabilities = predict(model, torch.from_numpy(data.train_images[val_idx]))
     record = write_run_pictures(tmp_path, model, data.train_images[val_idx],
-                                data.train_labels[val_idx], probabilities, metrics["confusion_matrix"])
+                                data.train_labels[val_idx], probabilities, metrics["confusion_matrix"],
+                                metrics["history"], None)
     assert record["pictures"] == ["weights.png"] and "errors.png" in record["pictures_error"]
     assert "warning: could not draw the run's pictures" in capsys.readouterr().err
     rgb(tmp_path / "weights.png")
@@ -149,3 +150,16 @@ def test_labels_are_drawn_in_a_readable_size():
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left, top, right, bottom = draw.textbbox((0, 0), "0123456789", font=picture_font(16))
     assert bottom - top >= 11 and right - left >= 80
+
+
+def test_learning_curve_shows_training_and_validation_per_epoch_or_cv_accuracy_per_strength(default_run):
+    out, metrics, _, _ = default_run
+    picture = Image.open(out / "learning_curve.png")
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    for colour in CHART_COLOURS:  # training in blue, validation in red, both drawn
+        assert (np.abs(pixels - colour).sum(-1) < 30).sum() > 300
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(metrics["history"][0])
+    cv = {"folds": 5, "weight_decay": 0.03, "grid": [{"weight_decay": d, "accuracy": a, "stderr": 0.003}
+                                                     for d, a in ((0.001, 0.93), (0.01, 0.94), (0.1, 0.935))]}
+    strengths = draw_learning_curve([{"epoch": 120, "train_loss": 0.2, "val_loss": 0.3, "val_accuracy": 0.94}], cv)
+    assert strengths.width < picture.width  # one chart of accuracy against the strength, not the two per epoch

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import past, past_run_id, run_cli
 from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.runs import RANKING, list_runs
 
-OLD = "20240105T093000Z-0ld0ld"        # an older kit: fewer metrics keys, a config key this kit dropped
-SUBMITTED = "20240210T120000Z-5ubm17"  # submitted three times through the Kaggle workflow
-TRUNCATED = "20240301T000000Z-trunc8"  # metrics.json cut off mid-write by an old kit
-WRONG_TYPES = "20240302T000000Z-types0"
+OLD = past_run_id("0ld0ld", days=4, hours=9, minutes=30)  # an older kit: fewer metrics keys, a config key this kit dropped
+SUBMITTED = past_run_id("5ubm17", days=40, hours=12)  # submitted three times through the Kaggle workflow
+TRUNCATED = past_run_id("trunc8", days=60)  # metrics.json cut off mid-write by an old kit
+WRONG_TYPES = past_run_id("types0", days=61)
 KERNEL = "kaggle-alice-digit-lr-v3"    # output fetched from a Kaggle kernel run: no local metrics
-HIDDEN = ".incomplete-20240401T000000Z-abcdef"
+HIDDEN = ".incomplete-" + past_run_id("abcdef", days=91)
+KERNEL_MTIME = 1_700_000_000  # the fetched kernel run's folder time: no metrics.json to date it
 
 
 def write(path: Path, text: str) -> None:
@@ -30,21 +31,22 @@ def runs_dir(tmp_path_factory) -> Path:
     done = run_cli("train", "--optimizer", "adam", "--epochs", "2", "--lr", "0.05", "--out", str(root))
     assert done.returncode == 0, done.stderr
     assert f"pictures: {', '.join(PICTURES)} in the run folder" in done.stdout
-    write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {"epochs": 5, "optimizer": "adam", "deskew": True, "hidden": 64}}))
+    write(root / OLD / "metrics.json", json.dumps({"val_accuracy": 0.9512, "config": {
+        "epochs": 5, "optimizer": "adam", "deskew": True, "hidden": 64}}))
     write(root / SUBMITTED / "metrics.json", json.dumps({"val_accuracy": 0.5, "data": "/data/digit-recognizer",
                                                          "config": {"refit": True}, "future_key": [1, 2]}))
     write(root / SUBMITTED / "kaggle_submissions.json", json.dumps([
-        {"submitted_at": "2024-02-10T12:05:00Z", "message": "first", "ref": 1, "file": "submission.csv",
+        {"submitted_at": f"{past(40, 12, 5):%Y-%m-%dT%H:%M:%SZ}", "message": "first", "ref": 1, "file": "submission.csv",
          "status": "complete", "public_score": "0.91871"},
-        {"submitted_at": "2024-02-11T08:00:00Z", "message": "again", "ref": 2, "file": "submission.csv",
+        {"submitted_at": f"{past(41, 8):%Y-%m-%dT%H:%M:%SZ}", "message": "again", "ref": 2, "file": "submission.csv",
          "status": "complete", "public_score": 0.9190},
-        {"submitted_at": "2024-02-12T08:00:00Z", "message": "pending", "ref": 3, "file": "submission.csv",
+        {"submitted_at": f"{past(42, 8):%Y-%m-%dT%H:%M:%SZ}", "message": "pending", "ref": 3, "file": "submission.csv",
          "status": "pending", "public_score": None}]))
     write(root / TRUNCATED / "metrics.json", '{"val_accuracy": 0.97, "config": {"epo')
     write(root / WRONG_TYPES / "metrics.json", json.dumps({"val_accuracy": "0.99", "config": ["epochs", 5]}))
     write(root / KERNEL / "origin.json", json.dumps({"origin": "kaggle", "kernel": "alice/digit-lr"}))
     write(root / KERNEL / "submission.csv", "ImageId,Label\n1,2\n")
-    os.utime(root / KERNEL, (1700000000, 1700000000))  # 2023-11-14 22:13 UTC
+    os.utime(root / KERNEL, (KERNEL_MTIME, KERNEL_MTIME))
     write(root / HIDDEN / "metrics.json", json.dumps({"val_accuracy": 1.0}))
     write(root / "notes.txt", "a stray file, not a run\n")
     return root
@@ -84,7 +86,7 @@ def test_the_real_run_shows_its_accuracy_data_and_changed_options(runs_dir, tabl
 
 def test_an_older_kits_run_is_compared_with_todays_defaults(table):
     row = row_of(table, OLD)
-    assert "0.9512" in row and "2024-01-05 09:30" in row and "epochs=5" in row
+    assert "0.9512" in row and f"{past(4, 9, 30):%Y-%m-%d %H:%M}" in row and "epochs=5" in row
     assert "features=deskew" in row  # saved before the feature ladder: its deskew flag says which rung it fed
     assert "hidden" not in row  # a key this kit does not know is not a difference it can judge
 
@@ -103,7 +105,8 @@ def test_damaged_runs_are_listed_with_a_note(table):
 
 def test_a_kaggle_kernel_run_has_no_accuracy_and_dates_from_its_folder(table):
     row = row_of(table, KERNEL)
-    assert "2023-11-14 22:13" in row and "output of a Kaggle kernel run" in row
+    assert f"{datetime.fromtimestamp(KERNEL_MTIME, timezone.utc):%Y-%m-%d %H:%M}" in row
+    assert "output of a Kaggle kernel run" in row
     assert row.split()[3:6] == ["-", "-", "-"]  # accuracy, its standard error, what it was measured on
 
 
@@ -117,22 +120,24 @@ def test_columns_line_up(table):
 
 
 def test_a_damaged_submissions_record_shows_as_unknown(tmp_path):
-    write(tmp_path / "20240101T000000Z-aaaaaa" / "metrics.json", json.dumps({"val_accuracy": 0.9}))
-    write(tmp_path / "20240101T000000Z-aaaaaa" / "kaggle_submissions.json", "[{")
-    write(tmp_path / "20240102T000000Z-bbbbbb" / "kaggle_submissions.json", json.dumps({"not": "a list"}))
-    write(tmp_path / "20240103T000000Z-cccccc" / "origin.json", "null")
+    a, b, c = past_run_id("aaaaaa"), past_run_id("bbbbbb", days=1), past_run_id("cccccc", days=2)
+    write(tmp_path / a / "metrics.json", json.dumps({"val_accuracy": 0.9}))
+    write(tmp_path / a / "kaggle_submissions.json", "[{")
+    write(tmp_path / b / "kaggle_submissions.json", json.dumps({"not": "a list"}))
+    write(tmp_path / c / "origin.json", "null")
     (summary_a, summary_b, summary_c) = sorted(list_runs(tmp_path), key=lambda s: s.run_id)
     assert summary_a.submitted == "?" and summary_a.notes == ["damaged kaggle_submissions.json"]
     assert summary_b.submitted == "?" and "damaged kaggle_submissions.json" in summary_b.notes
     assert "no metrics.json (not a finished run?)" in summary_b.notes
     assert summary_c.notes == ["damaged origin.json"]
-    assert summary_a.date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert summary_a.date == past()
 
 
 def test_ties_are_newest_first(tmp_path):
-    for run_id in ("20240101T000000Z-aaaaaa", "20240301T000000Z-cccccc", "20240201T000000Z-bbbbbb"):
+    oldest, newest, middle = past_run_id("aaaaaa"), past_run_id("cccccc", days=60), past_run_id("bbbbbb", days=31)
+    for run_id in (oldest, newest, middle):
         write(tmp_path / run_id / "metrics.json", json.dumps({"val_accuracy": 0.9}))
-    assert [s.run_id[:8] for s in list_runs(tmp_path)] == ["20240301", "20240201", "20240101"]
+    assert [s.run_id for s in list_runs(tmp_path)] == [newest, middle, oldest]
 
 
 def test_an_empty_folder_and_a_missing_one(tmp_path):
@@ -145,7 +150,7 @@ def test_an_empty_folder_and_a_missing_one(tmp_path):
 
 
 def test_a_cross_validated_run_shows_its_estimate_and_a_fetched_one_its_kernel_version(tmp_path):
-    cv_run, fetched = tmp_path / "20240501T000000Z-c0ffee", tmp_path / "20240502T000000Z-7e57ed"
+    cv_run, fetched = tmp_path / past_run_id("c0ffee", days=120), tmp_path / past_run_id("7e57ed", days=121)
     write(cv_run / "metrics.json", json.dumps({"val_accuracy": 0.9415, "data": "data", "config": {"folds": 5},
                                                "cv": {"folds": 5, "accuracy": 0.9415, "stderr": 0.0048}}))
     write(fetched / "origin.json", json.dumps({"origin": "kaggle", "version": 7}))
@@ -160,7 +165,7 @@ def test_a_cv_estimate_ranks_above_a_higher_but_smaller_hold_out(tmp_path):
     """The issue's pair: a 599-image hold-out's 0.963 (public 0.942) against a 6,000-image CV's 0.953
     (public 0.948). Unlike numbers are not ranked as like: the CV estimate first, and each row says
     which kind its number is, on how many images, and from which data folder."""
-    hold_out, cv_run = tmp_path / "20240601T000000Z-h01d00", tmp_path / "20240602T000000Z-cvcv00"
+    hold_out, cv_run = tmp_path / past_run_id("h01d00", days=150), tmp_path / past_run_id("cvcv00", days=151)
     data = tmp_path / "kaggle-6000"
     write(hold_out / "metrics.json", json.dumps({"val_accuracy": 0.963, "data": str(data),
                                                  "examples": {"train": 5401, "validation": 599, "test": 4000}}))

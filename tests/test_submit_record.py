@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, past_run_id
 from kaggle_fixtures import SAMPLE, kaggle, run, sample, user_env  # noqa: F401
 from test_faults import fill, read_only, small_tmpfs
 
-RUN = "20240101T000000Z-aaaaaa"
+RUN = past_run_id("aaaaaa")
 RECORDS = "kaggle_submissions.json"
 
 

@@ -1,124 +1,183 @@
-"""`digit-recognizer bundle`: the Kaggle kernel, one readable file generated from core/.
+"""`digit-recognizer bundle`: the Kaggle kernel, one file that is both a script and a notebook.
 
-Each core/ module becomes a section, in the reading order below, its own imports kept at its top and
-its package imports (`from .module import names`) cut: those names are defined in a section above.
+Each core/ module becomes a markdown cell (its docstring) and a code cell (its code, its own imports
+kept at its top and its package imports cut: those names are defined in another section), in the
+reading order below, in jupytext's percent format; the notebook (.ipynb) is written from that file.
 """
 import argparse
 import ast
 import difflib
+import json
 import sys
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .core.config import Config
 from .core.errors import UserError
 from .core.fileio import write_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "core"
 ENTRY = "main"  # core/main.py defines main(), the kernel's entry point
 KERNEL_FILE = Path("kernel") / "digit_recognizer_kernel.py"
-# Installed on every Kaggle Python image (Pillow comes with torchvision).
-KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL")
-# The kernel's parts in reading order, each a list of core/ modules. A module may import only from
-# modules above it, so a reader meets every name before it is used at import time.
+NOTEBOOK_FILE = KERNEL_FILE.with_suffix(".ipynb")
+# Installed on every Kaggle Python image (Pillow comes with torchvision; IPython runs every notebook).
+KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL", "IPython")
+# The kernel's parts in reading order, each a list of core/ modules: the default path first (the data,
+# its preprocessing, the model, the training loop, the submission), then cross-validation, the
+# pictures and the helpers. A module may import from a later one only names it uses inside its
+# functions, which run after every section has been defined.
 READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
-    ("Data", ("csvtable", "data")),
-    ("Model", ("deskew", "features", "model")),
-    ("Training", ("split", "optimizer", "lbfgs", "train", "metrics", "cv")),
-    ("Submission", ("fileio", "submission")),
+    ("Reading the CSVs", ("data",)),
+    ("Preprocessing: the feature ladder", ("deskew", "features")),
+    ("The model", ("model",)),
+    ("Training", ("split", "lbfgs", "train")),
+    ("Prediction and submission.csv", ("submission", "pipeline", ENTRY)),
+    ("Cross-validation", ("cv",)),
     ("Pictures", ("pictures",)),
-    ("Entry point", ("pipeline", "report", "interrupts", ENTRY)),
+    ("Helpers", ("optimizer", "metrics", "report", "csvtable", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).
 GATE_AFTER = "flags"
-GATE = '''\
+GATE = '''
 if __name__ == "__main__":  # answers --help and a bad flag before torch and pandas are imported
-    parse_kernel_args()
+    parse_kernel_args(settings=SETTINGS)
 '''
 RUN = '''\
 if __name__ == "__main__":
     # Only a failure raises SystemExit: a notebook cell reports even SystemExit(0) as an error.
-    status = main()
+    status = main(settings=SETTINGS)
     if status:
         raise SystemExit(status)
 '''
-OUTLINE = """\
-# Kaggle Digit Recognizer: multinomial logistic regression (softmax regression) in PyTorch.
-#
-# The method, top to bottom:
-#   1. features: each digit deskewed, scaled to one height and blurred (784 pixels), plus 392 pooled
-#      gradient-direction planes (--features picks a lower rung of the ladder);
-#   2. centre and scale: subtract each feature's training mean, divide each block by one shared std;
-#   3. softmax regression: one linear layer from the features to 10 digit scores, cross-entropy loss,
-#      fitted to the optimum of its L2-penalised loss by L-BFGS (or Adam/SGD epochs with early stopping);
-#   4. validate on a stratified hold-out (10% of train.csv by default), or k-fold CV with --folds;
-#   5. write submission.csv, and pictures of the weights, the worst errors, the confusion matrix and the features.
-#
-# GENERATED from the digit_recognizer package's core/ by `digit-recognizer bundle`, so the code tested
-# locally is the code that runs on Kaggle: do not edit it; change core/ and run that command again.
-#
-# On Kaggle it reads the competition data under /kaggle/input and writes /kaggle/working/submission.csv;
-# anywhere else:  python digit_recognizer_kernel.py --input DATA_FOLDER --output OUT_FOLDER [--epochs N ...]
-#
-# Parts: {parts}"""
-RULE_WIDTH = 100
+INTRO = """\
+# Kaggle Digit Recognizer: softmax regression in PyTorch
+
+Multinomial logistic regression, done carefully, in the order a run goes:
+
+1. Each image becomes fixed features (section 3): deskewed, scaled to one height and blurred pixels,
+   plus pooled gradient-direction planes; each feature centred on its training mean and each block
+   divided by one shared standard deviation.
+2. One linear layer from the features to 10 digit scores, cross-entropy loss (section 4), fitted to
+   the optimum of its L2-penalised loss by L-BFGS (section 5); with `optimizer = "adam"` the best
+   epoch on the hold-out is kept instead, and training stops early after it.
+3. A stratified hold-out (10% of train.csv) measures it; or, with `folds`, k-fold cross-validation
+   estimates the public score (section 7).
+4. `submission.csv`, `metrics.json`, `model.pt` and the run's pictures go to `/kaggle/working`.
+
+Edit the settings below after *Copy & Edit*, then *Run All*: the last cell trains, shows the results
+and writes the files. As a script: `python digit_recognizer_kernel.py --input DATA --output OUT
+[--epochs N ...]` (`--help` lists every option).
+
+This file is GENERATED from the digit_recognizer package's `core/` by `digit-recognizer bundle`, so the
+code tested locally is the code that runs on Kaggle: change `core/` and run that command again."""
+SETTINGS_TEXT = """\
+## Settings
+
+The run's options; `digit-recognizer kernels push --folds 5 --weight-decay auto ...` writes them into
+the copy it pushes. Run as a script, a command-line flag overrides its setting."""
+RUN_TEXT = """\
+## Run
+
+Train, print the per-epoch lines, the confusion matrix and the validation accuracy (with `folds`, the
+CV estimate), show the pictures, and write the files."""
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 DIFF_LINES = 60
+LINE_WIDTH = 110  # the kernel's longest line
 
 
 @dataclass
 class Section:
-    text: str
+    docstring: str  # the module's docstring: the section's markdown cell
+    code: str
     defines: dict[str, str]  # top-level name -> "def" if the module defines it, else what it imports
-    imports: list[str]  # the package modules it imports from
+    imports: dict[str, list[str]]  # package module -> the names imported from it
 
 
 @dataclass
 class Kernel:
-    text: str
+    text: str  # the script, in jupytext's percent format
     modules: list[str]  # in the order they appear
 
+    @property
+    def notebook(self) -> str:
+        return notebook_text(self.text)
 
-def build_kernel(package_dir: Path = PACKAGE_DIR, parts=READING_ORDER, gate_after: str | None = GATE_AFTER) -> Kernel:
-    """The kernel's text, built from the modules in `package_dir`."""
+
+def build_kernel(package_dir: Path = PACKAGE_DIR, parts=READING_ORDER, gate_after: str | None = GATE_AFTER,
+                 settings: dict | None = None) -> Kernel:
+    """The kernel's text, built from the modules in `package_dir`, with `settings` (default: Config's defaults)."""
     order = [name for _, names in parts for name in names]
     sections: dict[str, Section] = {}
     imported: set[str] = set()  # library imports already in the kernel: a later section need not repeat them
     for name in order:
-        sections[name] = read_section(package_dir, name, set(sections), imported)
+        sections[name] = read_section(package_dir, name, imported)
     check_modules(package_dir, order, sections)
+    check_imports(package_dir, order, sections)
     check_names(sections)
-    chunks = [OUTLINE.format(parts="  ".join(f"{n}. {title}" for n, (title, _) in enumerate(parts, start=1)))]
+    cells = [markdown(INTRO), markdown(SETTINGS_TEXT), code(settings_code(settings))]
     for number, (title, names) in enumerate(parts, start=1):
-        chunks.append(f"# {'=' * 8} {number}. {title} ".ljust(RULE_WIDTH, "="))
-        for name in names:
-            chunks.append(sections[name].text)
-            if name == gate_after:
-                chunks.append(GATE)
-    chunks.append(RUN)
-    text = "\n\n".join(chunk.strip("\n") for chunk in chunks) + "\n"
+        for k, name in enumerate(names):
+            section = sections[name]
+            heading = [f"## {number}. {title}"] * (k == 0)
+            docstring = section.docstring.split("\n", 1)
+            # Markdown joins a paragraph's lines, so the first one may be wrapped to the kernel's line width.
+            first = textwrap.wrap(f"**`core/{name}.py`**: {docstring[0]}", LINE_WIDTH - 2)
+            about = [*first, *docstring[1:]] if section.docstring else []
+            if heading or about:
+                cells.append(markdown("\n\n".join(heading + ["\n".join(about)] * bool(about))))
+            cells.append(code(section.code + (GATE if name == gate_after else "")))
+    cells += [markdown(RUN_TEXT), code(RUN)]
+    text = "\n\n".join(cell.strip("\n") for cell in cells) + "\n"
     compile(text, str(KERNEL_FILE), "exec", dont_inherit=True)  # a bundler bug fails here, not on Kaggle
     return Kernel(text, order)
 
 
-def read_section(package_dir: Path, name: str, earlier: set[str], imported: set[str]) -> Section:
+def markdown(text: str) -> str:
+    return "# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in text.strip("\n").splitlines())
+
+
+def code(text: str) -> str:
+    return "# %%\n" + text.strip("\n")
+
+
+def settings_code(settings: dict | None = None) -> str:
+    """The settings cell's code: every Config field, one a line, at `settings` or its default."""
+    values = {f.name: f.default for f in fields(Config)} | (settings or {})
+    lines = [f"    {name}={json.dumps(value) if isinstance(value, str) else repr(value)}," for name, value in values.items()]
+    return "\n".join(["SETTINGS = dict(", *lines, ")"])
+
+
+def notebook_text(script: str) -> str:
+    """The .ipynb of a percent-format script, as the kaggle client's own conversion makes it, without
+    outputs, with fixed cell ids so that the same script always gives the same bytes."""
+    import jupytext  # installed with the kaggle client; only `bundle` and `kernels push` need it
+
+    notebook = jupytext.reads(script, fmt="py:percent")
+    notebook.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    for number, cell in enumerate(notebook.cells, start=1):
+        cell["id"] = f"cell-{number:02d}"
+    return jupytext.writes(notebook, fmt="ipynb").rstrip("\n") + "\n"
+
+
+def read_section(package_dir: Path, name: str, imported: set[str]) -> Section:
     path = package_dir / f"{name}.py"
     if not path.is_file():
         raise UserError(f"{path}: no such file; READING_ORDER in bundle.py lists {name}")
     source = path.read_text(encoding="utf-8")
     tree, lines = ast.parse(source, filename=str(path)), source.splitlines()  # tests import it: it parses
     cut: set[int] = set()  # 0-based numbers of the lines left out
-    heading = [f"# ---- core/{name}.py ".ljust(RULE_WIDTH, "-")]
-    docstring = ast.get_docstring(tree)
-    if docstring:  # the module's docstring becomes the section's opening comment
-        heading += [f"# {line}".rstrip() for line in docstring.splitlines()]
+    docstring = ast.get_docstring(tree) or ""
+    if docstring:  # the module's docstring becomes the section's markdown cell
         cut.update(range(tree.body[0].lineno - 1, tree.body[0].end_lineno))
-    imports: list[str] = []
+    imports: dict[str, list[str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             where = f"{path} line {node.lineno}: `{ast.unparse(node)}`"
             if isinstance(node, ast.ImportFrom) and node.level:
-                imports.append(package_import(node, where, tree, lines, earlier))
+                imports[package_import(node, where, tree, lines)] = [alias.name for alias in node.names]
                 cut.update(range(node.lineno - 1, node.end_lineno))
             else:
                 check_library(node, where)
@@ -133,10 +192,10 @@ def read_section(package_dir: Path, name: str, earlier: set[str], imported: set[
         # Between top-level statements (never inside a string) one blank line is enough to read by.
         if number not in cut and (line.strip() or number in inside or (body and body[-1].strip())):
             body.append(line)
-    return Section("\n".join(heading + [""] + body).rstrip() + "\n", top_level_names(tree), imports)
+    return Section(docstring, "\n".join(body).strip("\n") + "\n", top_level_names(tree), imports)
 
 
-def package_import(node: ast.ImportFrom, where: str, tree: ast.Module, lines: list[str], earlier: set[str]) -> str:
+def package_import(node: ast.ImportFrom, where: str, tree: ast.Module, lines: list[str]) -> str:
     """The module a package import names, when it is the one form the bundler inlines."""
     form = "the kernel inlines only `from .module import name, ...` at a module's top level, on lines of its own"
     if node.level != 1 or not node.module or "." in node.module:
@@ -145,10 +204,47 @@ def package_import(node: ast.ImportFrom, where: str, tree: ast.Module, lines: li
         raise UserError(f"{where}: a star import or a renamed name would not exist as such in the kernel; {form}")
     if node not in tree.body or not own_lines(node, lines):
         raise UserError(f"{where}: {form}")
-    if node.module not in earlier:
-        raise UserError(f"{where}: {node.module} does not come before this module in bundle.py's READING_ORDER; "
-                        f"a module may import only from those above it")
     return node.module
+
+
+def check_imports(package_dir: Path, order: list[str], sections: dict[str, Section]) -> None:
+    """Each package import names a module of the kernel; one from a later section only names used inside
+    functions, which run after every section is defined (not at import time: a base class, a default,
+    an annotation or a decorator)."""
+    for position, name in enumerate(order):
+        path = package_dir / f"{name}.py"
+        for module, names in sections[name].imports.items():
+            if module not in order:
+                raise UserError(f"{path}: imports from {module}, which is not in bundle.py's READING_ORDER")
+            early = definition_time_names(ast.parse(path.read_text(encoding="utf-8"))) & set(names)
+            if order.index(module) > position and early:
+                raise UserError(f"{path}: uses {sorted(early)[0]} from {module} as it is defined, and {module} "
+                                f"comes after it in bundle.py's READING_ORDER; move {module} above {name} "
+                                f"or use the name only inside functions")
+
+
+def definition_time_names(tree: ast.Module) -> set[str]:
+    """Names a module reads while it is being executed: everything but the bodies of its functions."""
+    found: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                early = [*node.decorator_list, *args.defaults, *[d for d in args.kw_defaults if d], node.returns,
+                         *[a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                                                  args.vararg, args.kwarg] if a is not None]]
+                found.update(n.id for part in early if part is not None for n in ast.walk(part)
+                             if isinstance(n, ast.Name))
+            elif isinstance(node, ast.ClassDef):
+                found.update(n.id for part in [*node.decorator_list, *node.bases, *node.keywords]
+                             for n in ast.walk(part) if isinstance(n, ast.Name))
+                visit(node.body)
+            else:
+                found.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+
+    visit(tree.body)
+    return found
 
 
 def own_lines(node: ast.stmt, lines: list[str]) -> bool:
@@ -209,21 +305,22 @@ def check_names(sections: dict[str, Section]) -> None:
 
 
 def staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> tuple[str, str] | None:
-    """None when root's kernel is what `bundle` would write now; else one line saying so, and the diff."""
-    path = root / KERNEL_FILE
-    fresh = build_kernel(package_dir).text
-    try:
-        committed = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return f"{path}: no such file; run `digit-recognizer bundle` to write it", ""
-    if committed == fresh:
-        return None
-    diff = list(difflib.unified_diff(committed.splitlines(), fresh.splitlines(), f"{path} (committed)",
-                                     f"{path} (what bundle writes now)", lineterm=""))
-    changed = sum(1 for line in diff[2:] if line[:1] in "+-")
-    shown = diff[:DIFF_LINES] + [f"... and {len(diff) - DIFF_LINES} more lines of diff"] * (len(diff) > DIFF_LINES)
-    return (f"{path} is stale ({changed} lines differ from a fresh build); run `digit-recognizer bundle` to "
-            f"regenerate it", "\n".join(shown))
+    """None when root's kernel script and notebook are what `bundle` would write now; else one line
+    saying which is not, and the diff."""
+    kernel = build_kernel(package_dir)
+    for path, fresh in ((root / KERNEL_FILE, kernel.text), (root / NOTEBOOK_FILE, kernel.notebook)):
+        try:
+            committed = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return f"{path}: no such file; run `digit-recognizer bundle` to write it", ""
+        if committed != fresh:
+            diff = list(difflib.unified_diff(committed.splitlines(), fresh.splitlines(), f"{path} (committed)",
+                                             f"{path} (what bundle writes now)", lineterm=""))
+            changed = sum(1 for line in diff[2:] if line[:1] in "+-")
+            more = [f"... and {len(diff) - DIFF_LINES} more lines of diff"] * (len(diff) > DIFF_LINES)
+            return (f"{path} is stale ({changed} lines differ from a fresh build); run `digit-recognizer bundle` "
+                    f"to regenerate it", "\n".join(diff[:DIFF_LINES] + more))
+    return None
 
 
 def kernel_staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> str | None:
@@ -232,20 +329,30 @@ def kernel_staleness(root: Path, package_dir: Path = PACKAGE_DIR) -> str | None:
     return stale[0] if stale else None
 
 
+def section_lines(text: str) -> dict[str, int]:
+    """The 1-based line where each part's heading cell starts, by part title."""
+    lines = text.splitlines()
+    return {line.split(". ", 1)[1]: number - 1 for number, line in enumerate(lines, start=1)
+            if line.startswith("# ## ") and ". " in line and lines[number - 2] == "# %% [markdown]"}
+
+
 def cmd_bundle(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise UserError(f"{args.root}: no such folder; --root takes the repository folder that holds kernel/")
-    stale, path = staleness(args.root), args.root / KERNEL_FILE
+    stale = staleness(args.root)
     if args.check:
-        print("\n".join(part for part in stale if part) if stale else f"{path}: up to date",
-              file=sys.stderr if stale else sys.stdout)
+        done = f"{args.root / KERNEL_FILE} and {NOTEBOOK_FILE.name}: up to date"
+        print("\n".join(part for part in stale if part) if stale else done, file=sys.stderr if stale else sys.stdout)
         return 1 if stale else 0
     kernel = build_kernel()
-    if stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, kernel.text)
-    lines, modules = kernel.text.count("\n"), ", ".join(kernel.modules)
-    print(f"{'wrote' if stale else 'unchanged:'} {path} ({lines} lines; modules {modules})")
+    for path, text in ((args.root / KERNEL_FILE, kernel.text), (args.root / NOTEBOOK_FILE, kernel.notebook)):
+        if stale and (not path.is_file() or path.read_text(encoding="utf-8") != text):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, text)
+            print(f"wrote {path}")
+    starts = ", ".join(f"{title} {line}" for title, line in section_lines(kernel.text).items())
+    print(f"{'' if stale else 'unchanged: '}{args.root / KERNEL_FILE}: {kernel.text.count(chr(10))} lines, longest "
+          f"{max(map(len, kernel.text.splitlines()))} characters; parts start at lines: {starts}")
     return 0
 
 

@@ -233,7 +233,7 @@ def run() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .core.interrupts import handle_interrupts, interrupt_exit_code
+    from .interrupts import handle_interrupts, interrupt_exit_code
 
     handle_interrupts()  # first of all, so that no Ctrl-C ends in a traceback
     try:
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(argv: list[str] | None) -> int:
     from .core.fileio import describe_os_error
-    from .core.interrupts import interrupt_exit_code
+    from .interrupts import interrupt_exit_code
 
     for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is shown escaped, not a crash
         if hasattr(stream, "reconfigure"):
@@ -280,8 +280,8 @@ def report_error(message: str) -> int:
 
 def interrupt_report(exc: KeyboardInterrupt) -> str:
     """What the interrupt stopped and, truthfully, what was kept."""
-    from .core.fileio import PUBLISHED
-    from .core.interrupts import Terminated
+    from .run_folders import PUBLISHED
+    from .interrupts import Terminated
 
     word = "terminated" if isinstance(exc, Terminated) else "interrupted"
     records = sys.modules.get(f"{__package__}.kaggle.records")  # loaded only by the Kaggle commands

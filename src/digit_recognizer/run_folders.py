@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Iterator
 
 from .core.errors import UserError
-from .core.fileio import INCOMPLETE_PREFIX, PUBLISHED, os_reason
+from .core.fileio import os_reason
 
-
+INCOMPLETE_PREFIX = ".incomplete-"
+# Run folders published by this process, for an interrupt's truthful "what was kept" message.
+PUBLISHED: list[Path] = []
 # new_run_id's names: UTC time to the second, then six hex digits; they sort in time order.
 RUN_ID_PATTERN = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}")
 

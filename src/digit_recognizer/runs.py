@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config_changes import config_changes
 from .core.errors import UserError
-from .core.fileio import INCOMPLETE_PREFIX
+from .run_folders import INCOMPLETE_PREFIX
 
 # metrics.json's "data" for a run on the embedded sample, which Kaggle cannot score (submit refuses it).
 SAMPLE_SOURCE = "embedded sample"

@@ -56,23 +56,28 @@ class Config:
         if self.epochs > MAX_EPOCHS:
             raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if self.patience < 0:
-            raise UserError(f"--patience must be zero (never stop early) or a positive integer, got {self.patience}")
+            raise UserError(f"--patience must be zero (never stop early) or a positive integer, "
+                            f"got {self.patience}")
         if self.batch_size < 0:
             raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
         if not 0 < self.lr < math.inf:
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if self.weight_decay == "auto" and not self.folds:
-            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 (or another K >= 2)")
+            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 "
+                            "(or another K >= 2)")
         if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
         if self.folds and not 2 <= self.folds <= MAX_FOLDS:
-            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, got {self.folds}")
+            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, "
+                            f"got {self.folds}")
         for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
             if value != "auto" and value > FLOAT32_MAX:
-                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), got {value}")
+                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), "
+                                f"got {value}")
         if train_labels is not None:
             counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-            problem = folds_problem(counts, self.folds) if self.folds else holdout_problem(counts, self.val_fraction)
+            problem = folds_problem(counts, self.folds) if self.folds else \
+                holdout_problem(counts, self.val_fraction)
             if problem:
                 raise UserError(problem)
         return self
@@ -106,7 +111,8 @@ class Config:
 
 
 def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it cannot."""
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
+    cannot."""
     for digit in range(10):
         n_val = int(round(val_fraction * counts[digit]))
         if n_val == 0 or n_val == counts[digit]:
@@ -134,13 +140,13 @@ NOT_APPLYING = (
     (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
      "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
     (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
-     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or early stop"),
+     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or "
+     "early stop"),
 )
 
 
-
-
-CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"), "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"),
+           "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
 HELP = {
     "seed": "random seed for the split, initialisation and batch order",
     "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
@@ -149,13 +155,15 @@ HELP = {
     "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
     "lr": "peak learning rate",
     "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each strength "
-                    "fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and optimiser flags then do not apply)",
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each "
+                    "strength fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and "
+                    "optimiser flags then do not apply)",
     "optimizer": "optimiser: adam or sgd run --epochs with early stopping; lbfgs fits the optimum of the "
-                 "penalised loss (full-batch L-BFGS; the epoch, rate, batch, schedule and patience flags then do not apply)",
+                 "penalised loss (full-batch L-BFGS; the epoch, rate, batch, schedule and patience flags "
+                 "then do not apply)",
     "schedule": "learning-rate schedule over the run",
-    "features": "what the linear layer sees: raw pixels; deskewed pixels; normalised (deskewed, scaled to one "
-                "height, blurred); orientations (normalised + 392 pooled gradient-direction planes)",
+    "features": "what the linear layer sees: raw pixels; deskewed pixels; normalised (deskewed, scaled to "
+                "one height, blurred); orientations (normalised + 392 pooled gradient-direction planes)",
     "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
              "with --folds, retrain on all of train.csv instead of averaging the fold models "
              "(--weight-decay auto always does: its model is the optimum on all of train.csv)",
@@ -183,9 +191,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=HELP[f.name])
             continue
-        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__", f.type)]
+        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__",
+                                                                                       f.type)]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=f"{HELP[f.name]} (default: {f.default})")
 

@@ -15,6 +15,8 @@ from .errors import UserError
 PIXELS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *PIXELS]
 TEST_COLUMNS = PIXELS
+PIXEL_LIMITS = {name: 255 for name in PIXELS}  # each column's largest value
+TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
@@ -34,7 +36,8 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
     """
     raw = raw[len(BOM):] if raw.startswith(BOM) else raw
 
-    def diagnosed():  # raises the exact culprit where the caller can find it; the kernel keeps the short messages
+    # Raises the exact culprit where the caller can find it; the kernel keeps the short messages.
+    def diagnosed():
         if diagnose:
             diagnose(name, raw, columns, limits)
 
@@ -44,7 +47,8 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
         line_no = 2 + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
         raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
                         f"expected integers separated by commas")
-    lone_cr = b"\r" in body and _LONE_CR.search(body)  # pandas would split a line there, making two rows of one
+    # pandas would split a line at a lone carriage return, making two rows of one.
+    lone_cr = b"\r" in body and _LONE_CR.search(body)
     if lone_cr:
         line_no = 2 + body.count(b"\n", 0, lone_cr.start())
         raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
@@ -69,16 +73,20 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
 def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
     """Check the header line (file line 1); return the data rows after it."""
     if not raw or raw.isspace():  # not strip(): that copies the whole file
-        raise UserError(f"{name}: the file is empty; expected a header line starting '{','.join(columns[:3])},...'")
+        raise UserError(f"{name}: the file is empty; expected a header line starting "
+                        f"'{','.join(columns[:3])},...'")
     end = raw.find(b"\n")
     header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
     if raw.startswith(UTF16_BOMS) or b"\0" in header_line:  # UTF-16 (Excel's "Unicode text") or UTF-32
-        raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 (CSV UTF-8 in Excel)")
+        raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 "
+                        f"(CSV UTF-8 in Excel)")
     if b"\r" in header_line.strip():
-        raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending in LF or CRLF")
+        raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending "
+                        f"in LF or CRLF")
     if header_line.decode("utf-8", errors="replace").strip().split(",") != columns:
         diagnose()  # which column is missing, extra, repeated or out of place
-        raise UserError(f"{name}: header: expected exactly the columns {columns[0]},...,{columns[-1]} in order")
+        raise UserError(f"{name}: header: expected exactly the columns {columns[0]},...,{columns[-1]} "
+                        f"in order")
     if not body or body.isspace():
         raise UserError(f"{name}: has a header but no data rows")
     return body
@@ -139,8 +147,8 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
             unpack = zlib.decompressobj(wbits=31)
             out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
             if sum(map(len, out)) > limit:
-                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's largest "
-                                f"file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
+                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's "
+                                f"largest file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
             if not unpack.eof:
                 raise EOFError("the gzip data ends early")
             data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)

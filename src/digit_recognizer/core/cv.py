@@ -5,7 +5,9 @@ that fold's own training statistics; one batched matmul then scores a batch unde
 weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
 models train in the step a single model would take. The fits run every epoch (no early stopping:
 the held-out fold must not choose anything it then scores), and the held-out accuracy after the
-last epoch is the fold's estimate of the public score. With `--weight-decay auto` the same batched
+last epoch is the fold's estimate of the public score. Their mean ± its standard error is the CV
+estimate printed last: the public score should fall within about two standard errors of it.
+With `--weight-decay auto` the same batched
 models are instead fitted to the optimum of their convex penalised loss by full-batch L-BFGS
 (core/lbfgs.py), so strengths are compared at their optima, and the optimum on all the
 training images at the chosen strength is the model submitted (with or without `--refit`).
@@ -66,7 +68,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> C
         how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
     else:
         blocks = (cfg.folds, -1, len(decays), N_CLASSES)
-        model = folds.averaged_model(cfg.features, weight.view(blocks)[:, :, chosen], bias.view(blocks)[:, :, chosen])
+        model = folds.averaged_model(cfg.features, weight.view(blocks)[:, :, chosen],
+                                     bias.view(blocks)[:, :, chosen])
         how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
@@ -87,8 +90,8 @@ def summary_line(cv: dict) -> str:
 class FoldData:
     """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
 
-    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int, seed: int,
-                 blocks: list[slice]):
+    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int,
+                 seed: int, blocks: list[slice]):
         device = prepared.device
         self.prepared, self.targets, self.folds = prepared, targets, folds
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -115,7 +118,8 @@ class FoldData:
         return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
 
     def logits(self, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own standardised features.
+        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own
+        standardised features.
 
         W (x - m) / s + b = (W / s) x + (b - (W / s) m): the standardiser is folded into the weights,
         so a step only gathers its batch and never rewrites it.
@@ -131,8 +135,8 @@ class FoldData:
         return correct.sum(1).double() / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
 
     def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
-        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), self.val_targets[..., None].expand(logits.shape[:3]),
-                                 reduction="none")
+        losses = F.cross_entropy(logits.permute(0, 3, 1, 2),
+                                 self.val_targets[..., None].expand(logits.shape[:3]), reduction="none")
         return (losses * self.val_mask[..., None]).sum(1) / self.val_mask.sum(1, keepdim=True)
 
     def out_of_fold(self, probabilities: torch.Tensor) -> torch.Tensor:
@@ -142,7 +146,8 @@ class FoldData:
         return result
 
     def averaged_model(self, features: str, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
-        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared pixels.
+        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared
+        features.
 
         Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
         it is written back in terms of a standardiser fitted on all the training examples.
@@ -150,7 +155,7 @@ class FoldData:
         model = SoftmaxRegression(features).to(self.prepared.device)
         with torch.no_grad():
             model.fit_standardizer(self.prepared)
-            raw = weight.transpose(1, 2) / self.std[:, None, :]  # (folds, 10, d): weights on unstandardised features
+            raw = weight.transpose(1, 2) / self.std[:, None, :]  # (folds, 10, d): on unstandardised features
             raw_bias = bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, self.mean)
             mean_weight, mean_bias = raw.mean(0), raw_bias.mean(0)
             model.linear.weight.copy_(mean_weight * model.std)
@@ -175,19 +180,23 @@ def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int
     mean = (prepared.sum(0) - held_sum) / count  # (folds, d)
     std = torch.empty_like(mean)
     for block in blocks:  # one shared scale per block, as SoftmaxRegression.fit_standardizer
-        held_square = torch.zeros(folds, device=device).index_add_(0, fold_of, prepared[:, block].square().sum(1))
+        squares = prepared[:, block].square().sum(1)
+        held_square = torch.zeros(folds, device=device).index_add_(0, fold_of, squares)
         mean_square = (held_square.sum() - held_square)[:, None] / (count * (block.stop - block.start))
         std[:, block] = (mean_square - mean[:, block].square().mean(1, keepdim=True)).clamp_min(1e-12).sqrt()
     return mean, std
 
 
-def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias (folds, 1, strengths*10)."""
+def fit_folds(cfg: Config, folds: FoldData,
+              decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias
+    (folds, 1, strengths*10)."""
     device, n_models = folds.prepared.device, len(decays) * N_CLASSES
     torch.manual_seed(cfg.seed)
     weight = torch.zeros(folds.folds, folds.prepared.shape[1], n_models, device=device, requires_grad=True)
     bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
-    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10-column block
+    # One strength per 10-column block.
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)
     optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
     n = folds.train.shape[1]
     batches = Batches(n, cfg.batch_size_for(n), cfg.seed)
@@ -198,9 +207,11 @@ def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.
         for step, batch in enumerate(order):
             logits = folds.logits(folds.train_features[:, batch], weight, bias)
             size = batch.stop - batch.start
-            # Summed over examples and divided by the batch size: each model's gradient is that of its own mean loss.
+            # Summed over examples and divided by the batch size: each model's gradient is that of its own
+            # mean loss.
             loss = F.cross_entropy(logits.reshape(-1, N_CLASSES),
-                                   folds.train_targets[:, batch, None].expand(-1, -1, len(decays)).reshape(-1),
+                                   folds.train_targets[:, batch, None].expand(-1, -1,
+                                                                              len(decays)).reshape(-1),
                                    reduction="sum") / size
             optimizer.zero_grad()
             loss.backward()
@@ -221,7 +232,8 @@ def fit_folds(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.
     return weight.detach(), bias.detach(), history
 
 
-def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def fit_folds_to_optimum(cfg: Config, folds: FoldData,
+                         decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """The optimum of each fold's penalised loss at each strength, by one batched full-batch L-BFGS.
 
     Same weight layout as fit_folds. Each strength is compared at its own optimum, so the choice
@@ -242,7 +254,8 @@ def fit_folds_to_optimum(cfg: Config, folds: FoldData, decays: list[float]) -> t
     return weight, bias, [{k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}]
 
 
-def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor, decay: float) -> SoftmaxRegression:
+def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor,
+                     decay: float) -> SoftmaxRegression:
     """The optimum at `decay` on all the training images, standardised on them all: one model, one fold."""
     model = SoftmaxRegression(cfg.features).to(prepared.device)
     with torch.no_grad():

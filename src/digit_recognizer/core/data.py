@@ -5,12 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvtable import PIXELS, TEST_COLUMNS, TRAIN_COLUMNS, parse_table, read_bytes
+from .csvtable import PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table, read_bytes
 from .errors import UserError
 from .flags import KAGGLE_INPUT
-
-PIXEL_LIMITS = {name: 255 for name in PIXELS}
-TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
 
 
 @dataclass
@@ -45,11 +42,13 @@ def load_folder(folder: Path, read_table=None) -> DigitData:
 
 def find_csv(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if os.path.lexists(folder / name):  # a folder, FIFO or broken link of that name: read_bytes says which
+        # A folder, FIFO or broken link of that name: read_bytes says which.
+        if os.path.lexists(folder / name):
             return folder / name
     zipped = folder / "digit-recognizer.zip"
     hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
-    raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and test.csv{hint}")
+    raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and "
+                    f"test.csv{hint}")
 
 
 def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
@@ -63,4 +62,5 @@ def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -
 
 def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
     """Parse one CSV (pandas reads a plain file itself, which is faster than from bytes)."""
-    return parse_table(str(path), read_bytes(path), columns, limits, path=path if path.suffix != ".gz" else None)
+    return parse_table(str(path), read_bytes(path), columns, limits,
+                       path=path if path.suffix != ".gz" else None)

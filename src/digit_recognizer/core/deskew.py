@@ -1,10 +1,13 @@
 """Moment-based deskewing: shear each digit so its principal axis is vertical, and centre it.
 
 The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
-classifier). With `size` set, the same single resampling also scales each digit so that its ink's
-vertical standard deviation is `size` pixels: one bilinear pass, so no detail is lost to two
-interpolations. The whole batch is warped by one grid_sample call on the device; the sampling grid
-is built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
+classifier). A linear model scores each pixel on its own, so a slanted or off-centre 7 puts its ink
+where the template has none; upright and centred, every 7 inks roughly the same pixels. On the
+sample it is worth four points (5-fold CV 0.9415 with it, 0.9035 without; README). With `size` set,
+the same single resampling also scales each digit so that its ink's vertical standard deviation is
+`size` pixels: one bilinear pass, so no detail is lost to two interpolations. The whole batch is
+warped by one grid_sample call on the device; the sampling grid is built by broadcasting rather than
+affine_grid, whose batched tiny matmuls are slow on the CPU.
 """
 import torch
 import torch.nn.functional as F
@@ -13,7 +16,7 @@ SIDE = 28
 
 
 def upright(images: torch.Tensor, size: float | None = None) -> torch.Tensor:
-    """Deskewed (and, with `size`, size-normalised) copies of float images (n, 1, 28, 28) with ink in [0, 1]."""
+    """Deskewed (and, with `size`, size-normalised) copies of float images (n, 1, 28, 28), ink in [0, 1]."""
     return F.grid_sample(images, upright_grid(images[:, 0], size), mode="bilinear", padding_mode="zeros",
                          align_corners=False)
 
@@ -37,7 +40,8 @@ def upright_grid(images: torch.Tensor, size: float | None = None) -> torch.Tenso
                                                                     var_y.clamp_min(1e-3).sqrt() / size)
     # grid_sample's units with align_corners=False: a pixel p from the centre sits at p / (SIDE / 2).
     centred = (coords - (SIDE - 1) / 2) / (SIDE / 2)
-    x_shift = (alpha * zoom)[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # per output row
+    # (n, 28): one shift per output row, and one zoom per image.
+    x_shift = (alpha * zoom)[:, None] * centred + (cx - (SIDE - 1) / 2)[:, None] / (SIDE / 2)
     y_in = zoom[:, None] * centred + (cy - (SIDE - 1) / 2)[:, None] / (SIDE / 2)  # (n, 28)
     x_in = zoom[:, None, None] * centred + x_shift[:, :, None]  # (n, 28 rows, 28 columns)
     return torch.stack((x_in, y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)

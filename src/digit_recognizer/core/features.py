@@ -69,7 +69,8 @@ def features_of_ink(ink: torch.Tensor, rung: str) -> torch.Tensor:
 
 def orientation_planes(images: torch.Tensor) -> torch.Tensor:
     """(b, 1, 28, 28) -> (b, 8, 7, 7): gradient energy by direction, pooled over 4-pixel cells."""
-    smooth, derive = [1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]  # Sobel = smoothing along one axis x derivative along the other
+    # Sobel: smoothing along one axis, the derivative along the other.
+    smooth, derive = [1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]
     gx = separable(images, band(smooth, SIDE, 1, 1, images), band(derive, SIDE, 1, 1, images))
     gy = separable(images, band(derive, SIDE, 1, 1, images), band(smooth, SIDE, 1, 1, images))
     magnitude = torch.sqrt(gx.square() + gy.square())
@@ -99,7 +100,8 @@ def gaussian(sigma: float, taps: int) -> list[float]:
 
 
 def band(kernel: list[float], size: int, stride: int, padding: int, like: torch.Tensor) -> torch.Tensor:
-    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded by `padding`, every `stride`-th output.
+    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded by `padding`, every
+    `stride`-th output.
 
     Filters as matrices: a separable 2-D filter is then two small matmuls, which run many times
     faster on the CPU than conv2d does on one-channel 28x28 images.
@@ -112,5 +114,5 @@ def band(kernel: list[float], size: int, stride: int, padding: int, like: torch.
 
 
 def separable(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """rows @ image @ cols.T for every (b, c, h, w) image: a separable filter, rows along y and cols along x."""
+    """rows @ image @ cols.T for every (b, c, h, w) image: a separable filter, rows along y, cols along x."""
     return rows @ images @ cols.T

@@ -1,30 +1,38 @@
 """The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
 
 Only the standard library is imported up to here, so that `--help` and a mistyped flag are answered
-before torch and pandas load: the kernel parses its flags once right after this section.
+before torch and pandas load: the kernel parses its flags once right after this section. The
+settings at the top are the flags' defaults; a flag given on the command line overrides them.
 """
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from .config import add_config_arguments
+from .config import Config, add_config_arguments
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 KERNEL_PROG = "digit_recognizer_kernel.py"
 
 
-def parse_kernel_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = None) -> argparse.Namespace:
     if argv is None and "ipykernel" in sys.modules:
         argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
-    return kernel_parser().parse_args(argv)
+    parser = kernel_parser()
+    unknown = sorted(set(settings or {}) - {f.name for f in fields(Config)})
+    if unknown:
+        parser.error(f"SETTINGS has no option {unknown[0]!r}; the options are those of --help, "
+                     f"with _ for - ({', '.join(f.name for f in fields(Config))})")
+    parser.set_defaults(**(settings or {}))  # argparse converts a default given as text, as it does a flag
+    return parser.parse_args(argv)
 
 
 def kernel_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
                                      "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
-    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder to "
-                        f"search below (default: search {KAGGLE_INPUT})")
+    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
+                        f"to search below (default: search {KAGGLE_INPUT})")
     parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
                         f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")

@@ -72,7 +72,8 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         else:
             accepted = new_value <= value
         moved = accepted & active
-        s, y = torch.where(moved, trial - x, torch.zeros_like(x)), torch.where(moved, new_grad - grad, torch.zeros_like(x))
+        s = torch.where(moved, trial - x, torch.zeros_like(x))
+        y = torch.where(moved, new_grad - grad, torch.zeros_like(x))
         curvature = dot(s, y)
         # Strictly convex with a positive penalty, so y.s > 0 wherever a model moved; a zero pair is inert.
         pairs.append((s, y, torch.where(curvature > 0, 1 / curvature, torch.zeros_like(curvature))))
@@ -81,7 +82,8 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         grad = torch.where(moved, new_grad, grad)
         value = torch.where(moved, new_value, value)
         left = amax(grad)
-        largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()  # one host sync
+        # The one host sync an iteration besides the line search's.
+        largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
         if report is not None:
             report(iteration, largest, int(moving))
         if not moving:
@@ -117,8 +119,9 @@ def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return torch.baddbmm(shifted, batch, scaled)
 
 
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            decays: list[float], report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
+            std: torch.Tensor, decays: list[float],
+            report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
 
     features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
@@ -155,7 +158,8 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
         row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
         value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
         residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)  # d(mean loss)/d(logits): softmax - one-hot
+        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
+        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
         bias_grad = residual.sum(0)
         scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
         grad = torch.empty_like(part)

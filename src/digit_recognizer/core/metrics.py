@@ -4,7 +4,8 @@ import numpy as np
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
     """Rows are true digits, columns predicted digits."""
-    return np.bincount(truth.astype(np.int64) * n_classes + predicted, minlength=n_classes**2).reshape(n_classes, n_classes)
+    pairs = truth.astype(np.int64) * n_classes + predicted
+    return np.bincount(pairs, minlength=n_classes**2).reshape(n_classes, n_classes)
 
 
 def per_class_accuracy(confusion: np.ndarray) -> list[float]:

@@ -1,4 +1,9 @@
-"""Multinomial logistic regression: one linear layer on standardised features of the image."""
+"""Multinomial logistic regression: one linear layer on standardised features of the image.
+
+Standardised with each feature's training mean and one scale shared by each block of features (the
+pixels; the orientation planes): a scale per pixel would blow up the border pixels that are almost
+never inked (0.930 against 0.939 validation, README).
+"""
 import io
 from pathlib import Path
 
@@ -57,7 +62,7 @@ class SoftmaxRegression(nn.Module):
 
 
 def block_scale(block: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """The std of a block's values about their own features' means: sqrt(E[x^2] - mean(mean^2)), no copy of the data."""
+    """The std of a block's values about their own features' means: sqrt(E[x^2] - mean(mean^2)), no copy."""
     mean_square = torch.linalg.vector_norm(block).square() / block.numel()
     return (mean_square - mean.square().mean()).clamp_min(1e-12).sqrt()
 

@@ -1,9 +1,11 @@
 """Pictures of a run: weights.png (what the model learned), errors.png (its most confident mistakes),
-confusion.png, and features.png (a few digits through each rung of the feature ladder).
+confusion.png, learning_curve.png (loss and accuracy per epoch, or CV accuracy per L2 strength) and
+features.png (a few digits through each rung of the feature ladder).
 
 Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
 (a second of start-up for a few lines of grid layout).
 """
+import math
 import sys
 from pathlib import Path
 
@@ -22,36 +24,94 @@ ERROR_COUNT = 24
 ERROR_COLUMNS = 8
 FEATURE_DIGITS = 5
 # Every picture a run writes, in the order written (tests and readers list them from here).
-PICTURES = ("weights.png", "errors.png", "confusion.png", "features.png")
+PICTURES = ("weights.png", "errors.png", "confusion.png", "learning_curve.png", "features.png")
 PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 # Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
-DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]]) / 255.0
+DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130],
+                          [178, 24, 43]]) / 255.0
+CHART_SIZE, CHART_COLOURS = (440, 300), ((33, 102, 172), (178, 24, 43))  # training blue, validation red
 
 
-def write_run_pictures(out_dir: Path, model, val_pixels, val_labels, val_probabilities, confusion) -> dict:
-    """Write weights.png, errors.png and confusion.png; return what to record in metrics.json.
+def write_run_pictures(out_dir: Path, model, val_pixels, val_labels, val_probabilities, confusion,
+                       history: list[dict], cv: dict | None) -> dict:
+    """Write the run's pictures (PICTURES); return what to record in metrics.json.
 
     A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
-    as "pictures_error") rather than raised; the tests check that all three were written.
+    as "pictures_error") rather than raised; the tests check that all of them were written.
     """
+    pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the features' pixel block; orientation planes follow it
+    drawings = {"weights.png": lambda: draw_weights(weight_patterns(model.linear.weight[:, pixels],
+                                                                    model.std[pixels]), model.features),
+                "errors.png": lambda: draw_errors(val_pixels, val_labels, val_probabilities),
+                "confusion.png": lambda: draw_confusion(confusion),
+                "learning_curve.png": lambda: draw_learning_curve(history, cv),
+                "features.png": lambda: draw_features(val_pixels[:FEATURE_DIGITS], model.features)}
     written = []
     try:
-        pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the pixel block; orientation planes follow it
-        patterns = weight_patterns(model.linear.weight[:, pixels], model.std[pixels])
-        save_picture(out_dir / "weights.png", draw_weights(patterns, model.features))
-        written.append("weights.png")
-        save_picture(out_dir / "errors.png", draw_errors(val_pixels, val_labels, val_probabilities))
-        written.append("errors.png")
-        save_picture(out_dir / "confusion.png", draw_confusion(confusion))
-        written.append("confusion.png")
-        save_picture(out_dir / "features.png", draw_features(val_pixels[:FEATURE_DIGITS], model.features))
-        written.append("features.png")
+        for name in PICTURES:
+            save_picture(out_dir / name, drawings[name]())
+            written.append(name)
     except Exception as exc:  # noqa: BLE001  (see the docstring)
         problem = f"{type(exc).__name__}: {exc}"
         print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
               f"the run itself is complete", file=sys.stderr)
         return {"pictures": written, "pictures_error": problem}
     return {"pictures": written}
+
+
+def draw_learning_curve(history: list[dict], cv: dict | None):
+    """Loss and accuracy per epoch, training and validation; with L2 strengths tried, CV accuracy by each."""
+    grid = (cv or {}).get("grid", [])
+    if len(grid) > 1:
+        ticks = [f"{row['weight_decay']:g}" for row in grid]
+        chart = draw_chart("weight decay (L2 strength)", ticks, {
+            "CV accuracy": [row["accuracy"] for row in grid],
+            "- 1 SE": [row["accuracy"] - row["stderr"] for row in grid],
+            "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
+        return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
+                                       f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
+    ticks = [str(record["epoch"]) for record in history]
+    sides = (("training", "train"), ("validation", "val"))
+    charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
+                                          for side, prefix in sides if f"{prefix}_{what}" in history[0]})
+              for what in ("loss", "accuracy")]
+    both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
+    for k, chart in enumerate(charts):
+        both.paste(chart, (k * charts[0].width, 0))
+    return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
+                                  "training: over each epoch's batches as it went   "
+                                  "validation: after the epoch"])
+
+
+def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
+    """Each series as a line over the points 0..n-1 (labelled by `ticks`), on one shared y scale."""
+    values = [v for ys in series.values() for v in ys if math.isfinite(v)]
+    low, high = min(values), max(values)
+    low, high = low - ((high - low) * 0.08 or 0.01), high + ((high - low) * 0.08 or 0.01)
+    (width, height), (left, top, right, bottom) = CHART_SIZE, (64, 34, 16, 46)
+    canvas = Image.new("RGB", CHART_SIZE, PICTURE_WHITE)
+    draw, font = ImageDraw.Draw(canvas), picture_font(13)
+
+    def at(i: int, value: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (i / max(len(ticks) - 1, 1) if len(ticks) > 1 else 0.5)
+        return x, top + (height - top - bottom) * (high - value) / (high - low)
+
+    draw.rectangle([left, top, width - right, height - bottom], outline=PICTURE_MUTED)
+    for k in range(5):  # the y scale
+        value = low + (high - low) * k / 4
+        draw_centred(draw, (left - 30, at(0, value)[1]), f"{value:.3f}", font, PICTURE_MUTED)
+    for i in range(0, len(ticks), max(1, -(-len(ticks) // 10))):  # at most ten x labels
+        draw_centred(draw, (at(i, low)[0], height - bottom + 12), ticks[i], font, PICTURE_MUTED)
+    draw_centred(draw, ((left + width - right) // 2, height - 14), x_label, font, PICTURE_INK)
+    for n, (name, ys) in enumerate(series.items()):
+        colour = CHART_COLOURS[min(n, 1)]
+        points = [at(i, v) for i, v in enumerate(ys) if math.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2 if n < 2 else 1)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        draw.text((left + 8 + 150 * n, 10), name, font=font, fill=colour)
+    return canvas
 
 
 def weight_patterns(weight, std) -> torch.Tensor:
@@ -88,7 +148,8 @@ def draw_weights(templates: torch.Tensor, features: str = "deskew"):
              "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
     if features == "orientations":
         title.append("(the weights on the 392 orientation features are not drawn)")
-    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True, title=title)
+    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True,
+                         title=title)
 
 
 def draw_features(pixels, features: str):
@@ -96,15 +157,16 @@ def draw_features(pixels, features: str):
     ink = torch.as_tensor(np.asarray(pixels)).float().div(255).view(-1, 1, DIGIT_SIDE, DIGIT_SIDE)
     normalised = upright(ink, SIZE)
     planes = orientation_planes(normalised)  # (k, 8, 7, 7), shown at the digits' size
-    planes = planes.repeat_interleave(DIGIT_SIDE // planes.shape[-1], -2).repeat_interleave(DIGIT_SIDE // planes.shape[-1], -1)
-    planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's own scale
+    cell = DIGIT_SIDE // planes.shape[-1]
+    planes = planes.repeat_interleave(cell, -2).repeat_interleave(cell, -1)
+    planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's scale
     rows = torch.cat([ink, upright(ink), blur(normalised).clamp(0, 1), planes], dim=1)  # (k, 11, 28, 28)
     paper = (1 - rows.flatten(0, 1))[:, None].repeat(1, 3, 1, 1)  # dark ink (or energy) on white
     columns = ["raw", "deskewed", "normalised"] + [f"{360 // DIRECTIONS * k} deg" for k in range(DIRECTIONS)]
     names = columns + [""] * (len(paper) - len(columns))
     title = ["What the linear layer sees: a few digits through each rung of the feature ladder",
-             "raw pixels; deskewed; normalised (deskewed, scaled to one height, blurred); then the gradient energy "
-             "pointing each way (0 deg: more ink to the right, 90 deg: below), pooled every 4 px",
+             "raw pixels; deskewed; normalised (deskewed, scaled to one height, blurred); then the gradient "
+             "energy pointing each way (0 deg: more ink to the right, 90 deg: below), pooled every 4 px",
              f"this run's model was fed: {features}"]
     return labelled_grid(zoom_digits(paper), names, columns=len(columns), above=True, title=title)
 
@@ -121,7 +183,8 @@ def draw_errors(val_pixels, val_labels, val_probabilities):
     pixels = torch.as_tensor(np.asarray(val_pixels)).reshape(-1, 1, DIGIT_SIDE, DIGIT_SIDE)[chosen]
     paper = 1.0 - pixels.float().repeat(1, 3, 1, 1) / 255.0
     names = [f"{labels[i].item()} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
-    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images ({n_wrong} wrong in all)",
+    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images "
+             f"({n_wrong} wrong in all)",
              "label: true -> predicted (probability the model gave its prediction)"]
     return labelled_grid(zoom_digits(paper), names, columns=ERROR_COLUMNS, above=False, title=title)
 
@@ -164,13 +227,15 @@ def draw_confusion(confusion):
         draw_centred(draw, (left + n * cell + acc_width // 2, centre), accuracy, font, PICTURE_INK)
         for j in range(n):
             if counts[i, j] or i == j:
-                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK  # readable on deep red
+                # White is readable on deep red.
+                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK
                 draw_centred(draw, (left + j * cell + cell // 2, centre), str(counts[i, j]), font, colour)
     draw_centred(draw, (left + n * cell // 2, 12), "predicted", small, PICTURE_MUTED)
     draw_centred(draw, (left + n * cell + acc_width // 2, top - cell // 2), "accuracy", small, PICTURE_MUTED)
     vertical = caption_picture(None, ["true"], size=14, margin=2)
     canvas.paste(vertical.rotate(90, expand=True), (4, top + n * cell // 2 - vertical.width // 2))
-    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {np.trace(counts) / max(totals.sum(), 1):.2%})",
+    accuracy = np.trace(counts) / max(totals.sum(), 1)
+    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {accuracy:.2%})",
              "rows: true digit   columns: predicted digit   red: mistakes (darker = more)"]
     return caption_picture(canvas, title)
 
@@ -204,7 +269,8 @@ def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12)
     line_height = max(h for _, h in sizes) + 6
     width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
     text_height = len(lines) * line_height + margin
-    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)), PICTURE_WHITE)
+    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)),
+                       PICTURE_WHITE)
     draw = ImageDraw.Draw(canvas)
     for k, line in enumerate(lines):
         draw_centred(draw, (width // 2, margin + k * line_height + line_height // 2), line, font,

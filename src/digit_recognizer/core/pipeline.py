@@ -21,7 +21,8 @@ from .fileio import atomic_write, write_json
 
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
-    """Train with validation, write submission.csv, model.pt, the pictures and metrics.json into out_dir; return the metrics."""
+    """Train with validation; write submission.csv, model.pt, the pictures and (last) metrics.json into
+    out_dir; return the metrics."""
     timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -30,7 +31,8 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     timings["to_device"] = time.perf_counter() - clock
 
     trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
-    model, val_idx, val_probabilities = trained.pop("model"), trained.pop("val_idx"), trained.pop("val_probabilities")
+    model, val_idx = trained.pop("model"), trained.pop("val_idx")
+    val_probabilities = trained.pop("val_probabilities")
     clock = time.perf_counter()
     test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
     timings["predict"] = time.perf_counter() - clock
@@ -49,8 +51,9 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     write_outputs(out_dir, model, test_labels, metrics)
     timings["write"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    metrics.update(write_run_pictures(out_dir, model, data.train_images[val_idx],
-                                      data.train_labels[val_idx], val_probabilities, metrics["confusion_matrix"]))
+    metrics.update(write_run_pictures(out_dir, model, data.train_images[val_idx], data.train_labels[val_idx],
+                                      val_probabilities, metrics["confusion_matrix"], metrics["history"],
+                                      metrics.get("cv")))
     timings["pictures"] = time.perf_counter() - clock
     write_json(out_dir / "metrics.json", metrics)
     return metrics
@@ -76,14 +79,16 @@ def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.T
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
 
-def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor,
+                    timings: dict) -> dict:
     """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
     result = cross_validate(cfg, pixels, labels)
     timings["fit"] = result.seconds
     probabilities = result.oof_probabilities
     validation = validation_report(probabilities, labels)
     n, auto = len(labels), cfg.weight_decay == "auto"
-    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} if cfg.refit or auto else None
+    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} \
+        if cfg.refit or auto else None
     return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
             "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
             "refit": refit, "history": result.history, "cv": result.summary}
@@ -101,7 +106,8 @@ def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict
 
 def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
     write_submission(out_dir / "submission.csv", test_labels)
-    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by surprise
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by
+    # surprise.
     extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
     atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
 

@@ -34,7 +34,8 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     if metrics.get("pictures"):
         lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
     lines.append(f"submission: {folder / 'submission.csv'}")
-    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else "held out"
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else \
+        "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
     if metrics.get("cv"):

@@ -24,7 +24,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds in turn."""
+    """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds."""
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
     problem = folds_problem(Counter(labels.tolist()), folds)  # the rule Config.check applies

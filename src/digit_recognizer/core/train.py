@@ -1,4 +1,9 @@
-"""Training: the whole dataset on the device, shuffled index slices, the best epoch kept."""
+"""Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
+
+The model kept is the one of the epoch with the best accuracy on a held-out split, stratified so that
+each digit is held out in its own proportion (a skewed split would score a skewed mix of digits);
+training stops once `patience` epochs bring nothing better, as big data peaks within a few epochs.
+"""
 import math
 import os
 import sys
@@ -18,17 +23,29 @@ from .optimizer import Optimizer, make_optimizer
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
+                        "use --device cpu or auto")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() and cuda_starts() else "cpu"
     return torch.device(name)
+
+
+def cuda_starts() -> bool:
+    """Whether an attached GPU takes work: a broken driver must not cost a Kaggle run its submission."""
+    try:
+        torch.zeros(1, device="cuda").add_(1).item()
+        return True
+    except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
+        print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
+        return False
 
 
 @dataclass
 class FitResult:
     model: SoftmaxRegression
     best_epoch: int  # 1-based; 0 when nothing was validated (refit)
-    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy
+    history: list[dict] = field(default_factory=list)  # per epoch: train and val loss and accuracy
     seconds: float = 0.0
 
 
@@ -59,12 +76,14 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
     progress = Progress(desc, epochs)
     for epoch in range(1, epochs + 1):
-        record = {"epoch": epoch, "train_loss": train_epoch(cfg, model, optimizer, features, targets, batches,
-                                                            (epoch - 1) / epochs, 1 / epochs)}
+        loss, accuracy = train_epoch(cfg, model, optimizer, features, targets, batches, (epoch - 1) / epochs,
+                                     1 / epochs)
+        record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
         if validating:
             record.update(validate(model, val_features, val_labels.long()))
         finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
-        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per step.
+        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per
+        # step.
         record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
         check_finite(cfg, epoch, record, bool(finite), progress)
         history.append(record)
@@ -81,8 +100,9 @@ def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: tor
     return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
 
 
-def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
-                   val_labels: torch.Tensor | None = None, desc: str = "train") -> FitResult:
+def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor,
+                   val_pixels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
+                   desc: str = "train") -> FitResult:
     """The optimum of mean cross-entropy + weight_decay/2 |W|^2 on these images, by full-batch L-BFGS.
 
     The loss is convex, so there is one optimum and nothing to stop early: the validation split
@@ -97,17 +117,18 @@ def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_
     record = {"epoch": iterations, "train_loss": value}
     if val_pixels is not None:
         with torch.no_grad():
-            record.update({k: v.item() for k, v in validate(model, model.features_of(val_pixels), val_labels.long()).items()})
+            measured = validate(model, model.features_of(val_pixels), val_labels.long())
+            record.update({k: v.item() for k, v in measured.items()})
     return FitResult(model.eval(), iterations, [record], time.perf_counter() - start)
 
 
 def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: torch.Tensor, decay: float,
                    desc: str) -> tuple[int, float]:
-    """Fit the model's linear layer to the optimum on its standardised features; the iterations and objective."""
+    """Fit the model's linear layer to the optimum on its standardised features; its iterations, objective."""
     mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
     progress = OptimumProgress(desc, 1)
-    weight, bias, iterations, value = optimum(prepared[None], targets[None], mask, model.mean[None], model.std[None],
-                                              [decay], progress.update)
+    weight, bias, iterations, value = optimum(prepared[None], targets[None], mask, model.mean[None],
+                                              model.std[None], [decay], progress.update)
     progress.close()
     with torch.no_grad():
         model.linear.weight.copy_(weight[0].T)
@@ -117,12 +138,14 @@ def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: to
 
 def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
     """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
-    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
+              if k in record and not math.isfinite(record[k])]
     if not weights_finite:
         broken.append("weights")
     if broken:
         progress.close()
-        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not finite); "
+        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
+                        f"finite); "
                         f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
 
 
@@ -204,22 +227,26 @@ class Batches:
         return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
 
 
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: Optimizer, features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float, span: float) -> torch.Tensor:
-    """One pass over the batches; returns the mean training loss as a device tensor (no host sync).
+def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: "Optimizer", features: torch.Tensor,
+                targets: torch.Tensor, batches: Batches, progress: float,
+                span: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host
+    sync).
 
     `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
     for the learning-rate schedule.
     """
-    loss_sum = torch.zeros((), device=features.device)
+    loss_sum, correct = torch.zeros((), device=features.device), torch.zeros((), device=features.device)
     epoch = batches.epoch()
     for step, batch in enumerate(epoch):
-        loss = F.cross_entropy(model.linear(features[batch]), targets[batch])
+        logits = model.linear(features[batch])
+        loss = F.cross_entropy(logits, targets[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
         loss_sum += loss.detach() * (batch.stop - batch.start)
-    return loss_sum / len(features)
+        correct += (logits.detach().argmax(1) == targets[batch]).sum()  # as the weights were at each step
+    return loss_sum / len(features), correct / len(features)
 
 
 def learning_rate(cfg: Config, progress: float) -> float:
@@ -231,7 +258,8 @@ def learning_rate(cfg: Config, progress: float) -> float:
 def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
     """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
     logits = model.linear(features)
-    return {"val_loss": F.cross_entropy(logits, targets), "val_accuracy": (logits.argmax(1) == targets).float().mean()}
+    return {"val_loss": F.cross_entropy(logits, targets),
+            "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
 
 @torch.no_grad()

@@ -214,7 +214,12 @@ def kernel_version_of(run: Path | None, where) -> str:
     origin = read_json_object(run / ORIGIN_NAME) if run else {}
     record = read_records(where[0])[where[1]] if where else {}
     version = record.get("kernel_version") or origin.get("version")
-    return f"v{version}" if version else "-"
+    push = origin.get("push") if isinstance(origin.get("push"), dict) else {}
+    if not version or not isinstance(push.get("options"), dict) or not push["options"]:
+        return f"v{version}" if version else "-"
+    from .kernels import option_flags  # the training options that version was pushed with
+
+    return f"v{version} ({option_flags(push['options'])})"
 
 
 def print_table(header: tuple, rows: list[tuple]) -> None:

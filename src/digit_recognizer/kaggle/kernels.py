@@ -13,9 +13,11 @@ import shutil
 import sys
 import tempfile
 from shlex import quote
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..bundle import KERNEL_FILE, NOTEBOOK_FILE, build_kernel, kernel_staleness
+from ..core.config import add_config_arguments
 from ..core.errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
@@ -63,21 +65,23 @@ def cmd_push(args: argparse.Namespace) -> int:
 def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     """Check, (for a GPU run) read the quota, push, and record which version Kaggle made of which code."""
     root: Path = args.path
+    options = push_options(args)  # a bad value: the same line as `train` gives, before anything else
     credentials = find_credentials()  # no credentials: say so before anything else
     metadata = read_metadata(root)
-    from ..bundle import kernel_staleness
-
     stale = kernel_staleness(root)
     if stale:
         raise UserError(stale)
+    if isinstance(metadata.get("code_file"), str) and (root / metadata["code_file"]).is_file():
+        pushable_code_file(root, metadata["code_file"])  # never a file of the Kaggle config folder
     errors, warnings = metadata_problems(metadata, root, args.accelerator)
+    if not errors and args.script:
+        metadata = {**metadata, "kernel_type": "script", "code_file": KERNEL_FILE.as_posix()}
     for line in warnings:
         print(f"digit-recognizer: warning: {root / METADATA_NAME}: {line}", file=sys.stderr)
     if errors:
         for line in errors[1:]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
-    code_file = pushable_code_file(root, metadata["code_file"])
     read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
     if args.time_limit is not None and args.time_limit < 1:
         raise UserError(f"--time-limit {args.time_limit}: expected the kernel's run-time limit on Kaggle in whole "
@@ -87,9 +91,13 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     if wants_gpu(metadata, args.accelerator) and not args.no_run:
         check_gpu_quota(session, args.ignore_quota)
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
-        # The client reads the code file's text itself; only the id differs from the committed metadata.
-        staged = {**metadata, "id": kernel, "code_file": str(code_file)}
-        write_json(Path(stage) / METADATA_NAME, staged)
+        # The committed kernel with the options in its settings cell (the stale check above made sure the
+        # committed one is what bundle builds); the client reads the code file's text itself.
+        code_file = Path(stage) / Path(metadata["code_file"]).name
+        kernel_text = build_kernel(settings=options)
+        write_text(code_file, kernel_text.notebook if metadata["kernel_type"] == "notebook" else kernel_text.text)
+        write_json(Path(stage) / METADATA_NAME, {**metadata, "id": kernel, "code_file": code_file.name})
+        code_sha256 = file_sha256(code_file)
         response = session.call("pushing the kernel", "kernels_push", stage, args.time_limit, args.accelerator,
                                 no_run=args.no_run)
     problem = scrub(_push_problem(response) or "", limit=300)  # server text: scrubbed first, then cut
@@ -101,11 +109,13 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     number = getattr(response, "version_number", None) or None
     url = response.url or f"https://www.kaggle.com/code/{kernel}"
     record_push(root, {"kernel": kernel, "version": number, "pushed_at": utc_now(), "url": url,
-                       "code_file": metadata["code_file"], "code_sha256": file_sha256(code_file),
+                       "code_file": metadata["code_file"], "code_sha256": code_sha256,
+                       "kernel_type": metadata["kernel_type"], "options": options,
                        "accelerator": args.accelerator or metadata.get("machine_shape"),
                        "timeout_seconds": args.time_limit, "no_run": args.no_run})
     verb = "saved (not run)" if args.no_run else "pushed; Kaggle runs it now"
     print(f"{Version(kernel, number)} {verb}" if number else f"{kernel} {verb} (Kaggle sent no version number)")
+    print(f"as a {metadata['kernel_type']}, with {option_flags(options) or 'the default options'}")
     print(f"kernel: {url}")
     print(f"recorded in {root / PUSHES_NAME}")
     return session, Version(kernel, number)
@@ -122,17 +132,34 @@ def pushable_code_file(root: Path, code_file: str) -> Path:
     secrets = [kaggle_config_dir(), Path.home() / ".kaggle"]
     if any(path.is_relative_to(folder.resolve()) for folder in secrets):
         raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is in the Kaggle config folder, which "
-                        f"holds your credentials; nothing was pushed: set \"code_file\": \"{KERNEL_FILE}\"")
+                        f"holds your credentials; nothing was pushed: set \"code_file\": \"{NOTEBOOK_FILE}\"")
     if path not in [(root / name).resolve() for name in generated]:
         raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is not the generated kernel; push sends "
                         f"only the kernel 'digit-recognizer bundle --check' vouches for; nothing was pushed: "
-                        f"set \"code_file\": \"{KERNEL_FILE}\"")
+                        f"set \"code_file\": \"{NOTEBOOK_FILE}\"")
     return path
 
 
 def kernels_cli() -> str:
     """`digit-recognizer kernels`, started the way this process was (see invocation.py)."""
     return command("kernels")
+
+
+def push_options(args: argparse.Namespace) -> dict:
+    """The training options given to push or run that differ from the defaults, checked as `train` checks them."""
+    from ..config_changes import config_changes
+    from ..core.config import config_from_args
+
+    return config_changes(asdict(config_from_args(args)))
+
+
+def option_flags(options: dict) -> str:
+    """{"folds": 5, "refit": True} -> '--folds 5 --refit', as they would be typed."""
+    def flag(name, value):
+        name = "--" + name.replace("_", "-")
+        return (name if value else "--no-" + name[2:]) if isinstance(value, bool) else f"{name} {value}"
+
+    return " ".join(flag(name, value) for name, value in (options or {}).items())
 
 
 def wants_gpu(metadata: dict, accelerator: str | None) -> bool:
@@ -194,8 +221,11 @@ def metadata_problems(metadata: dict, root: Path, accelerator: str | None) -> tu
     code_file = metadata.get("code_file")
     if not isinstance(code_file, str) or not (root / code_file).is_file():
         errors.append(f"code_file {code_file!r} is not a file under {root}")
-    if metadata.get("language") != "python" or metadata.get("kernel_type") != "script":
-        errors.append("expected \"language\": \"python\" and \"kernel_type\": \"script\"")
+    expected = {"notebook": NOTEBOOK_FILE.as_posix(), "script": KERNEL_FILE.as_posix()}
+    if metadata.get("language") != "python" or (expected.get(metadata.get("kernel_type")) != code_file
+                                                 and (root / str(code_file)).is_file()):
+        errors.append(f"expected \"language\": \"python\" and \"kernel_type\": \"notebook\" with \"code_file\": "
+                      f"\"{NOTEBOOK_FILE.as_posix()}\" (or \"script\" with \"{KERNEL_FILE.as_posix()}\")")
     if COMPETITION not in (metadata.get("competition_sources") or []):
         errors.append(f"competition_sources lacks \"{COMPETITION}\"; the kernel would find no data")
     if not isinstance(metadata.get("enable_internet"), bool):
@@ -300,7 +330,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         status, failure = wait_for(session, version, args.wait_timeout, f"{kernels_cli()} status --wait{_kernel_flags(args, version)}")
     else:
         status, failure = kernel_state(session, version)
-    print(f"{version}: {status}" + (f" ({failure})" if failure else ""))
+    print(f"{version}: {status}" + (f" ({failure})" if failure else "") + pushed_with(args.path, version))
     if status in KERNEL_FAILED:
         print_log_tail(session, version.ref, str(version))
         return 1
@@ -359,7 +389,7 @@ def fetch_output(session: KaggleSession, version: Version, status: str, runs: Pa
             write_json(folder / ORIGIN_NAME, origin_record(version, status, root))
             final = publish_name(folder)
     names = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
-    print(f"run folder: {final} (from Kaggle kernel {version}, status {status})")
+    print(f"run folder: {final} (from Kaggle kernel {version}, status {status}{pushed_with(root, version)})")
     print("files: " + ", ".join(names))
     return final
 
@@ -370,8 +400,15 @@ def origin_record(version: Version, status: str, root: Path, files: str = "all")
     origin = {"origin": "kaggle", "kernel": version.kernel, "version": version.number, "status": status,
               "files": files, "fetched_at": utc_now()}
     if pushed:
-        origin["push"] = {k: pushed.get(k) for k in ("pushed_at", "code_file", "code_sha256", "accelerator")}
+        origin["push"] = {k: pushed.get(k) for k in ("pushed_at", "code_file", "code_sha256", "kernel_type",
+                                                     "options", "accelerator")}
     return origin
+
+
+def pushed_with(root: Path, version: Version) -> str:
+    """'; pushed with --folds 5' for a version pushed from here with options, else nothing."""
+    pushed = push_of(root, version.kernel, version.number) if version.number else None
+    return f"; pushed with {option_flags(pushed['options'])}" if pushed and pushed.get("options") else ""
 
 
 # ---- run: push, wait for that version, fetch, validate -----------------------------------------
@@ -485,6 +522,10 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", dest="time_limit", type=int, action=RenamedFlag, new="--time-limit")
     parser.add_argument("--ignore-quota", action="store_true",
                         help="push a GPU run even when the weekly GPU quota reads as used up (default: off)")
+    parser.add_argument("--script", action="store_true",
+                        help="push the kernel as a script instead of a notebook (default: off)")
+    # The version runs with these: they are written into the settings cell of the copy pushed.
+    add_config_arguments(parser.add_argument_group("training options (as for train; the kernel runs with them)"))
 
 
 def _version_arguments(parser: argparse.ArgumentParser) -> None:
