@@ -354,7 +354,7 @@ def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.nda
                        path=path if path.suffix != ".gz" else None)
 
 # %% [markdown]
-# ## 3. Preprocessing: the feature ladder
+# ## 3. Preprocessing
 #
 # **`core/deskew.py`**: Moment-based deskewing: shear each digit so its principal axis is vertical, and centre
 # it.
@@ -646,8 +646,9 @@ MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs
 # tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
 # skip the models not moving and return anything for them.
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# Called once an iteration with (iteration, largest gradient entry left, models still moving).
-Report = Callable[[int, float, int], None]
+# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
+# parameters x and each model's objective, both on the device).
+Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
 
 def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
              tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
@@ -703,7 +704,7 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         # The one host sync an iteration besides the line search's.
         largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
         if report is not None:
-            report(iteration, largest, int(moving))
+            report(iteration, largest, int(moving), x, value)
         if not moving:
             break
     return x, iteration, value
@@ -881,33 +882,49 @@ def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor,
     """The optimum of mean cross-entropy + weight_decay/2 |W|^2 on these images, by full-batch L-BFGS.
 
     The loss is convex, so there is one optimum and nothing to stop early: the validation split
-    only measures it. `best_epoch` counts the L-BFGS iterations.
+    only measures it, and its history has one record per L-BFGS iteration: the penalised training
+    objective and the validation loss and accuracy of the iterate.
     """
     start = time.perf_counter()
     model = SoftmaxRegression(cfg.features).to(pixels.device)
     with torch.no_grad():
         prepared = model.prepare(pixels)
         model.fit_standardizer(prepared)
-    iterations, value = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc)
-    record = {"epoch": iterations, "train_loss": value}
-    if val_pixels is not None:
-        with torch.no_grad():
-            measured = validate(model, model.features_of(val_pixels), val_labels.long())
-            record.update({k: v.item() for k, v in measured.items()})
-    return FitResult(model.eval(), iterations, [record], time.perf_counter() - start)
+        val = (model.features_of(val_pixels), val_labels.long()) if val_pixels is not None else None
+    history = []
+
+    def record(iteration: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        entry = {"train_loss": value.flatten()[0]}
+        if val is not None:
+            d = x.shape[1] - 1
+            entry.update(validate_logits(val[0] @ x[0, :d, 0] + x[0, d, 0], val[1]))
+        values = torch.stack(list(entry.values())).tolist()  # one host read an iteration
+        history.append({"iteration": iteration, **dict(zip(entry, values))})
+
+    iterations = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc, record)
+    return FitResult(model.eval(), iterations, history, time.perf_counter() - start)
 
 def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: torch.Tensor, decay: float,
-                   desc: str) -> tuple[int, float]:
-    """Fit the model's linear layer to the optimum on its standardised features; its iterations, objective."""
+                   desc: str, record=None) -> int:
+    """Fit the model's linear layer to the optimum on its standardised features; return the iterations.
+
+    `record(iteration, x, value)`, if given, sees each iterate.
+    """
     mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
     progress = OptimumProgress(desc, 1)
-    weight, bias, iterations, value = optimum(prepared[None], targets[None], mask, model.mean[None],
-                                              model.std[None], [decay], progress.update)
+
+    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        progress.update(iteration, largest, moving)
+        if record is not None:
+            record(iteration, x, value)
+
+    weight, bias, iterations, _ = optimum(prepared[None], targets[None], mask, model.mean[None],
+                                          model.std[None], [decay], report)
     progress.close()
     with torch.no_grad():
         model.linear.weight.copy_(weight[0].T)
         model.linear.bias.copy_(bias[0, 0])
-    return iterations, value.item()
+    return iterations
 
 def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
     """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
@@ -971,7 +988,7 @@ class OptimumProgress:
             print(f"{desc}: fitting {what} to the optimum by L-BFGS (stops when every gradient entry is "
                   f"at most {OPTIMUM_TOL:g})", flush=True)
 
-    def update(self, iteration: int, largest: float, moving: int) -> None:
+    def update(self, iteration: int, largest: float, moving: int, *iterate) -> None:
         status = f"largest gradient {largest:.2e}" + (f", {moving} of {self.models} models still moving"
                                                        if self.models > 1 else "")
         if self.bar is not None:
@@ -1024,7 +1041,9 @@ def learning_rate(cfg: Config, progress: float) -> float:
 @torch.no_grad()
 def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
     """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
-    logits = model.linear(features)
+    return validate_logits(model.linear(features), targets)
+
+def validate_logits(logits: torch.Tensor, targets: torch.Tensor) -> dict:
     return {"val_loss": F.cross_entropy(logits, targets),
             "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
@@ -1548,14 +1567,19 @@ def draw_learning_curve(history: list[dict], cv: dict | None):
             "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
         return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
                                        f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
-    ticks = [str(record["epoch"]) for record in history]
+    step = "epoch" if "epoch" in history[0] else "iteration"  # L-BFGS records its iterations
+    ticks = [str(record[step]) for record in history]
     sides = (("training", "train"), ("validation", "val"))
-    charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
+    x_label = "L-BFGS iteration" if step == "iteration" else "epoch"
+    charts = [draw_chart(x_label, ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
                                           for side, prefix in sides if f"{prefix}_{what}" in history[0]})
               for what in ("loss", "accuracy")]
     both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
     for k, chart in enumerate(charts):
         both.paste(chart, (k * charts[0].width, 0))
+    if step == "iteration":
+        return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per L-BFGS iteration",
+                                      "training: the penalised objective   validation: the iterate's"])
     return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
                                   "training: over each epoch's batches as it went   "
                                   "validation: after the epoch"])

@@ -158,7 +158,11 @@ def test_learning_curve_shows_training_and_validation_per_epoch_or_cv_accuracy_p
     pixels = np.asarray(picture.convert("RGB")).astype(int)
     for colour in CHART_COLOURS:  # training in blue, validation in red, both drawn
         assert (np.abs(pixels - colour).sum(-1) < 30).sum() > 300
-    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(metrics["history"][0])
+    # The default fit is L-BFGS: one record an iteration, the penalised objective and the iterate's validation.
+    assert {"iteration", "train_loss", "val_loss", "val_accuracy"} <= set(metrics["history"][0])
+    assert [r["iteration"] for r in metrics["history"]] == list(range(1, metrics["best_epoch"] + 1))
+    losses = [r["train_loss"] for r in metrics["history"]]
+    assert all(a >= b for a, b in zip(losses, losses[1:]))  # the line search only ever lowers the objective
     cv = {"folds": 5, "weight_decay": 0.03, "grid": [{"weight_decay": d, "accuracy": a, "stderr": 0.003}
                                                      for d, a in ((0.001, 0.93), (0.01, 0.94), (0.1, 0.935))]}
     strengths = draw_learning_curve([{"epoch": 120, "train_loss": 0.2, "val_loss": 0.3, "val_accuracy": 0.94}], cv)

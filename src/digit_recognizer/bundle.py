@@ -30,7 +30,7 @@ KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL", "I
 READING_ORDER = (
     ("Configuration", ("errors", "config", "flags")),
     ("Reading the CSVs", ("data",)),
-    ("Preprocessing: the feature ladder", ("deskew", "features")),
+    ("Preprocessing", ("deskew", "features")),
     ("The model", ("model",)),
     ("Training", ("split", "lbfgs", "train")),
     ("Prediction and submission.csv", ("submission", "pipeline", ENTRY)),

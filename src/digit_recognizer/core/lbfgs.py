@@ -27,8 +27,9 @@ MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs
 # tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
 # skip the models not moving and return anything for them.
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# Called once an iteration with (iteration, largest gradient entry left, models still moving).
-Report = Callable[[int, float, int], None]
+# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
+# parameters x and each model's objective, both on the device).
+Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
 
 
 def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
@@ -85,7 +86,7 @@ def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_i
         # The one host sync an iteration besides the line search's.
         largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
         if report is not None:
-            report(iteration, largest, int(moving))
+            report(iteration, largest, int(moving), x, value)
         if not moving:
             break
     return x, iteration, value

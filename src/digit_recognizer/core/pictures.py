@@ -70,14 +70,19 @@ def draw_learning_curve(history: list[dict], cv: dict | None):
             "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
         return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
                                        f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
-    ticks = [str(record["epoch"]) for record in history]
+    step = "epoch" if "epoch" in history[0] else "iteration"  # L-BFGS records its iterations
+    ticks = [str(record[step]) for record in history]
     sides = (("training", "train"), ("validation", "val"))
-    charts = [draw_chart("epoch", ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
+    x_label = "L-BFGS iteration" if step == "iteration" else "epoch"
+    charts = [draw_chart(x_label, ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
                                           for side, prefix in sides if f"{prefix}_{what}" in history[0]})
               for what in ("loss", "accuracy")]
     both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
     for k, chart in enumerate(charts):
         both.paste(chart, (k * charts[0].width, 0))
+    if step == "iteration":
+        return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per L-BFGS iteration",
+                                      "training: the penalised objective   validation: the iterate's"])
     return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
                                   "training: over each epoch's batches as it went   "
                                   "validation: after the epoch"])

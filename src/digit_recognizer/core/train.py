@@ -106,34 +106,50 @@ def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor,
     """The optimum of mean cross-entropy + weight_decay/2 |W|^2 on these images, by full-batch L-BFGS.
 
     The loss is convex, so there is one optimum and nothing to stop early: the validation split
-    only measures it. `best_epoch` counts the L-BFGS iterations.
+    only measures it, and its history has one record per L-BFGS iteration: the penalised training
+    objective and the validation loss and accuracy of the iterate.
     """
     start = time.perf_counter()
     model = SoftmaxRegression(cfg.features).to(pixels.device)
     with torch.no_grad():
         prepared = model.prepare(pixels)
         model.fit_standardizer(prepared)
-    iterations, value = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc)
-    record = {"epoch": iterations, "train_loss": value}
-    if val_pixels is not None:
-        with torch.no_grad():
-            measured = validate(model, model.features_of(val_pixels), val_labels.long())
-            record.update({k: v.item() for k, v in measured.items()})
-    return FitResult(model.eval(), iterations, [record], time.perf_counter() - start)
+        val = (model.features_of(val_pixels), val_labels.long()) if val_pixels is not None else None
+    history = []
+
+    def record(iteration: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        entry = {"train_loss": value.flatten()[0]}
+        if val is not None:
+            d = x.shape[1] - 1
+            entry.update(validate_logits(val[0] @ x[0, :d, 0] + x[0, d, 0], val[1]))
+        values = torch.stack(list(entry.values())).tolist()  # one host read an iteration
+        history.append({"iteration": iteration, **dict(zip(entry, values))})
+
+    iterations = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc, record)
+    return FitResult(model.eval(), iterations, history, time.perf_counter() - start)
 
 
 def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: torch.Tensor, decay: float,
-                   desc: str) -> tuple[int, float]:
-    """Fit the model's linear layer to the optimum on its standardised features; its iterations, objective."""
+                   desc: str, record=None) -> int:
+    """Fit the model's linear layer to the optimum on its standardised features; return the iterations.
+
+    `record(iteration, x, value)`, if given, sees each iterate.
+    """
     mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
     progress = OptimumProgress(desc, 1)
-    weight, bias, iterations, value = optimum(prepared[None], targets[None], mask, model.mean[None],
-                                              model.std[None], [decay], progress.update)
+
+    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        progress.update(iteration, largest, moving)
+        if record is not None:
+            record(iteration, x, value)
+
+    weight, bias, iterations, _ = optimum(prepared[None], targets[None], mask, model.mean[None],
+                                          model.std[None], [decay], report)
     progress.close()
     with torch.no_grad():
         model.linear.weight.copy_(weight[0].T)
         model.linear.bias.copy_(bias[0, 0])
-    return iterations, value.item()
+    return iterations
 
 
 def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
@@ -200,7 +216,7 @@ class OptimumProgress:
             print(f"{desc}: fitting {what} to the optimum by L-BFGS (stops when every gradient entry is "
                   f"at most {OPTIMUM_TOL:g})", flush=True)
 
-    def update(self, iteration: int, largest: float, moving: int) -> None:
+    def update(self, iteration: int, largest: float, moving: int, *iterate) -> None:
         status = f"largest gradient {largest:.2e}" + (f", {moving} of {self.models} models still moving"
                                                        if self.models > 1 else "")
         if self.bar is not None:
@@ -257,7 +273,10 @@ def learning_rate(cfg: Config, progress: float) -> float:
 @torch.no_grad()
 def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
     """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
-    logits = model.linear(features)
+    return validate_logits(model.linear(features), targets)
+
+
+def validate_logits(logits: torch.Tensor, targets: torch.Tensor) -> dict:
     return {"val_loss": F.cross_entropy(logits, targets),
             "val_accuracy": (logits.argmax(1) == targets).float().mean()}
 
