@@ -121,14 +121,14 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
     (data / "test.csv").symlink_to(kaggle_size / "test.csv")
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     env = not_activated(kaggle.env)
-    done = shell(".venv/bin/digit-recognizer train --data data --epochs 1 --refit", tmp_path, env)
+    done = shell(".venv/bin/digit-recognizer train --data data --optimizer adam --epochs 1 --refit", tmp_path, env)
     assert done.returncode == 0, done.stderr
     run = printed(done.stdout, "run folder: ")
     assert printed(done.stdout, "next: ") == f".venv/bin/digit-recognizer submit {run} --wait"
     push = [line for line in done.stdout.splitlines() if line.startswith("or, on Kaggle's machines")]
     # the options it used, once `kernels push` takes training flags (issue 19); until then, said plainly
-    assert push == ["or, on Kaggle's machines: .venv/bin/digit-recognizer kernels push --epochs 1 --refit"
-                    if push_takes(" --epochs 1 --refit") else
+    assert push == ["or, on Kaggle's machines: .venv/bin/digit-recognizer kernels push --epochs 1 --optimizer adam "
+                    "--refit" if push_takes(" --epochs 1 --optimizer adam --refit") else
                     "or, on Kaggle's machines with the kernel's default options: .venv/bin/digit-recognizer kernels push"]
     kaggle.score_after = 0
     submitted = shell(printed(done.stdout, "next: "), tmp_path, env)

@@ -96,16 +96,16 @@ def test_the_committed_notebook_runs_top_to_bottom_in_a_jupyter_kernel_on_kaggle
     assert lines[0] == "ImageId,Label" and len(lines) == 1001
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
     pictures = metrics["pictures"]
-    assert len(pictures) >= 4 and set(pictures) <= set(names) and "learning_curve.png" in pictures
+    assert len(pictures) >= 5 and set(pictures) <= set(names) and {"learning_curve.png", "features.png"} <= set(pictures)
     assert {"submission.csv", "metrics.json", "model.pt"} <= set(names)
     # Every picture the run wrote is shown inline, under the cell that ran the kernel, as a PNG.
     inline = [o for o in outputs(executed) if "image/png" in o.get("data", {})]
-    assert len(inline) == len(pictures) >= 4
+    assert len(inline) == len(pictures) >= 5
     (run_cell,) = [c for c in executed["cells"] if c["cell_type"] == "code" and "main(settings=SETTINGS)" in
                    "".join(c["source"])]
     assert [o for o in run_cell["outputs"] if "image/png" in o.get("data", {})] == inline
     text = printed(executed)
-    assert "train epoch 1/10: train loss" in text and "validation accuracy: 0." in text
+    assert "train: fitting the model to the optimum by L-BFGS" in text and "validation accuracy: 0." in text
     assert "true\\pred" in text and f"output folder: {Path('/kaggle/working')}" in text
     # The same submission as the script run with the same options (the sample's default run).
     assert metrics["config"]["epochs"] == 10 and metrics["data"] == "/kaggle/input/competitions/digit-recognizer"
