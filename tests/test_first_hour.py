@@ -127,11 +127,10 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
     assert done.returncode == 0, done.stderr
     run = printed(done.stdout, "run folder: ")
     assert printed(done.stdout, "next: ") == f".venv/bin/digit-recognizer submit {run} --wait"
-    push = [line for line in done.stdout.splitlines() if line.startswith("or, on Kaggle's machines")]
-    # the options it used, once `kernels push` takes training flags (issue 19); until then, said plainly
-    assert push == ["or, on Kaggle's machines: .venv/bin/digit-recognizer kernels push --epochs 1 --seed 3"
-                    if push_takes(" --epochs 1 --seed 3") else
-                    "or, on Kaggle's machines with the kernel's default options: .venv/bin/digit-recognizer kernels push"]
+    # with the options it used, which `kernels push` takes (push_takes checks with push's own parser)
+    assert printed(done.stdout, "or, on Kaggle's machines: ") == \
+        ".venv/bin/digit-recognizer kernels push --seed 3 --epochs 1"
+    assert push_takes(" --seed 3 --epochs 1") and not push_takes(" --no-such-flag 1")
     kaggle.score_after = 0
     submitted = shell(printed(done.stdout, "next: "), tmp_path, env)
     assert submitted.returncode == 0, submitted.stderr
