@@ -72,6 +72,9 @@ def test_predict_without_data_predicts_what_the_model_was_trained_on(real_run, t
 def test_predict_refuses_when_the_training_data_is_gone_or_unknown(real_run, tmp_path):
     import torch
 
+    from digit_recognizer.core.errors import UserError
+    from digit_recognizer.saved_model import trained_on
+
     work, run = real_run
     moved = tmp_path / "elsewhere"
     (work / "real").rename(moved)
@@ -84,9 +87,8 @@ def test_predict_refuses_when_the_training_data_is_gone_or_unknown(real_run, tmp
     saved = torch.load(run / "model.pt", weights_only=True)
     del saved["data"]  # a model.pt that does not say, and no run folder beside it to ask
     torch.save(saved, tmp_path / "model.pt")
-    line = one_error_line(run_cli("predict", "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "c.csv")))
-    assert "does not say what data it was trained on; pass --data DIR" in line
-    assert not (tmp_path / "c.csv").exists()
+    with pytest.raises(UserError, match="does not say what data it was trained on; pass --data DIR"):
+        trained_on(tmp_path / "model.pt", saved)
     given = run_cli("predict", "--model", str(tmp_path / "model.pt"), "--data", str(work / "real"),
                     "--out", str(tmp_path / "c.csv"))
     assert given.returncode == 0 and f"({TEST_ROWS} rows)" in given.stdout
@@ -121,15 +123,14 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
     (data / "test.csv").symlink_to(kaggle_size / "test.csv")
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     env = not_activated(kaggle.env)
-    done = shell(".venv/bin/digit-recognizer train --data data --optimizer adam --epochs 1 --refit", tmp_path, env)
+    done = shell(".venv/bin/digit-recognizer train --data data --optimizer adam --epochs 1 --seed 3", tmp_path, env)
     assert done.returncode == 0, done.stderr
     run = printed(done.stdout, "run folder: ")
     assert printed(done.stdout, "next: ") == f".venv/bin/digit-recognizer submit {run} --wait"
-    push = [line for line in done.stdout.splitlines() if line.startswith("or, on Kaggle's machines")]
-    # the options it used, once `kernels push` takes training flags (issue 19); until then, said plainly
-    assert push == ["or, on Kaggle's machines: .venv/bin/digit-recognizer kernels push --epochs 1 --optimizer adam "
-                    "--refit" if push_takes(" --epochs 1 --optimizer adam --refit") else
-                    "or, on Kaggle's machines with the kernel's default options: .venv/bin/digit-recognizer kernels push"]
+    # with the options it used, which `kernels push` takes (push_takes checks with push's own parser)
+    assert printed(done.stdout, "or, on Kaggle's machines: ") == \
+        ".venv/bin/digit-recognizer kernels push --seed 3 --epochs 1 --optimizer adam"
+    assert push_takes(" --seed 3 --epochs 1 --optimizer adam") and not push_takes(" --no-such-flag 1")
     kaggle.score_after = 0
     submitted = shell(printed(done.stdout, "next: "), tmp_path, env)
     assert submitted.returncode == 0, submitted.stderr
@@ -162,6 +163,13 @@ def test_validate_names_the_row_counts_and_the_data_the_run_was_trained_on(real_
     assert check.endswith(f"-m digit_recognizer validate {run / 'submission.csv'} --data real")
     ran = shell(check, work, dict(os.environ))
     assert ran.returncode == 0 and f"valid submission: header ImageId,Label, {TEST_ROWS} rows" in ran.stdout
+    # a kernel's run: its data is Kaggle's input folder, not here, so no command that could not run
+    kernel_run = work / "kernel-runs" / "20240101T000000Z-ka66le"
+    kernel_run.mkdir(parents=True)
+    (kernel_run / "submission.csv").write_bytes((run / "submission.csv").read_bytes())
+    (kernel_run / "metrics.json").write_text('{"data": "/kaggle/input/digit-recognizer", "examples": {"test": 300}}')
+    (line,) = run_cli("validate", str(kernel_run), cwd=work).stderr.splitlines()
+    assert line.endswith(f"its run {kernel_run} was trained on /kaggle/input/digit-recognizer (300 test images)")
 
 
 def test_score_takes_a_run_folder_and_names_the_solution_it_expected(real_run, tmp_path):

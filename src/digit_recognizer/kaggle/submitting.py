@@ -88,8 +88,9 @@ def row_count_cause(file: Path, data: Path | None, run: Path | None) -> str:
         return f"; its run {run} was trained on the embedded sample{images}; {sample_fix()}"
     if isinstance(trained, str) and trained:
         shown = data_shown(trained)
+        here = data is None and Path(trained).exists()  # a kernel's /kaggle/input is not: no command to paste
         check = f": {command('validate ' + quote(str(file)) + ' --data ' + quote(shown))} checks it against " \
-                f"that test.csv" if data is None else ""
+                f"that test.csv" if here else ""
         return f"; its run {run} was trained on {shown}{images}{check}"
     return "; --data DIR checks it against the test.csv it answers" if data is None else ""
 
