@@ -1605,7 +1605,7 @@ def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
         draw_centred(draw, (at(i, low)[0], height - bottom + 12), ticks[i], font, PICTURE_MUTED)
     draw_centred(draw, ((left + width - right) // 2, height - 14), x_label, font, PICTURE_INK)
     for n, (name, ys) in enumerate(series.items()):
-        colour = CHART_COLOURS[min(n, 1)]
+        colour = CHART_COLOURS[1 if name.startswith("validation") else min(n, 1)]  # validation always red
         points = [at(i, v) for i, v in enumerate(ys) if math.isfinite(v)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2 if n < 2 else 1)
