@@ -104,7 +104,7 @@ class FakeKaggle:
         self.leaderboard: list[dict] = []  # [{"teamId", "teamName", "score", "members"}], best first
         self.denied: set[str] = set()  # API methods that answer 403, as before the rules are accepted
         # Misbehaviours (issue 20), each switched on per API method and independent of the others:
-        self.delays: dict[str, float] = {}  # method -> seconds the answer is held back after the work is done
+        self.held: dict[str, threading.Event] = {}  # method -> its answer waits, the work done, until the event is set
         self.unauthorized: set[str] = set()  # methods that answer 401 although the others accept the key
         self.echo_auth: set[str] = set()  # methods that answer 400 quoting the request's Authorization header
         self.key_at_end: set[str] = set()  # methods that answer 400 with a long message ending in the key
@@ -380,7 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = request.json() if request.body else {}
         with self.fake._lock:
             status, reply = self.fake.misdirected(name, body) or method(body)
-        time.sleep(self.fake.delays.get(name, 0.0))  # the work is done; only the answer is late
+        if name in self.fake.held:  # the work is done; only the answer is late, until the test lets it go
+            self.fake.held[name].wait(timeout=60)
         if status == 302:
             return self._send(302, b"", "text/plain", {"Location": reply})
         self._json(status, reply)

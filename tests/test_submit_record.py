@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -88,7 +89,7 @@ def test_a_record_file_that_is_a_folder_is_refused_before_uploading(tmp_path, ka
 def test_ctrl_c_while_kaggles_answer_is_in_flight_still_records_it(tmp_path, kaggle):
     folder = make_run(tmp_path / "submissions")
     before = hashes(tmp_path / "submissions")
-    kaggle.delays = {"CreateSubmission": 2.0}  # Kaggle has made the submission; its answer is late
+    answer = kaggle.held["CreateSubmission"] = threading.Event()  # Kaggle has made the submission; no answer yet
     process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "submit", "--data", str(SAMPLE)],
                                cwd=tmp_path, env={**os.environ, **kaggle.env},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -97,8 +98,8 @@ def test_ctrl_c_while_kaggles_answer_is_in_flight_still_records_it(tmp_path, kag
         while not kaggle.calls("CreateSubmission") and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
         assert kaggle.calls("CreateSubmission"), "the upload never reached CreateSubmission"
-        time.sleep(0.3)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)  # while the answer is held: provably in flight
+        answer.set()
         stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
