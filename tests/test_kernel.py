@@ -156,3 +156,19 @@ def test_help_and_bad_flags_answer_before_torch_is_imported(tmp_path, flag, code
     assert done.stdout.splitlines()[-1] == f"exit {code} False False False", done.stdout + done.stderr
     assert ("usage: digit_recognizer_kernel.py" in done.stdout) == (code == 0)
     assert code == 0 or done.stderr.splitlines()[-1].startswith("digit_recognizer_kernel.py: error: ")
+
+
+def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(monkeypatch, capsys):
+    """Kaggle says a GPU is there (is_available), but starting CUDA fails, as it really does in this CPU-only
+    torch: the kernel says so in one line and trains on the CPU, so the run still ends with a submission."""
+    import torch
+
+    from digit_recognizer.core.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA starts on this machine")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cpu")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: a GPU is attached but CUDA failed to start (")
+    assert err.rstrip().endswith("); training on the CPU")
