@@ -178,7 +178,8 @@ DEVELOPER_COMMANDS = (
 )
 # `digit-recognizer kernels ...`, named as in the kaggle CLI (kaggle kernels push/status/output).
 KERNEL_COMMANDS = (
-    ("push", "push the committed kernel as a new version (after checking it is current)", "kaggle.kernels:push_flags"),
+    ("push", "push the kernel (its notebook; --script: the script) as a new version, with any of train's "
+              "options (after checking it is current)", "kaggle.kernels:push_flags"),
     ("status", "a kernel version's run status (default: the version last pushed)", "kaggle.kernels:status_flags"),
     ("output", "download a kernel version's output into a new run folder", "kaggle.kernels:output_flags"),
     ("logs", "a kernel version's log (default: the version last pushed)", "kaggle.kernels:logs_flags"),
