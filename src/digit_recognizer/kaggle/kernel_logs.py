@@ -21,7 +21,7 @@ def log_text(raw: str) -> str:
     """Kaggle's log as the kernel printed it (a JSON event list becomes its `data`, joined)."""
     try:
         events = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # nested too deep, or an int past 4,300 digits
         return raw or ""
     if not isinstance(events, list):
         return raw
