@@ -269,6 +269,8 @@ def run_command(argv: list[str] | None) -> int:
     except KeyboardInterrupt as exc:
         print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
         return interrupt_exit_code(exc)
+    finally:
+        sys.stdout = stdout.stream  # as it was (main() may be called again in one process)
 
 
 class GuardedStdout:
@@ -278,14 +280,14 @@ class GuardedStdout:
     SIGPIPE does; any other failed write is one line saying the output is lost but the work is kept."""
 
     def __init__(self, stream):
-        self._stream = stream
+        self.stream = stream
         self.error: OSError | None = None
 
     def write(self, text: str) -> int:
-        return self._guarded(self._stream.write, text) or len(text)
+        return self._guarded(self.stream.write, text) or len(text)
 
     def flush(self) -> None:
-        self._guarded(self._stream.flush)
+        self._guarded(self.stream.flush)
 
     def _guarded(self, call, *args):
         if self.error is None:
@@ -296,7 +298,7 @@ class GuardedStdout:
         return None
 
     def __getattr__(self, name):  # isatty, fileno, encoding, ...: the real stream's
-        return getattr(self._stream, name)
+        return getattr(self.stream, name)
 
     def outcome(self, status: int) -> int:
         """The command's exit status, once its output has been flushed (or found lost)."""
