@@ -307,7 +307,8 @@ class GuardedStdout:
             return status
         if self.error.errno == errno.EPIPE:
             return 128 + 13  # SIGPIPE's status: the reader left, nothing to say to it
-        from .core.fileio import PUBLISHED, os_reason
+        from .core.fileio import os_reason
+        from .run_folders import PUBLISHED
 
         kept = f"; the run folder {PUBLISHED[-1]} is complete and kept" if PUBLISHED else ""
         return report_error(f"standard output: {os_reason(self.error)}, so some output was lost{kept}")
