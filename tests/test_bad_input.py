@@ -281,10 +281,13 @@ def test_submission_mistake(work: Path, case: str, kaggle):
 
     validated = run_cli("validate", "sub.csv", "--data", "data", cwd=work)  # lists every problem, one a line
     problems = validated.stderr.splitlines()
-    assert validated.returncode == 1 and "Traceback" not in validated.stderr
-    # the same problem first; each names the file it compared with (solution.csv, or data's test.csv)
     same = line.removeprefix(PREFIX).split(" (one per ")[0]
-    assert problems[0].split(" (one per ")[0] == same and all(p.startswith("sub.csv") for p in problems), problems
+    if case == "missing":  # a file that cannot be read is the command's error, as for score (issue 20)
+        assert validated.returncode == 2 and problems == [line], problems
+    else:
+        assert validated.returncode == 1 and "Traceback" not in validated.stderr
+        # the same problem first; each names the file it compared with (solution.csv, or data's test.csv)
+        assert problems[0].split(" (one per ")[0] == same and all(p.startswith("sub.csv") for p in problems), problems
 
     # Against the stand-in Kaggle with working credentials: submit refuses on the file alone, and not one
     # request reaches Kaggle (not even the day's limits).

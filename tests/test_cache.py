@@ -78,7 +78,10 @@ def test_a_damaged_entry_is_parsed_again_not_used(data, damage):
 def test_no_temporary_file_is_left_and_stale_ones_are_swept(data):
     folder = cache.cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    stale, fresh = folder / ".abc-def.entry.999-aaaaaa.tmp", folder / ".abc-def.entry.998-bbbbbb.tmp"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(timeout=60)  # its pid names no process now: the writer of `stale` and `fresh` is gone
+    name = f".0123456789abcdef-0123456789ab.entry.{ended.pid}-"
+    stale, fresh = folder / f"{name}aaaaaa.tmp", folder / f"{name}bbbbbb.tmp"
     stale.write_bytes(b"left by a killed run")
     fresh.write_bytes(b"being written by a live run")
     two_minutes_ago = time.time() - 120

@@ -155,3 +155,43 @@ def test_help_and_bad_flags_answer_before_torch_is_imported(tmp_path, flag, code
     assert done.stdout.splitlines()[-1] == f"exit {code} False False False", done.stdout + done.stderr
     assert ("usage: digit_recognizer_kernel.py" in done.stdout) == (code == 0)
     assert code == 0 or done.stderr.splitlines()[-1].startswith("digit_recognizer_kernel.py: error: ")
+
+
+def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(monkeypatch, capsys):
+    """Kaggle says a GPU is there (is_available), but starting CUDA fails, as it really does in this CPU-only
+    torch: the kernel says so in one line and trains on the CPU, so the run still ends with a submission."""
+    import torch
+
+    from digit_recognizer.core.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA starts on this machine")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cpu")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: a GPU is attached but CUDA failed to start (")
+    assert err.rstrip().endswith("); training on the CPU")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": 20.5}, "argument --epochs: invalid int value: '20.5'"),
+    ({"optimizer": "adamw"}, "argument --optimizer: invalid choice: 'adamw'"),
+    ({"epoch": 20}, "SETTINGS has no option 'epoch'"),
+])
+def test_a_bad_setting_in_the_settings_cell_is_one_line_like_a_bad_flag(capsys, settings, message):
+    from digit_recognizer.core.flags import parse_kernel_args
+
+    with pytest.raises(SystemExit) as caught:
+        parse_kernel_args([], settings)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("digit_recognizer_kernel.py: error: ") and message in err
+
+
+def test_settings_are_the_flags_defaults_and_a_flag_overrides_its_setting():
+    from digit_recognizer.core.config import config_from_args
+    from digit_recognizer.core.flags import parse_kernel_args
+
+    settings = {"folds": 5, "weight_decay": "auto", "refit": True, "lr": 0.01}
+    cfg = config_from_args(parse_kernel_args(["--lr", "0.02"], settings))
+    assert (cfg.folds, cfg.weight_decay, cfg.refit, cfg.lr) == (5, "auto", True, 0.02)

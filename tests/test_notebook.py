@@ -168,6 +168,10 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
     assert json.loads((folder / "origin.json").read_text())["push"]["options"] == record["options"]
     listing = run("runs", "--runs", str(folder.parent), env=kaggle.env, cwd=project)
     assert "weight_decay=auto folds=5" in listing.stdout, listing.stdout
+    submitted = run("submit", str(folder), "--data", str(tmp_path / "run" / "data"), env=kaggle.env, cwd=project)
+    assert submitted.returncode == 0, submitted.stderr
+    scores = run("submissions", "--runs", str(folder.parent), env=kaggle.env, cwd=project)
+    assert "v1 (--weight-decay auto --folds 5)" in scores.stdout, scores.stdout + scores.stderr
 
 
 @pytest.mark.parametrize("flags", [["--folds", "1"], ["--epochs", "0"], ["--weight-decay", "auto"]])
@@ -178,3 +182,21 @@ def test_push_or_run_with_a_bad_option_is_refused_before_any_request_with_trains
         line = one_error_line(run("kernels", command, *flags, env=kaggle.env, cwd=project))
         assert line == f"digit-recognizer: error: {expected}"
     assert kaggle.requests == [] and not (project / "kernel-pushes.json").exists()
+
+
+def test_the_kaggle_clients_own_push_sends_the_committed_notebook(kaggle, project):
+    """`kaggle kernels push -p .` reads kernel-metadata.json itself: the notebook goes, as it is committed."""
+    metadata_path = project / "kernel-metadata.json"
+    metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    metadata["id"] = metadata["id"].replace("YOUR_KAGGLE_USERNAME", "alice")
+    metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+    client = Path(sys.executable).with_name("kaggle")
+    done = subprocess.run([str(client), "kernels", "push", "-p", str(project)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **kaggle.env})
+    assert done.returncode == 0, done.stderr
+    (push,) = kaggle.calls("SaveKernel")
+    body = push.json()
+    committed = json.loads((ROOT / NOTEBOOK_FILE).read_text(encoding="utf-8"))
+    assert body["kernelType"] == "notebook"
+    assert ["".join(c["source"]) for c in json.loads(body["text"])["cells"]] == \
+        ["".join(c["source"]) for c in committed["cells"]]

@@ -6,7 +6,9 @@ It must never change a result, fail a run, or grow without bound:
   only when those match and its own bytes pass a checksum (with the shape and dtype); on any doubt
   the CSV is parsed again;
 - a write goes to a temporary file that is removed whatever happens; temporary files that a killed
-  run left are swept after a minute;
+  run left are swept after a minute, once their writer is gone;
+- nothing is deleted that the kit did not make (entries and temporary files are recognised by name,
+  owner and contents), since the folder may be one the user named and keeps other files in;
 - a cache that cannot be written costs only speed, with at most one warning line;
 - the total size is capped (DIGIT_RECOGNIZER_CACHE_MAX_BYTES, default 1 GiB), least recently used
   entries dropped first; `digit-recognizer cache` lists it and `cache --clear` empties it.
@@ -15,7 +17,9 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import sys
 import tempfile
 import time
@@ -30,7 +34,13 @@ CACHE_ENV = "DIGIT_RECOGNIZER_CACHE"
 MAX_BYTES_ENV = "DIGIT_RECOGNIZER_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 1 << 30
 MAGIC = b"digit-recognizer parse cache 1\n"
-ENTRY_SUFFIXES = (".entry", ".npy")  # .npy: entries of older kits, counted and cleared too
+# Only what the kit made is ever deleted (DIGIT_RECOGNIZER_CACHE may name a folder of the user's own
+# files): an entry has a name only entry_name makes and, owned by this user, starts with MAGIC (an
+# older kit's .npy entry: numpy's own header); a temporary file has the name write_entry gives it,
+# with the pid of the process writing it.
+ENTRY_NAME = re.compile(r"[0-9a-f]{16}-[0-9a-f]{12}\.(entry|npy)")
+TEMP_NAME = re.compile(r"\.[0-9a-f]{16}-[0-9a-f]{12}\.entry\.(\d+)-[0-9a-f]{6}\.tmp")
+NPY_MAGIC = b"\x93NUMPY"
 STALE_TEMP_SECONDS = 60
 _warned: list[str] = []  # at most one warning line per process
 
@@ -60,10 +70,10 @@ def usable_cache_dir() -> Path | None:
         return folder
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
-        stat = folder.lstat()
+        info = folder.lstat()
     except OSError:
         return None
-    mine = stat.st_uid == os.getuid() and not stat.st_mode & 0o022 and folder.is_dir() and not folder.is_symlink()
+    mine = info.st_uid == os.getuid() and not info.st_mode & 0o022 and folder.is_dir() and not folder.is_symlink()
     return folder if mine else None
 
 
@@ -133,7 +143,7 @@ def read_entry(entry: Path, key: dict, n_columns: int) -> "np.ndarray | None":
             data = bytearray(rows * columns)  # a bytearray: the array is writable, like a parsed one
             if handle.readinto(data) != len(data) or handle.read(1):
                 return None
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return None
     if hashlib.sha256(data).hexdigest() != header.get("sha256"):
         entry.unlink(missing_ok=True)  # damaged: parse again and rewrite it
@@ -174,8 +184,8 @@ def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> N
             handle.write(MAGIC + header)
             handle.write(values.data)
         os.replace(temp, entry)
-        for older in entry.parent.glob(entry.name.split("-")[0] + "-*"):
-            if older != entry and older.suffix in ENTRY_SUFFIXES:
+        for older, _ in entries(entry.parent):
+            if older != entry and older.name.split("-")[0] == entry.name.split("-")[0]:
                 older.unlink(missing_ok=True)  # an earlier version of the same file
         enforce_cap(entry.parent, limit)
     except OSError as exc:
@@ -188,40 +198,71 @@ def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> N
 
 
 def entries(folder: Path) -> list[tuple[Path, os.stat_result]]:
-    """The cache's entries, least recently used first."""
+    """The cache's entries (only files the kit made), least recently used first."""
     found = []
     try:
-        for path in folder.iterdir():
-            if path.suffix in ENTRY_SUFFIXES and not path.name.startswith("."):
-                try:
-                    found.append((path, path.stat()))
-                except OSError:
-                    pass
+        names = [path for path in folder.iterdir() if ENTRY_NAME.fullmatch(path.name)]
     except OSError:
         return []
+    for path in names:
+        try:
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and _mine(info) and _starts_as_an_entry(path):
+                found.append((path, info))
+        except OSError:
+            pass
     return sorted(found, key=lambda item: item[1].st_mtime_ns)
+
+
+def _mine(info: os.stat_result) -> bool:
+    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
+def _starts_as_an_entry(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        start = handle.read(len(MAGIC))
+    return start == MAGIC if path.suffix == ".entry" else start.startswith(NPY_MAGIC)
 
 
 def enforce_cap(folder: Path, limit: int) -> None:
     """Drop the least recently used entries until the total is at most `limit` bytes."""
     found = entries(folder)
-    total = sum(stat.st_size for _, stat in found)
-    for path, stat in found:
+    total = sum(info.st_size for _, info in found)
+    for path, info in found:
         if total <= limit:
             break
         path.unlink(missing_ok=True)
-        total -= stat.st_size
+        total -= info.st_size
 
 
-def sweep_temp_files(folder: Path) -> None:
-    """Remove temporary files that a killed run left (older than a minute; a live write is younger)."""
+def sweep_temp_files(folder: Path, min_age: float = STALE_TEMP_SECONDS) -> None:
+    """Remove the temporary files that killed runs left: the kit's own names, this user's, their
+    writer's pid gone, and older than `min_age` (a writer in another pid namespace looks gone too)."""
     now = time.time()
-    for temp in folder.glob(".*.tmp"):
+    try:
+        temps = [(path, TEMP_NAME.fullmatch(path.name)) for path in folder.iterdir()]
+    except OSError:
+        return
+    for temp, named in temps:
         try:
-            if now - temp.stat().st_mtime > STALE_TEMP_SECONDS:
+            info = temp.lstat()
+            if named and stat.S_ISREG(info.st_mode) and _mine(info) and now - info.st_mtime >= min_age \
+                    and not _alive(int(named.group(1))):
                 temp.unlink()
         except OSError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not writing it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # alive, another user's
+    return True
 
 
 def describe_entry(path: Path) -> str:
@@ -230,24 +271,25 @@ def describe_entry(path: Path) -> str:
             header = read_header(handle)
         rows, columns = header["shape"]
         return f"{header['source']} ({rows} rows x {columns} columns)"
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return "(an older kit's or unreadable entry)"
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     folder = cache_dir()
     found = entries(folder)
-    total = sum(stat.st_size for _, stat in found)
+    total = sum(info.st_size for _, info in found)
     if args.clear:
         for path, _ in found:
             path.unlink(missing_ok=True)
-        for temp in folder.glob(".*.tmp") if folder.is_dir() else []:
-            temp.unlink(missing_ok=True)
-        print(f"removed {len(found)} entr{'y' if len(found) == 1 else 'ies'} ({megabytes(total)}) from {folder}")
+        sweep_temp_files(folder, min_age=0)
+        others = len(list(folder.iterdir())) if folder.is_dir() else 0
+        kept = f"; {others} other file(s) there were not made by the kit and are left alone" if others else ""
+        print(f"removed {len(found)} entr{'y' if len(found) == 1 else 'ies'} ({megabytes(total)}) from {folder}{kept}")
         return 0
-    for path, stat in reversed(found):  # most recently used first
-        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime))
-        print(f"{megabytes(stat.st_size):>9}  {used}  {describe_entry(path)}")
+    for path, info in reversed(found):  # most recently used first
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.st_mtime))
+        print(f"{megabytes(info.st_size):>9}  {used}  {describe_entry(path)}")
     print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}, {megabytes(total)} of at most "
           f"{megabytes(max_bytes())} ({MAX_BYTES_ENV}) in {folder}")
     return 0

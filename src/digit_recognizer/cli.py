@@ -1,5 +1,6 @@
 """The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow)."""
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -178,7 +179,8 @@ DEVELOPER_COMMANDS = (
 )
 # `digit-recognizer kernels ...`, named as in the kaggle CLI (kaggle kernels push/status/output).
 KERNEL_COMMANDS = (
-    ("push", "push the committed kernel as a new version (after checking it is current)", "kaggle.kernels:push_flags"),
+    ("push", "push the kernel (its notebook; --script: the script) as a new version, with any of train's "
+              "options (after checking it is current)", "kaggle.kernels:push_flags"),
     ("status", "a kernel version's run status (default: the version last pushed)", "kaggle.kernels:status_flags"),
     ("output", "download a kernel version's output into a new run folder", "kaggle.kernels:output_flags"),
     ("logs", "a kernel version's log (default: the version last pushed)", "kaggle.kernels:logs_flags"),
@@ -251,10 +253,11 @@ def run_command(argv: list[str] | None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     debug = False
+    stdout = sys.stdout = GuardedStdout(sys.stdout)
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
-        return args.handler(args)
+        return stdout.outcome(args.handler(args))
     except UserError as exc:
         if debug:
             raise
@@ -266,6 +269,49 @@ def run_command(argv: list[str] | None) -> int:
     except KeyboardInterrupt as exc:
         print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
         return interrupt_exit_code(exc)
+    finally:
+        sys.stdout = stdout.stream  # as it was (main() may be called again in one process)
+
+
+class GuardedStdout:
+    """sys.stdout, except that a write to a closed pipe (`train | head -1`) or a full device
+    (`train > /dev/full`) does not end the command: the error is noted, later output dropped, and the
+    work (a run folder) finished. Then a closed pipe exits quietly with 141, as a process killed by
+    SIGPIPE does; any other failed write is one line saying the output is lost but the work is kept."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        return self._guarded(self.stream.write, text) or len(text)
+
+    def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    def _guarded(self, call, *args):
+        if self.error is None:
+            try:
+                return call(*args)
+            except OSError as exc:
+                self.error = exc
+        return None
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the real stream's
+        return getattr(self.stream, name)
+
+    def outcome(self, status: int) -> int:
+        """The command's exit status, once its output has been flushed (or found lost)."""
+        self.flush()
+        if self.error is None or status != 0:
+            return status
+        if self.error.errno == errno.EPIPE:
+            return 128 + 13  # SIGPIPE's status: the reader left, nothing to say to it
+        from .core.fileio import os_reason
+        from .run_folders import PUBLISHED
+
+        kept = f"; the run folder {PUBLISHED[-1]} is complete and kept" if PUBLISHED else ""
+        return report_error(f"standard output: {os_reason(self.error)}, so some output was lost{kept}")
 
 
 def report_error(message: str) -> int:

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM: the first one stops the run; any further one is ignored while it cleans up."""
+"""Ctrl-C, SIGTERM and SIGHUP (a closed terminal): the first one stops the run; any further one is
+ignored while it cleans up."""
 import atexit
 import signal
 import sys
@@ -7,13 +8,21 @@ _stopping = []  # the first interrupt's signal number, once it has been raised
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C so that every cleanup path runs."""
+    """SIGTERM (or SIGHUP), handled like Ctrl-C so that every cleanup path runs."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.signum = signum
+
+
+# SIGHUP's default would kill the run mid-write and leave its staging folder behind.
+SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def handle_interrupts() -> None:
     """From now on Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, once; later ones are ignored."""
-    signal.signal(signal.SIGINT, _on_interrupt)
-    signal.signal(signal.SIGTERM, _on_interrupt)
+    for signum in SIGNALS:
+        signal.signal(signum, _on_interrupt)
     if hasattr(signal, "setitimer") and not getattr(sys.unraisablehook, "keeps_interrupts", False):
         signal.signal(signal.SIGALRM, _deliver_again)
         sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
@@ -26,9 +35,9 @@ def _on_interrupt(signum, frame):
     _stopping.append(signum)
     # A second Ctrl-C during clean-up must not cut the clean-up or its message short, nor kill the
     # process as it exits (Python restores the default handlers then, but leaves "ignore" alone).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    for ignored in SIGNALS:
+        signal.signal(ignored, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _keeping_interrupts(previous):
@@ -51,4 +60,4 @@ def _deliver_again(signum, frame):
 
 def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
     """The shell's 128 + signal number."""
-    return 143 if isinstance(exc, Terminated) else 130
+    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cached_table
-from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, gunzip, parse_table, read_bytes
+from .core.csvtable import MAX_CSV_BYTES, TEST_COLUMNS, TRAIN_COLUMNS, gunzip, parse_table, read_bytes
 from .core.data import PIXEL_LIMITS, TRAIN_LIMITS, DigitData, checked, find_csv, load_folder
 from .core.errors import UserError
 from .csv_diagnosis import diagnose
@@ -67,14 +67,34 @@ def table_reader(cache: bool):
 def read_zip(path: Path, names: tuple[str, ...], required: tuple[str, ...] | None = None) -> dict[str, bytes]:
     """The bytes of each named file the zip holds (found in any folder inside it).
 
-    Every name in `required` (default: all of `names`) must be there, else one UserError says which are not.
+    Every name in `required` (default: all of `names`) must be there, else one UserError says which are
+    not; a name held twice (at different depths) is refused, naming both, rather than one picked; each
+    entry is read at most MAX_CSV_BYTES far, so a zip bomb is refused instead of filling memory.
     """
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {Path(n).name: n for n in archive.namelist() if Path(n).name in names}
+            members: dict[str, str] = {}
+            for member in archive.namelist():
+                name = Path(member).name
+                if name in names and not member.endswith("/"):
+                    if name in members:
+                        raise UserError(f"{path}: the zip holds two {name}, '{members[name]}' and '{member}'; "
+                                        f"expected one, so which to use is not guessed: make a zip with one")
+                    members[name] = member
             missing = [m for m in (names if required is None else required) if m not in members]
             if missing:
                 raise UserError(f"{path}: the zip holds no {' or '.join(missing)}")
-            return {name: archive.read(member) for name, member in members.items()}
+            return {name: _read_member(path, archive, member) for name, member in members.items()}
     except zipfile.BadZipFile:
         raise UserError(f"{path}: not a readable zip file") from None
+    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        raise UserError(f"{path}: cannot be read as a zip ({exc})") from None
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, member: str) -> bytes:
+    with archive.open(member) as handle:
+        data = handle.read(MAX_CSV_BYTES + 1)
+    if len(data) > MAX_CSV_BYTES:
+        raise UserError(f"{path}: '{member}' unpacks to more than {MAX_CSV_BYTES >> 20} MiB, far beyond Kaggle's "
+                        f"largest file (train.csv, 77 MB); expected Kaggle's zip")
+    return data

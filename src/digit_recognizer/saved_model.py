@@ -25,6 +25,10 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise UserError(f"{path}: not a model saved by digit-recognizer (damaged contents: "
                         f"{type(exc).__name__})") from None
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:  # NaN weights would predict label 0 for every image, silently
+        raise UserError(f"{path}: its {broken[0]} holds NaN or infinite values, so it cannot predict; train "
+                        f"the model again (a run whose weights stop being finite is never saved by train)")
     return model.eval(), saved
 
 

@@ -14,10 +14,8 @@ from .csv_diagnosis import count_fields
 
 def check_submission(path: Path, n_rows: int | None) -> tuple[np.ndarray | None, list[str]]:
     """Read a submission; return its labels (in ImageId order) and one line per problem found."""
-    try:
+    try:  # a missing, unreadable or non-regular file (a FIFO, /dev/zero) is a UserError, not a problem list
         text = read_bytes(path).decode("utf-8-sig")
-    except UserError as exc:
-        return None, [str(exc)]
     except UnicodeDecodeError:
         return None, [f"{path}: not UTF-8 text; expected a CSV with the header '{HEADER}'"]
     lines = [line.rstrip("\r") for line in text.split("\n")]
@@ -51,7 +49,9 @@ def _parse_rows(path: Path, rows: list[str], problems: list[str]) -> tuple[list[
             problems.append(f"{where}: {'ImageId' if not cells[0].strip() else 'Label'} is empty")
         elif not _is_digits(cells[0]):
             problems.append(f"{where}: ImageId {cells[0][:20]!r} is not a positive integer")
-        elif not (_is_digits(cells[1]) and int(cells[1]) <= 9):
+        elif len(cells[0].strip().lstrip("0")) > 12:  # no int() of 4,300+ digits (Python refuses one)
+            problems.append(f"{where}: ImageId {cells[0].strip()[:20]}... is far outside the test images' ImageIds")
+        elif not (_is_digits(cells[1]) and len(cells[1].strip().lstrip("0")) <= 1 and int(cells[1]) <= 9):
             problems.append(f"{where}: Label {cells[1][:20]!r} is not an integer 0-9")
         else:
             ids.append(int(cells[0]))

@@ -17,15 +17,20 @@ KERNEL_PROG = "digit_recognizer_kernel.py"
 
 
 def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = None) -> argparse.Namespace:
-    if argv is None and "ipykernel" in sys.modules:
-        argv = []  # run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours
+    if argv is None:
+        # Run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours.
+        argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
     parser = kernel_parser()
     unknown = sorted(set(settings or {}) - {f.name for f in fields(Config)})
     if unknown:
         parser.error(f"SETTINGS has no option {unknown[0]!r}; the options are those of --help, "
                      f"with _ for - ({', '.join(f.name for f in fields(Config))})")
-    parser.set_defaults(**(settings or {}))  # argparse converts a default given as text, as it does a flag
-    return parser.parse_args(argv)
+    # Each setting is read as its flag, so it is checked exactly as the flag is; a flag given after it wins.
+    given = []
+    for name, value in (settings or {}).items():
+        flag = "--" + name.replace("_", "-")
+        given += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return parser.parse_args(given + argv)
 
 
 def kernel_parser() -> argparse.ArgumentParser:

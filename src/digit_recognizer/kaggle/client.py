@@ -140,7 +140,7 @@ def _read_key_file(path: Path) -> tuple[dict, str]:
     expected = 'expected {"username": "...", "key": "..."}'
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # an int past 4,300 digits, deep nesting
         return {}, f"not readable as JSON; {expected}"
     if not isinstance(values, dict) or not values.get("username") or not values.get("key"):
         return {}, f"has no username and key; {expected}"

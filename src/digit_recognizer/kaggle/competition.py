@@ -5,18 +5,22 @@ Every step that costs something on Kaggle (a daily submission) is checked locall
 Kaggle call goes through client.py (the kaggle package's own KaggleApi, bounded).
 """
 import argparse
+import os
+import shutil
 import sys
 from shlex import quote
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 from ..core.errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
-from ..core.fileio import atomic_write
+from ..core.fileio import make_folder, os_reason
+from ..interrupt_hold import interrupts_deferred
 from .client import COMPETITION, connect, find_credentials, wait_timeout_flag
 from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, prepare_records, read_json_object,
-                      read_records, score_value, submission_target, trained_on_sample, update_record)
+                      read_records, score_value, submission_target, trained_on_sample, update_record, utc_now)
 from .submitting import (after_submit, check_file, check_limits, check_wait, count_rows, expected_rows,
                          list_submissions, refuse_invalid, sample_fix, status_name, upload_and_record)
 
@@ -43,13 +47,48 @@ def cmd_download(args: argparse.Namespace) -> int:
         session.call("downloading the competition files", "competition_download_files", COMPETITION,
                      path=temp, force=True, quiet=True, transfer=True)
         files = _competition_files(Path(temp))
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, raw in files.items():
-        if not (folder / name).is_file():
-            atomic_write(folder / name, lambda target, raw=raw: target.write_bytes(raw))
+    kept = install_as_one(folder, files)
     print(f"{folder}: " + ", ".join(_describe(name, raw) for name, raw in files.items()))
+    if kept:
+        print(f"kept the earlier {', '.join(kept)} there as {', '.join(kept.values())} (not mixed with the new files)")
     print(f"next: {command('train --data ' + quote(str(folder)))}")
     return 0
+
+
+def install_as_one(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
+    """Put the downloaded files into `folder` as one unit: all written beside it first, then renamed in
+    with Ctrl-C held; an earlier file of the same name (an older train.csv) is kept under a new name, so
+    nothing is lost and an old file never sits beside new ones. Returns {name: the earlier file's new name}."""
+    make_folder(folder, "--to takes the folder to put the CSVs in")
+    stage = folder / f".digit-recognizer-download-{os.getpid()}"
+    stamp = utc_now().replace(":", "").replace("-", "")[:15]
+    kept: dict[str, str] = {}
+    moved: list[tuple[Path, Path]] = []
+    try:
+        stage.mkdir()
+        for name, raw in files.items():
+            (stage / name).write_bytes(raw)
+        with interrupts_deferred():
+            try:
+                for name in files:
+                    if os.path.lexists(folder / name):
+                        kept[name] = f"{name}.before-download-{stamp}"
+                        moved.append((folder / name, folder / kept[name]))
+                        os.rename(*moved[-1])
+                for name in files:
+                    moved.append((stage / name, folder / name))
+                    os.rename(*moved[-1])
+            except OSError:
+                for source, target in reversed(moved):  # not at all: put back what had moved
+                    with suppress(OSError):
+                        os.rename(target, source)
+                raise
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write the downloaded files there ({os_reason(exc)}); nothing "
+                        f"was changed") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return kept
 
 
 def _competition_files(temp: Path) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ import threading
 import time
 
 from ..core.errors import UserError
-from .client import KaggleSession, explain
+from .client import KaggleSession, explain, scrub
 
 TAIL_LINES = 20
 STREAM_RETRY_SECONDS = 10.0
@@ -21,7 +21,7 @@ def log_text(raw: str) -> str:
     """Kaggle's log as the kernel printed it (a JSON event list becomes its `data`, joined)."""
     try:
         events = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # nested too deep, or an int past 4,300 digits
         return raw or ""
     if not isinstance(events, list):
         return raw
@@ -57,8 +57,8 @@ def print_log_tail(session: KaggleSession, ref: str, what: str, lines: int = TAI
         print(f"the log of {what} is empty")
         return
     print(f"last {len(tail)} lines of the log of {what}:")
-    for line in tail:
-        print(f"  {line}")
+    for line in tail:  # Kaggle's text: no terminal escapes, no secret in any form
+        print(f"  {scrub(line, session.credentials, limit=500)}")
 
 
 class LogFollower:
@@ -79,7 +79,7 @@ class LogFollower:
                 for event in session.api.kernels_logs_stream(ref):
                     line = last_line(_event_text(event))
                     if line:
-                        self.line = line
+                        self.line = scrub(line, session.credentials)
                 return  # the stream said the session ended
             except Exception:  # no stream (yet) only costs the live line; the status decides
                 self._stopped.wait(STREAM_RETRY_SECONDS)

@@ -200,6 +200,11 @@ def read_metadata(root: Path) -> dict:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError:  # json's int() past Python's 4,300-digit limit
+        raise UserError(f"{path}: holds an integer of more than 4,300 digits; expected Kaggle's kernel metadata") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be kernel metadata; expected a JSON object with id, "
+                        f"title, code_file, ...") from None
     if not isinstance(metadata, dict):
         raise UserError(f"{path}: expected a JSON object with id, title, code_file, ...")
     return metadata

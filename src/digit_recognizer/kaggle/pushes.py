@@ -20,7 +20,7 @@ def read_pushes(root: Path) -> list[dict]:
         return []
     try:
         pushes = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # ValueError: an int past 4,300 digits too
         pushes = None
     if not isinstance(pushes, list) or not all(isinstance(p, dict) for p in pushes):
         raise UserError(f"{path}: not a JSON list of push records; move it aside (pass --version N meanwhile)")
