@@ -15,6 +15,10 @@ the same alone or in any batch):
   directions, and each plane is pooled by a Gaussian (sigma 2 px) sampled every 4 px (8 x 7 x 7).
   A linear model cannot compute "there is a horizontal edge near here" from pixels; handed it, it
   separates strokes by their direction, which is most of what tells a 4 from a 9.
+
+On the sample (5-fold CV, each rung fitted to its optimum by L-BFGS; README): pixels 0.896,
+deskew 0.940, normalised 0.950, orientations 0.982 (paired with the kit's old default, deskewed
+pixels and 10 Adam epochs at 0.9415: +0.040, more than ten standard errors).
 """
 import math
 

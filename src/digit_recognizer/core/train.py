@@ -172,13 +172,13 @@ class Progress:
     instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
     """
 
-    def __init__(self, desc: str, epochs: int):
+    def __init__(self, desc: str, epochs: int | None, unit: str = "epoch", bar_desc: str | None = None):
         self.desc, self.epochs, self.bar = desc, epochs, None
         self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
         if not self.quiet and sys.stderr.isatty():
             from tqdm.auto import tqdm  # only a terminal draws a bar
 
-            self.bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=epochs, desc=bar_desc or desc, unit=unit, leave=False, dynamic_ncols=True)
 
     def update(self, record: dict) -> None:
         values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
@@ -195,8 +195,8 @@ class Progress:
             self.bar = None
 
 
-class OptimumProgress:
-    """L-BFGS progress: a tqdm bar of iterations in a terminal; in a log, a plain line every few seconds.
+class OptimumProgress(Progress):
+    """L-BFGS progress: a bar of iterations in a terminal; in a log, a plain line every few seconds.
 
     There is no known number of iterations, so it shows how far the largest gradient entry still is
     from the stopping tolerance, and how many of the models are still moving.
@@ -204,17 +204,11 @@ class OptimumProgress:
     EVERY_SECONDS = 3.0
 
     def __init__(self, desc: str, models: int):
-        self.desc, self.models, self.bar = desc, models, None
-        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-        self.printed = time.perf_counter()
-        if not self.quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(desc=f"{desc} (L-BFGS)", unit="it", leave=False, dynamic_ncols=True)
-        elif not self.quiet:
-            what = f"{models} models" if models > 1 else "the model"
-            print(f"{desc}: fitting {what} to the optimum by L-BFGS (stops when every gradient entry is "
-                  f"at most {OPTIMUM_TOL:g})", flush=True)
+        super().__init__(desc, None, unit="it", bar_desc=f"{desc} (L-BFGS)")
+        self.models, self.printed = models, time.perf_counter()
+        if self.bar is None and not self.quiet:
+            print(f"{desc}: fitting {f'{models} models' if models > 1 else 'the model'} to the optimum by "
+                  f"L-BFGS (stops when every gradient entry is at most {OPTIMUM_TOL:g})", flush=True)
 
     def update(self, iteration: int, largest: float, moving: int, *iterate) -> None:
         status = f"largest gradient {largest:.2e}" + (f", {moving} of {self.models} models still moving"
@@ -225,11 +219,6 @@ class OptimumProgress:
         elif not self.quiet and (time.perf_counter() - self.printed >= self.EVERY_SECONDS or not moving):
             self.printed = time.perf_counter()
             print(f"{self.desc} L-BFGS iteration {iteration}: {status}", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 class Batches:
