@@ -33,6 +33,8 @@ from pathlib import Path
 # millisecond per refresh, so switching it off does not flatter the kit's timings.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+# Before torch loads, as in the kit's own commands: its OpenMP threads then sleep instead of spinning.
+import digit_recognizer.core.config  # noqa: F401,E402
 import numpy as np
 import pandas as pd
 import torch

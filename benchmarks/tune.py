@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# Before torch loads, as in the kit's own commands: its OpenMP threads then sleep instead of spinning.
+import digit_recognizer.core.config  # noqa: F401,E402
 import numpy as np
 import torch
 
