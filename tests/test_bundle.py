@@ -111,7 +111,7 @@ def test_kernel_reads_in_the_issues_order_and_opens_with_the_method():
     assert text.rstrip().endswith("raise SystemExit(status)")
 
 
-# Measured on 2026-12-01 (issue 19): the default path ended at line 788 and the kernel had 1,735 lines; the
+# Measured for issue 19: the default path ended at line 788 and the kernel had 1,735 lines; the
 # issue's targets are 600 and 1,200. With the feature ladder (issue 22: core/features.py, and L-BFGS, now the
 # default fit, moved into the default path) they are 1,262 and 2,179. The bounds stop the kernel from growing
 # past that; lower them as the kernel sheds lines.

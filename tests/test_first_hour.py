@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, past_run_id, run_cli
 from digit_recognizer.next_steps import push_takes
 from kaggle_fixtures import kaggle, one_error_line, sample, user_env  # noqa: F401
 
@@ -164,7 +164,7 @@ def test_validate_names_the_row_counts_and_the_data_the_run_was_trained_on(real_
     ran = shell(check, work, dict(os.environ))
     assert ran.returncode == 0 and f"valid submission: header ImageId,Label, {TEST_ROWS} rows" in ran.stdout
     # a kernel's run: its data is Kaggle's input folder, not here, so no command that could not run
-    kernel_run = work / "kernel-runs" / "20240101T000000Z-ka66le"
+    kernel_run = work / "kernel-runs" / past_run_id("ka66le")
     kernel_run.mkdir(parents=True)
     (kernel_run / "submission.csv").write_bytes((run / "submission.csv").read_bytes())
     (kernel_run / "metrics.json").write_text('{"data": "/kaggle/input/digit-recognizer", "examples": {"test": 300}}')

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import past_run_id, run_cli
 from test_bad_input import earlier_run, snapshot
 from test_faults import slow_train, write_data
 
@@ -58,9 +58,9 @@ def test_the_cache_folder_keeps_the_users_own_files_through_train_and_clear(tmp_
 def test_train_sweeps_only_staging_folders_whose_owner_is_gone(tmp_path):
     data, runs = write_data(tmp_path / "data"), tmp_path / "runs"
     earlier_run(runs)
-    killed = runs / ".incomplete-20240101T000000Z-dead00"  # a run killed by SIGKILL or SIGUSR1
-    live = runs / ".incomplete-20240101T000000Z-11fe00"  # a run still writing (this test process)
-    users = runs / ".incomplete-20240101T000000Z-0e0000"  # the user's own, no owner file: not provably ours
+    killed = runs / f".incomplete-{past_run_id('dead00')}"  # a run killed by SIGKILL or SIGUSR1
+    live = runs / f".incomplete-{past_run_id('11fe00')}"  # a run still writing (this test process)
+    users = runs / f".incomplete-{past_run_id('0e0000')}"  # the user's own, no owner file: not provably ours
     for folder, owner in ((killed, {"pid": dead_pid(), "started": "1", "host": os.uname().nodename}),
                           (live, {"pid": os.getpid(), "started": start_time(os.getpid()), "host": os.uname().nodename}),
                           (users, None)):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, past_run_id
-from kaggle_fixtures import SAMPLE, kaggle, run, sample, user_env  # noqa: F401
+from kaggle_fixtures import SAMPLE, kaggle, project, run, sample, user_env  # noqa: F401
 from test_faults import fill, read_only, small_tmpfs
 
 RUN = past_run_id("aaaaaa")
@@ -147,3 +147,22 @@ def test_a_disk_that_fills_after_the_check_sends_the_record_to_the_fallback_file
     (record,) = json.loads(fallback.read_text())
     assert record["ref"] == 1001 and record["run"] == str(folder)
     assert f"recorded in {fallback} (not the run folder" in result.stdout
+
+
+def test_submit_kernel_keeps_a_damaged_record_aside_and_records_the_code_submission(kaggle, project):
+    kaggle.kernel_statuses = ["COMPLETE"]
+    kaggle.output_files = {"submission.csv": sample("solution")}
+    for args in (("kernels", "push"), ("kernels", "output")):
+        assert run(*args, env=kaggle.env, cwd=project).returncode == 0
+    (folder,) = (project / "submissions").iterdir()
+    (folder / RECORDS).write_bytes(b"[{]")
+    before = hashes(folder)
+    result = run("submit", "--kernel", "--data", str(SAMPLE), env=kaggle.env, cwd=project)
+    line = the_line(result, 0)
+    assert "warning" in line and "kept as" in line
+    (record,) = records(folder)
+    assert record["ref"] == 1001 and record["via"] == "code submission" and kaggle.calls("CreateCodeSubmission")
+    after = hashes(folder)
+    (aside,) = [name for name in after if name.startswith(f"{RECORDS}.damaged-")]
+    assert after[aside] == before[RECORDS]
+    assert all(after[name] == digest for name, digest in before.items() if name != RECORDS)

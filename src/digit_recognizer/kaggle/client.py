@@ -46,7 +46,7 @@ class Credentials:
 
 KNOWN: list[Credentials] = []  # the credentials this process has read
 ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{4,}", re.IGNORECASE)
+AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{16,}", re.IGNORECASE)  # 16+: a credential, not a word
 
 
 def scrub(text: str, credentials: "Credentials | None" = None, limit: int | None = None) -> str:
@@ -59,7 +59,7 @@ def scrub(text: str, credentials: "Credentials | None" = None, limit: int | None
     text = AUTH_VALUE.sub(lambda m: f"{m.group(1)} ***", text)
     for form in _secret_forms([credentials] if credentials else KNOWN):
         text = text.replace(form, "***")
-        for size in range(len(form) - 1, 3, -1):  # a secret cut short by the server, at the very end
+        for size in range(len(form) - 1, 5, -1):  # a secret cut short by the server (6+ characters of it), at the end
             if text.endswith(form[:size]):
                 text = text[:-size] + "***"
                 break
