@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from digit_recognizer.core.config import WEIGHT_DECAY_GRID
 from digit_recognizer.bundle import KERNEL_FILE, NOTEBOOK_FILE
 from kaggle_fixtures import SAMPLE, kaggle, one_error_line, project, run, user_env  # noqa: F401
 
@@ -154,7 +155,7 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
     assert "expected public score 0." in printed(executed) and "(5-fold CV), weight decay" in printed(executed)
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["folds"] == 5 and metrics["config"]["weight_decay"] == "auto"
-    assert len(metrics["cv"]["grid"]) == 5
+    assert [g["weight_decay"] for g in metrics["cv"]["grid"]] == list(WEIGHT_DECAY_GRID)
 
     # The version's status and its fetched output name the options it was pushed with.
     kaggle.versions[1].output_files = {name: (working / name).read_bytes() for name in ("submission.csv",

@@ -20,11 +20,11 @@ def timed_lines(*args: str, cwd) -> list[tuple[float, str]]:
 
 def test_an_auto_run_says_within_seconds_that_it_is_fitting_and_how_far_it_is(tmp_path):
     lines = timed_lines("train", "--folds", "5", "--weight-decay", "auto", "--out", str(tmp_path / "runs"), cwd=ROOT)
-    started = [t for t, line in lines if "fitting 25 models to the optimum by L-BFGS" in line]
+    started = [t for t, line in lines if "fitting 20 models to the optimum by L-BFGS" in line]
     assert started and started[0] < 5.0, lines[:5]  # imports, the sample and its features come first
     progress = [line for _, line in lines if re.match(r"5-fold CV L-BFGS iteration \d+: largest gradient \d\.\d\de-\d\d, "
-                                                      r"\d+ of 25 models still moving$", line)]
-    assert progress and progress[-1].endswith(", 0 of 25 models still moving"), lines  # the last says it converged
+                                                      r"\d+ of 20 models still moving$", line)]
+    assert progress and progress[-1].endswith(", 0 of 20 models still moving"), lines  # the last says it converged
     iterations = [int(re.search(r"iteration (\d+)", line).group(1)) for line in progress]
     assert iterations == sorted(iterations) and len(progress) < iterations[-1]  # a line every few seconds, not each step
     assert any("refit: fitting the model to the optimum by L-BFGS" in line for _, line in lines)
