@@ -735,17 +735,6 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
         q += s * (alpha - rho * dot(y, q))
     return q
 
-def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
-                        std: torch.Tensor) -> torch.Tensor:
-    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
-
-    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
-    never rewritten.
-    """
-    scaled = weight / std[..., None]
-    shifted = bias - torch.bmm(mean[:, None, :], scaled)
-    return torch.baddbmm(shifted, batch, scaled)
-
 def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
             std: torch.Tensor, decays: list[float],
             report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
@@ -1405,6 +1394,17 @@ class FoldData:
             model.linear.weight.copy_(mean_weight * model.std)
             model.linear.bias.copy_(mean_bias + mean_weight @ model.mean)
         return model
+
+def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
+                        std: torch.Tensor) -> torch.Tensor:
+    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
+
+    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
+    never rewritten.
+    """
+    scaled = weight / std[..., None]
+    shifted = bias - torch.bmm(mean[:, None, :], scaled)
+    return torch.baddbmm(shifted, batch, scaled)
 
 def pad(index: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([index, index[:length - len(index)]])

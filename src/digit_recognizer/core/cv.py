@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import WEIGHT_DECAY_GRID, Config
-from .lbfgs import optimum, standardised_logits
+from .lbfgs import optimum
 from .features import feature_blocks
 from .model import N_CLASSES, SoftmaxRegression
 from .optimizer import make_optimizer
@@ -161,6 +161,18 @@ class FoldData:
             model.linear.weight.copy_(mean_weight * model.std)
             model.linear.bias.copy_(mean_bias + mean_weight @ model.mean)
         return model
+
+
+def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
+                        std: torch.Tensor) -> torch.Tensor:
+    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
+
+    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
+    never rewritten.
+    """
+    scaled = weight / std[..., None]
+    shifted = bias - torch.bmm(mean[:, None, :], scaled)
+    return torch.baddbmm(shifted, batch, scaled)
 
 
 def pad(index: torch.Tensor, length: int) -> torch.Tensor:

@@ -108,18 +108,6 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
     return q
 
 
-def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
-                        std: torch.Tensor) -> torch.Tensor:
-    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
-
-    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
-    never rewritten.
-    """
-    scaled = weight / std[..., None]
-    shifted = bias - torch.bmm(mean[:, None, :], scaled)
-    return torch.baddbmm(shifted, batch, scaled)
-
-
 def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
             std: torch.Tensor, decays: list[float],
             report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
