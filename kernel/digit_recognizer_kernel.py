@@ -1649,14 +1649,15 @@ def draw_weights(templates: torch.Tensor, features: str = "deskew"):
                          title=title)
 
 def draw_features(pixels, features: str):
-    """Rows of digits through the ladder: raw, deskewed, normalised, then the 8 pooled orientation planes."""
-    ink = torch.as_tensor(np.asarray(pixels)).float().div(255).view(-1, 1, DIGIT_SIDE, DIGIT_SIDE)
-    normalised = upright(ink, SIZE)
-    planes = orientation_planes(normalised)  # (k, 8, 7, 7), shown at the digits' size
-    cell = DIGIT_SIDE // planes.shape[-1]
+    """Digits exactly as image_features feeds each rung: raw, deskewed, normalised, the 8 pooled planes."""
+    pixels = torch.as_tensor(np.asarray(pixels))
+    squares = [image_features(pixels, rung)[:, :N_PIXELS].view(-1, 1, DIGIT_SIDE, DIGIT_SIDE).clamp(0, 1)
+               for rung in ("pixels", "deskew", "normalised")]
+    planes = image_features(pixels, "orientations")[:, N_PIXELS:].view(-1, DIRECTIONS, POOLED, POOLED)
+    cell = DIGIT_SIDE // POOLED  # the 7 x 7 pooled planes, shown at the digits' size
     planes = planes.repeat_interleave(cell, -2).repeat_interleave(cell, -1)
     planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's scale
-    rows = torch.cat([ink, upright(ink), blur(normalised).clamp(0, 1), planes], dim=1)  # (k, 11, 28, 28)
+    rows = torch.cat([*squares, planes], dim=1)  # (k, 11, 28, 28)
     paper = (1 - rows.flatten(0, 1))[:, None].repeat(1, 3, 1, 1)  # dark ink (or energy) on white
     columns = ["raw", "deskewed", "normalised"] + [f"{360 // DIRECTIONS * k} deg" for k in range(DIRECTIONS)]
     names = columns + [""] * (len(paper) - len(columns))
