@@ -1,24 +1,19 @@
 # %% [markdown]
 # # Kaggle Digit Recognizer: softmax regression in PyTorch
 #
-# Multinomial logistic regression, done carefully, in the order a run goes:
+# One linear layer from fixed features of each image to 10 digit scores, trained with cross-entropy:
 #
-# 1. Each image becomes fixed features (section 3): deskewed, scaled to one height and blurred pixels,
-#    plus pooled gradient-direction planes; each feature centred on its training mean and each block
-#    divided by one shared standard deviation.
-# 2. One linear layer from the features to 10 digit scores, cross-entropy loss (section 4), fitted to
-#    the optimum of its L2-penalised loss by L-BFGS (section 5); with `optimizer = "adam"` the best
-#    epoch on the hold-out is kept instead, and training stops early after it.
-# 3. A stratified hold-out (10% of train.csv) measures it; or, with `folds`, k-fold cross-validation
-#    estimates the public score (section 7).
-# 4. `submission.csv`, `metrics.json`, `model.pt` and the run's pictures go to `/kaggle/working`.
+# 1. Features (section 3): each digit deskewed, scaled to one height and blurred, plus pooled
+#    gradient-direction planes; standardised on the training split (section 4).
+# 2. Fitted to the optimum of its L2-penalised loss by L-BFGS (sections 5 and 7), or, with
+#    `optimizer = "adam"`, for epochs, keeping the best on a stratified 10% hold-out.
+# 3. With `folds`, k-fold cross-validation estimates the public score (section 8).
+# 4. `submission.csv`, `metrics.json`, `model.pt` and the pictures go to `/kaggle/working`.
 #
-# Edit the settings below after *Copy & Edit*, then *Run All*: the last cell trains, shows the results
-# and writes the files. As a script: `python digit_recognizer_kernel.py --input DATA --output OUT
-# [--epochs N ...]` (`--help` lists every option).
-#
-# This file is GENERATED from the digit_recognizer package's `core/` by `digit-recognizer bundle`, so the
-# code tested locally is the code that runs on Kaggle: change `core/` and run that command again.
+# Edit the settings below after *Copy & Edit*, then *Run All*. As a script: `python digit_recognizer_kernel.py
+# --input DATA --output OUT [--folds 5 ...]` (`--help` lists every option). GENERATED from the
+# digit_recognizer package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that
+# runs here.
 
 # %% [markdown]
 # ## Settings
@@ -51,16 +46,12 @@ class UserError(Exception):
     """A mistake the user can fix (bad file, bad flag): shown as one line, without a traceback."""
 
 # %% [markdown]
-# **`core/config.py`**: The one training configuration, the command-line flags made from it, and how torch's
-# threads wait.
+# **`core/config.py`**: The one training configuration: every option of a run, with its default, and how
+# torch's threads wait.
 
 # %%
-import argparse
-import math
 import os
-import sys
-from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 # Set here because this module loads before torch, in the package and in the kernel: libgomp reads
 # it when torch loads it. torch's OpenMP threads spin at every barrier by default, which on a busy
@@ -70,11 +61,6 @@ from dataclasses import dataclass, fields
 if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-# The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
-FLOAT32_MAX = 3.4028234663852886e38
-MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
-MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
-MAX_FOLDS = 100
 # L2 strengths that --weight-decay auto tries (see README: the sample's optimum, 0.003, sits inside it).
 # 0.1 lost 0.7 points of CV on the sample's orientation features, and more data only favours weaker
 # penalties, so it is not tried: a fifth of the CV's cost.
@@ -99,161 +85,14 @@ class Config:
     device: str = "auto"
 
     def check(self, train_labels=None) -> "Config":
-        """Raise UserError for values no run could use; with train.csv's labels, also when the validation
-        this config asks for (its folds, else its hold-out split) cannot be made from them. The CLI and the
-        kernel both ask here, so one input is refused or taken by both alike."""
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise UserError(f"--seed must be an integer from 0 to 2**64-1, got {self.seed}")
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be a positive integer, got {self.epochs}")
-        if self.epochs > MAX_EPOCHS:
-            raise UserError(f"--epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
-        if self.patience < 0:
-            raise UserError(f"--patience must be zero (never stop early) or a positive integer, "
-                            f"got {self.patience}")
-        if self.batch_size < 0:
-            raise UserError(f"--batch-size must be a positive integer (or 0 for auto), got {self.batch_size}")
-        if not 0 < self.lr < math.inf:
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay == "auto" and not self.folds:
-            raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 "
-                            "(or another K >= 2)")
-        if self.weight_decay != "auto" and not 0 <= self.weight_decay < math.inf:
-            raise UserError(f"--weight-decay must be zero or a positive number, got {self.weight_decay}")
-        if self.folds and not 2 <= self.folds <= MAX_FOLDS:
-            raise UserError(f"--folds must be 0 (one hold-out split) or from 2 to {MAX_FOLDS}, "
-                            f"got {self.folds}")
-        for flag, value in (("--lr", self.lr), ("--weight-decay", self.weight_decay)):
-            if value != "auto" and value > FLOAT32_MAX:
-                raise UserError(f"{flag} must be at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats), "
-                                f"got {value}")
-        if train_labels is not None:
-            counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-            problem = folds_problem(counts, self.folds) if self.folds else \
-                holdout_problem(counts, self.val_fraction)
-            if problem:
-                raise UserError(problem)
+        """Raise UserError for a value no run could use (core/checks.py); return the config."""
+        check_config(self, train_labels)
         return self
 
-    def not_applying(self) -> dict[str, str]:
-        """Each field this config does not use (whatever its value), with why: from NOT_APPLYING."""
-        moot = {}
-        for applies, names, why in NOT_APPLYING:
-            if applies(self):
-                moot.update({name: moot.get(name, why) for name in names})
-        return moot
-
-    def ignored_notice(self) -> str | None:
-        """One line naming the flags set away from their defaults that this run does not use, or None."""
-        moot, default = self.not_applying(), Config()
-        given = [name for name in moot if getattr(self, name) != getattr(default, name)]
-        if not given:
-            return None
-        flags = [f"--{name.replace('_', '-')} {getattr(self, name)}" for name in given]
-        reasons = list(dict.fromkeys(moot[name] for name in given))
-        return f"note: {' and '.join(flags)} {'does' if len(flags) == 1 else 'do'} not apply here and " \
-               f"{'is' if len(flags) == 1 else 'are'} ignored: {'; '.join(reasons)}"
-
     def batch_size_for(self, n_examples: int) -> int:
-        """Auto batch size: 256, grown on big data to keep 32 steps an epoch.
-
-        Small data needs many small steps; on Kaggle-size data fewer, larger steps reach the same
-        validation accuracy with less per-step overhead (see README).
-        """
+        """Auto: 256, or more on big data to keep 32 steps an epoch (fewer, larger steps reach the same
+        validation accuracy there with less per-step overhead; README)."""
         return self.batch_size or max(256, -(-n_examples // 32))
-
-def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
-    cannot."""
-    for digit in range(10):
-        n_val = int(round(val_fraction * counts[digit]))
-        if n_val == 0 or n_val == counts[digit]:
-            side = "validation" if n_val == 0 else "training"
-            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
-                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
-    return None
-
-def folds_problem(counts: Counter, folds: int) -> str | None:
-    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
-    digit = min(range(10), key=lambda d: counts[d])
-    if counts[digit] < folds:
-        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
-                f"fold would hold none; use fewer folds or a larger train.csv")
-    return None
-
-# Which fields a config does not use: (when, those fields, why). Config.check's notice, `runs` and the
-# submit message read it, so a setting that was ignored is never shown as one that was used. A new field or
-# mode adds its row here.
-NOT_APPLYING = (
-    (lambda c: bool(c.folds), ("val_fraction", "patience"),
-     "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
-    (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
-     "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
-    (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
-     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or "
-     "early stop"),
-)
-
-CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"),
-           "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
-HELP = {
-    "seed": "random seed for the split, initialisation and batch order",
-    "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
-    "epochs": "passes over the training split (the learning-rate schedule spans them all)",
-    "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
-    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
-    "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds), each "
-                    "strength fitted to its optimum by full-batch L-BFGS (the epoch, rate, batch and "
-                    "optimiser flags then do not apply)",
-    "optimizer": "optimiser: adam or sgd run --epochs with early stopping; lbfgs fits the optimum of the "
-                 "penalised loss (full-batch L-BFGS; the epoch, rate, batch, schedule and patience flags "
-                 "then do not apply)",
-    "schedule": "learning-rate schedule over the run",
-    "features": "what the linear layer sees: raw pixels; deskewed pixels; normalised (deskewed, scaled to "
-                "one height, blurred); orientations (normalised + 392 pooled gradient-direction planes)",
-    "refit": "after choosing the best epoch on validation, retrain on train+validation for the predictions; "
-             "with --folds, retrain on all of train.csv instead of averaging the fold models "
-             "(--weight-decay auto always does: its model is the optimum on all of train.csv)",
-    "folds": "K >= 2: K-fold cross-validation, printed as the expected public score +- its standard error; "
-             "0 = one hold-out split",
-    "device": "where to train: auto picks CUDA when available",
-}
-
-def weight_decay_value(text: str) -> float | str:
-    """--weight-decay takes a number or the word auto."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-PARSERS = {"weight_decay": weight_decay_value}
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
-    for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
-            continue
-        kind = PARSERS.get(f.name) or {"int": int, "float": float, "str": str}[getattr(f.type, "__name__",
-                                                                                       f.type)]
-        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
-                            help=f"{HELP[f.name]} (default: {f.default})")
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
-    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
-    notice = cfg.ignored_notice()
-    if notice:
-        print(notice, file=sys.stderr)
-    return cfg
 
 # %% [markdown]
 # **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
@@ -263,6 +102,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 # settings at the top are the flags' defaults; a flag given on the command line overrides them.
 
 # %%
+import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -297,6 +138,56 @@ def kernel_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser)
     return parser
 
+CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"),
+           "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
+HELP = {
+    "seed": "random seed for the split, initialisation and batch order",
+    "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
+    "epochs": "passes over the training split (the learning-rate schedule spans them all)",
+    "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
+    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
+    "lr": "peak learning rate",
+    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
+                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
+    "optimizer": "lbfgs: the optimum of the penalised loss (no epochs); adam or sgd: epochs, early stop",
+    "schedule": "learning-rate schedule over the run",
+    "features": "what the linear layer sees: raw pixels; deskewed; normalised (deskewed, one height, "
+                "blurred); orientations (normalised + 392 pooled gradient-direction planes)",
+    "refit": "retrain on all of train.csv for the predictions (at the best epoch; with --folds instead of "
+             "averaging the fold models; --weight-decay auto always does)",
+    "folds": "K >= 2: K-fold cross-validation, the expected public score +- its standard error; 0: none",
+    "device": "where to train: auto picks CUDA when available",
+}
+
+def weight_decay_value(text: str) -> float | str:
+    """--weight-decay takes a number or the word auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=HELP[f.name])
+        else:
+            kind = weight_decay_value if f.name == "weight_decay" else type(f.default)
+            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
+                                help=f"{HELP[f.name]} (default: {f.default})")
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    notice = ignored_notice(cfg)
+    if notice:
+        print(notice, file=sys.stderr)
+    return cfg
+
 if __name__ == "__main__":  # answers --help and a bad flag before torch and pandas are imported
     parse_kernel_args(settings=SETTINGS)
 
@@ -306,8 +197,6 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # **`core/data.py`**: Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
 # %%
-from dataclasses import dataclass
-
 import numpy as np
 
 @dataclass
@@ -366,14 +255,11 @@ def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.nda
 # **`core/deskew.py`**: Moment-based deskewing: shear each digit so its principal axis is vertical, and centre
 # it.
 #
-# The classic preprocessing for linear models on MNIST (LeCun's table: 88.0% -> 91.6% for a linear
-# classifier). A linear model scores each pixel on its own, so a slanted or off-centre 7 puts its ink
-# where the template has none; upright and centred, every 7 inks roughly the same pixels. On the
-# sample it is worth four points (5-fold CV 0.9415 with it, 0.9035 without; README). With `size` set,
-# the same single resampling also scales each digit so that its ink's vertical standard deviation is
-# `size` pixels: one bilinear pass, so no detail is lost to two interpolations. The whole batch is
-# warped by one grid_sample call on the device; the sampling grid is built by broadcasting rather than
-# affine_grid, whose batched tiny matmuls are slow on the CPU.
+# A linear model scores each pixel on its own, so a slanted or off-centre 7 puts its ink where the template
+# has none; upright and centred, every 7 inks roughly the same pixels (LeCun et al. 1998: 12% -> 8.4% error
+# for a linear classifier; on the sample, 5-fold CV 0.9035 -> 0.9415). With `size`, the same bilinear
+# resampling also scales the digit to that vertical spread: one interpolation, not two. The sampling grid is
+# built by broadcasting rather than affine_grid, whose batched tiny matmuls are slow on the CPU.
 
 # %%
 import torch
@@ -412,30 +298,24 @@ def upright_grid(images: torch.Tensor, size: float | None = None) -> torch.Tenso
     return torch.stack((x_in, y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)
 
 # %% [markdown]
-# **`core/features.py`**: What the one linear layer sees: a ladder of fixed, deterministic features of each
-# image.
-#
-# The model stays one softmax regression; each rung only changes what it is fed, and each is a
-# batched tensor program over the images with nothing shared between them (an image's features are
-# the same alone or in any batch):
+# **`core/features.py`**: What the one linear layer sees: a ladder of fixed features of each image, computed
+# per image (an
+# image's features are the same alone or in any batch). On the sample, 5-fold CV at each rung's L2 optimum
+# (README): pixels 0.896, deskew 0.940, normalised 0.950, orientations 0.982.
 #
 # - `pixels`: the raw 784 pixels as ink in [0, 1], what the tutorials feed it;
-# - `deskew`: each digit sheared upright by its second moments and centred by its centre of mass
-#   (LeCun et al. 1998: 12% -> 8.4% error for a linear classifier);
-# - `normalised`: the same resampling also scales each digit so that its ink's vertical standard
-#   deviation is 5.55 px (tall and short writers meet in the middle), then a Gaussian blur of
-#   sigma 1 px, so that a stroke one pixel off still overlaps the template it matches;
-# - `orientations` (the default): the normalised pixels plus 392 orientation planes: on the upright,
-#   unblurred image, each pixel's gradient (Sobel) magnitude is shared between the two nearest of 8
-#   directions, and each plane is pooled by a Gaussian (sigma 2 px) sampled every 4 px (8 x 7 x 7).
-#   A linear model cannot compute "there is a horizontal edge near here" from pixels; handed it, it
-#   separates strokes by their direction, which is most of what tells a 4 from a 9.
-#
-# On the sample (5-fold CV, each rung fitted to its optimum by L-BFGS; README): pixels 0.896,
-# deskew 0.940, normalised 0.950, orientations 0.982 (paired with the kit's old default, deskewed
-# pixels and 10 Adam epochs at 0.9415: +0.040, more than ten standard errors).
+# - `deskew`: each digit sheared upright by its second moments and centred (section 3's first cell);
+# - `normalised`: the same one resampling also scales the ink's vertical standard deviation to 5.55 px,
+#   then a Gaussian blur (sigma 1 px), so a stroke a pixel off still overlaps the template it matches;
+# - `orientations` (the default): the normalised pixels plus 8 x 7 x 7 direction planes. On the upright,
+#   unblurred image each pixel's Sobel gradient magnitude is shared between the two nearest of 8
+#   directions, and each plane is pooled by a Gaussian (sigma 2 px) every 4 px. A linear model cannot
+#   compute "a horizontal edge near here" from pixels; handed it, it tells strokes apart by direction,
+#   which is most of what tells a 4 from a 9.
 
 # %%
+import math
+
 DEFAULT_RUNG = Config.features
 N_PIXELS = SIDE * SIDE
 SIZE = 5.55  # the normalised ink's vertical standard deviation, in pixels
@@ -599,6 +479,8 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # **`core/split.py`**: A stratified, seeded hold-out split.
 
 # %%
+from collections import Counter
+
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
     problem = holdout_problem(Counter(labels.tolist()), val_fraction)  # the rule Config.check applies
@@ -628,167 +510,6 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
         fold_of[members] = (start + np.arange(len(members))) % folds
         start += len(members)
     return fold_of
-
-# %% [markdown]
-# **`core/lbfgs.py`**: Full-batch L-BFGS for many independent models at once, in plain tensor ops.
-#
-# `--weight-decay auto` compares L2 strengths by cross-validation. The penalised loss is convex, so
-# each (fold, strength) model has one optimum, and comparing strengths means comparing those optima:
-# a fixed budget of Adam epochs stops short of them by an amount that depends on the strength. Every
-# model here keeps its own curvature history and its own step length (each inner product is taken
-# per model), so batching folds x strengths into one tensor program changes no model's iterates.
-# torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
-# A model whose gradient is already small enough stops, and the objective is no longer computed for
-# it: the strong penalties converge first, and the batch shrinks to the models still moving.
-
-# %%
-from typing import Callable
-
-MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
-ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
-MAX_HALVINGS = 30
-
-# Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
-# same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
-OPTIMUM_TOL = 1e-4
-MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
-
-# (x (models..., params..., with the model dims given by `dims`), the models still moving, a bool
-# tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
-# skip the models not moving and return anything for them.
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
-# parameters x and each model's objective, both on the device).
-Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
-
-def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
-             tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Minimise every model's objective from x; return x, the iterations run and each model's objective.
-
-    `dims` are the dimensions of x that hold one model's parameters (reduced by its inner products);
-    the others index the models. A model stops moving once its largest gradient entry is at most
-    `tol` (scikit-learn's lbfgs criterion on the same mean-loss scale); the run stops when all have.
-    """
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).sum(dims, keepdim=True)
-
-    def amax(a: torch.Tensor) -> torch.Tensor:
-        return a.abs().amax(dims, keepdim=True)
-
-    everyone = torch.ones_like(dot(x, x), dtype=torch.bool)
-    value, grad = objective(x, everyone)
-    value = value.view_as(everyone)
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / y.s), oldest first
-    iteration = 0
-    for iteration in range(1, max_iter + 1):
-        active = amax(grad) > tol
-        direction = -two_loop(grad, pairs, dot)
-        slope = dot(grad, direction)
-        # A model whose history points uphill (rounding, near the optimum) falls back to steepest descent.
-        uphill = slope >= 0
-        direction = torch.where(uphill, -grad, direction)
-        slope = torch.where(uphill, -dot(grad, grad), slope)
-        # First step of steepest descent: at most unit length, as scipy's first step is.
-        step = torch.ones_like(value) if pairs else torch.clamp(1 / dot(grad, grad).sqrt(), max=1.0)
-        step = torch.where(active, step, torch.zeros_like(step))
-        for _ in range(MAX_HALVINGS):
-            trial = x + step * direction
-            new_value, new_grad = objective(trial, active)
-            new_value = new_value.view_as(value)
-            accepted = (new_value <= value + ARMIJO * step * slope) | ~active
-            if bool(accepted.all()):  # the one host sync a step
-                break
-            step = torch.where(accepted, step, step / 2)
-        else:
-            accepted = new_value <= value
-        moved = accepted & active
-        s = torch.where(moved, trial - x, torch.zeros_like(x))
-        y = torch.where(moved, new_grad - grad, torch.zeros_like(x))
-        curvature = dot(s, y)
-        # Strictly convex with a positive penalty, so y.s > 0 wherever a model moved; a zero pair is inert.
-        pairs.append((s, y, torch.where(curvature > 0, 1 / curvature, torch.zeros_like(curvature))))
-        del pairs[:-MEMORY]
-        x = torch.where(moved, trial, x)
-        grad = torch.where(moved, new_grad, grad)
-        value = torch.where(moved, new_value, value)
-        left = amax(grad)
-        # The one host sync an iteration besides the line search's.
-        largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
-        if report is not None:
-            report(iteration, largest, int(moving), x, value)
-        if not moving:
-            break
-    return x, iteration, value
-
-def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
-    """The inverse-Hessian estimate times grad, per model (Nocedal & Wright, algorithm 7.4)."""
-    q, alphas = grad.clone(), []
-    for s, y, rho in reversed(pairs):
-        alpha = rho * dot(s, q)
-        q -= alpha * y
-        alphas.append(alpha)
-    if pairs:
-        s, y, rho = pairs[-1]
-        yy = dot(y, y)
-        q *= torch.where(yy > 0, dot(s, y) / yy.clamp_min(1e-30), torch.ones_like(yy))
-    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
-        q += s * (alpha - rho * dot(y, q))
-    return q
-
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
-            std: torch.Tensor, decays: list[float],
-            report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
-    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
-
-    features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
-    (folds, d, strengths*10), bias (folds, 1, strengths*10), the iterations and each model's
-    objective (folds, strengths).
-    """
-    n_folds, n, d = features.shape
-    strengths, classes = len(decays), 10
-    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
-    count = mask.sum(1).to(features.dtype)  # (folds,)
-    weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
-
-    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
-        moving = active.view(n_folds, strengths).cpu()
-        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
-            cols = torch.nonzero(moving[f]).flatten().tolist()
-            if cols:
-                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
-        return value, grad
-
-    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Value and gradient for one fold's models part (d + 1, s, 10), written out rather than by autograd.
-
-        The gradient's big product is taken as (G^T X)^T: autograd's X^T G runs several times slower on
-        the CPU for so few columns.
-        """
-        s = part.shape[1]
-        weight = part[:d].reshape(d, -1)
-        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
-        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
-        log_p = logits.log_softmax(-1)
-        picked = targets[f][:, None, None].expand(n, s, 1)
-        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
-        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
-        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
-        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
-        bias_grad = residual.sum(0)
-        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
-        grad = torch.empty_like(part)
-        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
-        grad[d] = bias_grad.view(s, classes)
-        return value, grad
-
-    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
-    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
-    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
-    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
-    return weight, bias, iterations, value.view(n_folds, strengths)
 
 # %% [markdown]
 # **`core/train.py`**: Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
@@ -1245,7 +966,170 @@ def show_pictures(folder: Path, names: list[str]) -> None:
             display(Image(filename=str(folder / name)))
 
 # %% [markdown]
-# ## 7. Cross-validation
+# ## 7. L-BFGS
+#
+# **`core/lbfgs.py`**: Full-batch L-BFGS for many independent models at once, in plain tensor ops.
+#
+# `--weight-decay auto` compares L2 strengths by cross-validation. The penalised loss is convex, so
+# each (fold, strength) model has one optimum, and comparing strengths means comparing those optima:
+# a fixed budget of Adam epochs stops short of them by an amount that depends on the strength. Every
+# model here keeps its own curvature history and its own step length (each inner product is taken
+# per model), so batching folds x strengths into one tensor program changes no model's iterates.
+# torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
+# A model whose gradient is already small enough stops, and the objective is no longer computed for
+# it: the strong penalties converge first, and the batch shrinks to the models still moving.
+
+# %%
+from typing import Callable
+
+MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
+ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+MAX_HALVINGS = 30
+
+# Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
+# same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
+OPTIMUM_TOL = 1e-4
+MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
+
+# (x (models..., params..., with the model dims given by `dims`), the models still moving, a bool
+# tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
+# skip the models not moving and return anything for them.
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
+# parameters x and each model's objective, both on the device).
+Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
+
+def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
+             tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Minimise every model's objective from x; return x, the iterations run and each model's objective.
+
+    `dims` are the dimensions of x that hold one model's parameters (reduced by its inner products);
+    the others index the models. A model stops moving once its largest gradient entry is at most
+    `tol` (scikit-learn's lbfgs criterion on the same mean-loss scale); the run stops when all have.
+    """
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum(dims, keepdim=True)
+
+    def amax(a: torch.Tensor) -> torch.Tensor:
+        return a.abs().amax(dims, keepdim=True)
+
+    everyone = torch.ones_like(dot(x, x), dtype=torch.bool)
+    value, grad = objective(x, everyone)
+    value = value.view_as(everyone)
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / y.s), oldest first
+    iteration = 0
+    for iteration in range(1, max_iter + 1):
+        active = amax(grad) > tol
+        direction = -two_loop(grad, pairs, dot)
+        slope = dot(grad, direction)
+        # A model whose history points uphill (rounding, near the optimum) falls back to steepest descent.
+        uphill = slope >= 0
+        direction = torch.where(uphill, -grad, direction)
+        slope = torch.where(uphill, -dot(grad, grad), slope)
+        # First step of steepest descent: at most unit length, as scipy's first step is.
+        step = torch.ones_like(value) if pairs else torch.clamp(1 / dot(grad, grad).sqrt(), max=1.0)
+        step = torch.where(active, step, torch.zeros_like(step))
+        for _ in range(MAX_HALVINGS):
+            trial = x + step * direction
+            new_value, new_grad = objective(trial, active)
+            new_value = new_value.view_as(value)
+            accepted = (new_value <= value + ARMIJO * step * slope) | ~active
+            if bool(accepted.all()):  # the one host sync a step
+                break
+            step = torch.where(accepted, step, step / 2)
+        else:
+            accepted = new_value <= value
+        moved = accepted & active
+        s = torch.where(moved, trial - x, torch.zeros_like(x))
+        y = torch.where(moved, new_grad - grad, torch.zeros_like(x))
+        curvature = dot(s, y)
+        # Strictly convex with a positive penalty, so y.s > 0 wherever a model moved; a zero pair is inert.
+        pairs.append((s, y, torch.where(curvature > 0, 1 / curvature, torch.zeros_like(curvature))))
+        del pairs[:-MEMORY]
+        x = torch.where(moved, trial, x)
+        grad = torch.where(moved, new_grad, grad)
+        value = torch.where(moved, new_value, value)
+        left = amax(grad)
+        # The one host sync an iteration besides the line search's.
+        largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
+        if report is not None:
+            report(iteration, largest, int(moving), x, value)
+        if not moving:
+            break
+    return x, iteration, value
+
+def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
+    """The inverse-Hessian estimate times grad, per model (Nocedal & Wright, algorithm 7.4)."""
+    q, alphas = grad.clone(), []
+    for s, y, rho in reversed(pairs):
+        alpha = rho * dot(s, q)
+        q -= alpha * y
+        alphas.append(alpha)
+    if pairs:
+        s, y, rho = pairs[-1]
+        yy = dot(y, y)
+        q *= torch.where(yy > 0, dot(s, y) / yy.clamp_min(1e-30), torch.ones_like(yy))
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        q += s * (alpha - rho * dot(y, q))
+    return q
+
+def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
+            std: torch.Tensor, decays: list[float],
+            report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
+
+    features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
+    (folds, d, strengths*10), bias (folds, 1, strengths*10), the iterations and each model's
+    objective (folds, strengths).
+    """
+    n_folds, n, d = features.shape
+    strengths, classes = len(decays), 10
+    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
+    count = mask.sum(1).to(features.dtype)  # (folds,)
+    weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
+
+    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
+        moving = active.view(n_folds, strengths).cpu()
+        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
+            cols = torch.nonzero(moving[f]).flatten().tolist()
+            if cols:
+                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
+        return value, grad
+
+    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Value and gradient for one fold's models part (d + 1, s, 10), written out rather than by autograd.
+
+        The gradient's big product is taken as (G^T X)^T: autograd's X^T G runs several times slower on
+        the CPU for so few columns.
+        """
+        s = part.shape[1]
+        weight = part[:d].reshape(d, -1)
+        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
+        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
+        log_p = logits.log_softmax(-1)
+        picked = targets[f][:, None, None].expand(n, s, 1)
+        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
+        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
+        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
+        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
+        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
+        bias_grad = residual.sum(0)
+        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
+        grad = torch.empty_like(part)
+        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
+        grad[d] = bias_grad.view(s, classes)
+        return value, grad
+
+    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
+    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
+    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
+    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
+    return weight, bias, iterations, value.view(n_folds, strengths)
+
+# %% [markdown]
+# ## 8. Cross-validation
 #
 # **`core/cv.py`**: K-fold cross-validation as one batched tensor program: every fold and every L2 strength at
 # once.
@@ -1503,7 +1387,7 @@ def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor,
     return model
 
 # %% [markdown]
-# ## 8. Pictures
+# ## 9. Pictures
 #
 # **`core/pictures.py`**: Pictures of a run: weights.png (what the model learned), errors.png (its most
 # confident mistakes),
@@ -1813,7 +1697,7 @@ def save_picture(path: Path, image) -> None:
     atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
 # %% [markdown]
-# ## 9. Helpers
+# ## 10. Helpers
 #
 # **`core/optimizer.py`**: Adam and Nesterov SGD as a few plain tensor updates.
 #
@@ -1887,6 +1771,109 @@ def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_d
     # L2 on the weights only: penalising the bias would shift the class priors.
     kind = NesterovSGD if name == "sgd" else Adam
     return kind([weight, bias], [weight_decay, 0.0])
+
+# %% [markdown]
+# **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather
+# than after.
+#
+# `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
+
+# %%
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+MAX_FOLDS = 100
+
+def check_config(cfg, train_labels=None) -> None:
+    """Raise UserError for a value no run could use; with train.csv's labels, also for a hold-out split
+    or folds that cannot be made from them."""
+    if cfg.weight_decay == "auto" and not cfg.folds:
+        raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 "
+                        "(or another K >= 2)")
+    for name, accepted, expected in RULES:
+        value = getattr(cfg, name)
+        if not accepted(value):
+            raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+    if train_labels is not None:
+        counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
+        problem = folds_problem(counts, cfg.folds) if cfg.folds else \
+            holdout_problem(counts, cfg.val_fraction)
+        if problem:
+            raise UserError(problem)
+
+# check_config's rules, in order: (field, whether a value is accepted, what it must be). NaN fails each.
+RULES = (
+    ("val_fraction", lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
+    ("seed", lambda v: 0 <= v <= MAX_SEED, "an integer from 0 to 2**64-1"),
+    ("epochs", lambda v: v >= 1, "a positive integer"),
+    ("epochs", lambda v: v <= MAX_EPOCHS, f"at most {MAX_EPOCHS}"),
+    ("patience", lambda v: v >= 0, "zero (never stop early) or a positive integer"),
+    ("batch_size", lambda v: v >= 0, "a positive integer (or 0 for auto)"),
+    ("lr", lambda v: 0 < v < math.inf, "a positive number"),
+    ("weight_decay", lambda v: v == "auto" or 0 <= v < math.inf, "zero or a positive number"),
+    ("folds", lambda v: v == 0 or 2 <= v <= MAX_FOLDS, f"0 (one hold-out split) or from 2 to {MAX_FOLDS}"),
+    # The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+    ("lr", lambda v: v <= FLOAT32_MAX, f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
+    ("weight_decay", lambda v: v == "auto" or v <= FLOAT32_MAX,
+     f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
+)
+
+def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
+    cannot."""
+    for digit in range(10):
+        n_val = int(round(val_fraction * counts[digit]))
+        if n_val == 0 or n_val == counts[digit]:
+            side = "validation" if n_val == 0 else "training"
+            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
+                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+    return None
+
+def folds_problem(counts: Counter, folds: int) -> str | None:
+    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
+    digit = min(range(10), key=lambda d: counts[d])
+    if counts[digit] < folds:
+        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                f"fold would hold none; use fewer folds or a larger train.csv")
+    return None
+
+# %% [markdown]
+# **`core/ignored.py`**: The flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never
+# silently dropped.
+
+# %%
+# Which fields a config does not use: (when, those fields, why). The notice, `runs` and the submit message
+# read it, so a setting that was ignored is never shown as one that was used. A new field or mode adds its
+# row here.
+NOT_APPLYING = (
+    (lambda c: bool(c.folds), ("val_fraction", "patience"),
+     "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
+    (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
+     "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
+    (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
+     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or "
+     "early stop"),
+)
+
+def not_applying(cfg) -> dict[str, str]:
+    """Each field `cfg` does not use (whatever its value), with why."""
+    moot = {}
+    for applies, names, why in NOT_APPLYING:
+        if applies(cfg):
+            moot.update({name: moot.get(name, why) for name in names})
+    return moot
+
+def ignored_notice(cfg) -> str | None:
+    """One line naming the flags set away from their defaults that this run does not use, or None."""
+    moot, default = not_applying(cfg), type(cfg)()
+    given = [name for name in moot if getattr(cfg, name) != getattr(default, name)]
+    if not given:
+        return None
+    flags = [f"--{name.replace('_', '-')} {getattr(cfg, name)}" for name in given]
+    reasons = list(dict.fromkeys(moot[name] for name in given))
+    one = len(flags) == 1
+    return f"note: {' and '.join(flags)} {'does' if one else 'do'} not apply here and " \
+           f"{'is' if one else 'are'} ignored: {'; '.join(reasons)}"
 
 # %% [markdown]
 # **`core/metrics.py`**: Scores of a labelling: accuracy, per-class accuracy, confusion matrix.

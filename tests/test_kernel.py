@@ -189,7 +189,7 @@ def test_a_bad_setting_in_the_settings_cell_is_one_line_like_a_bad_flag(capsys, 
 
 
 def test_settings_are_the_flags_defaults_and_a_flag_overrides_its_setting():
-    from digit_recognizer.core.config import config_from_args
+    from digit_recognizer.core.flags import config_from_args
     from digit_recognizer.core.flags import parse_kernel_args
 
     settings = {"folds": 5, "weight_decay": "auto", "refit": True, "lr": 0.01}

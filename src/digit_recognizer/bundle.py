@@ -24,7 +24,7 @@ NOTEBOOK_FILE = KERNEL_FILE.with_suffix(".ipynb")
 # Installed on every Kaggle Python image (Pillow comes with torchvision; IPython runs every notebook).
 KERNEL_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "tqdm", "PIL", "IPython")
 # The kernel's parts in reading order, each a list of core/ modules: the default path first (the data,
-# its preprocessing, the model, the training loop, the submission), then cross-validation, the
+# its preprocessing, the model, the training loop, the submission), then L-BFGS, cross-validation, the
 # pictures and the helpers. A module may import from a later one only names it uses inside its
 # functions, which run after every section has been defined.
 READING_ORDER = (
@@ -32,11 +32,12 @@ READING_ORDER = (
     ("Reading the CSVs", ("data",)),
     ("Preprocessing", ("deskew", "features")),
     ("The model", ("model",)),
-    ("Training", ("split", "lbfgs", "train")),
+    ("Training", ("split", "train")),
     ("Prediction and submission.csv", ("submission", "pipeline", ENTRY)),
+    ("L-BFGS", ("lbfgs",)),
     ("Cross-validation", ("cv",)),
     ("Pictures", ("pictures",)),
-    ("Helpers", ("optimizer", "metrics", "report", "csvtable", "fileio")),
+    ("Helpers", ("optimizer", "checks", "ignored", "metrics", "report", "csvtable", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).
@@ -55,24 +56,19 @@ if __name__ == "__main__":
 INTRO = """\
 # Kaggle Digit Recognizer: softmax regression in PyTorch
 
-Multinomial logistic regression, done carefully, in the order a run goes:
+One linear layer from fixed features of each image to 10 digit scores, trained with cross-entropy:
 
-1. Each image becomes fixed features (section 3): deskewed, scaled to one height and blurred pixels,
-   plus pooled gradient-direction planes; each feature centred on its training mean and each block
-   divided by one shared standard deviation.
-2. One linear layer from the features to 10 digit scores, cross-entropy loss (section 4), fitted to
-   the optimum of its L2-penalised loss by L-BFGS (section 5); with `optimizer = "adam"` the best
-   epoch on the hold-out is kept instead, and training stops early after it.
-3. A stratified hold-out (10% of train.csv) measures it; or, with `folds`, k-fold cross-validation
-   estimates the public score (section 7).
-4. `submission.csv`, `metrics.json`, `model.pt` and the run's pictures go to `/kaggle/working`.
+1. Features (section 3): each digit deskewed, scaled to one height and blurred, plus pooled
+   gradient-direction planes; standardised on the training split (section 4).
+2. Fitted to the optimum of its L2-penalised loss by L-BFGS (sections 5 and 7), or, with
+   `optimizer = "adam"`, for epochs, keeping the best on a stratified 10% hold-out.
+3. With `folds`, k-fold cross-validation estimates the public score (section 8).
+4. `submission.csv`, `metrics.json`, `model.pt` and the pictures go to `/kaggle/working`.
 
-Edit the settings below after *Copy & Edit*, then *Run All*: the last cell trains, shows the results
-and writes the files. As a script: `python digit_recognizer_kernel.py --input DATA --output OUT
-[--epochs N ...]` (`--help` lists every option).
-
-This file is GENERATED from the digit_recognizer package's `core/` by `digit-recognizer bundle`, so the
-code tested locally is the code that runs on Kaggle: change `core/` and run that command again."""
+Edit the settings below after *Copy & Edit*, then *Run All*. As a script: `python digit_recognizer_kernel.py
+--input DATA --output OUT [--folds 5 ...]` (`--help` lists every option). GENERATED from the
+digit_recognizer package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that
+runs here."""
 SETTINGS_TEXT = """\
 ## Settings
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core.config import add_config_arguments, config_from_args
+from .core.flags import add_config_arguments, config_from_args
 from .core.errors import UserError
 from .runs import SAMPLE_SOURCE, runs_flag
 

@@ -2,6 +2,7 @@
 from dataclasses import fields, replace
 
 from .core.config import Config
+from .core.ignored import not_applying
 
 
 def config_changes(values: dict) -> dict:
@@ -11,6 +12,6 @@ def config_changes(values: dict) -> dict:
     if "features" not in values and "deskew" in values:  # saved before the feature ladder: deskew or not
         values = {**values, "features": "deskew" if values["deskew"] else "pixels"}
     config, default = replace(Config(), **{k: v for k, v in values.items() if k in known}), Config()
-    moot = config.not_applying()
+    moot = not_applying(config)
     return {f.name: getattr(config, f.name) for f in fields(Config)
             if f.name not in moot and getattr(config, f.name) != getattr(default, f.name)}

@@ -12,11 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import config_from_args
 from .data import find_kaggle_input, load_folder
 from .errors import UserError
 from .fileio import describe_os_error, make_folder, os_reason
-from .flags import KAGGLE_INPUT, KAGGLE_WORKING, KERNEL_PROG, parse_kernel_args
+from .flags import KAGGLE_INPUT, KAGGLE_WORKING, KERNEL_PROG, config_from_args, parse_kernel_args
 from .pipeline import run_training
 from .report import report_lines
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 
-from .config import folds_problem, holdout_problem
+from .checks import folds_problem, holdout_problem
 from .errors import UserError
 
 

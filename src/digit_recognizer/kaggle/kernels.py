@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..bundle import KERNEL_FILE, NOTEBOOK_FILE, build_kernel, kernel_staleness
-from ..core.config import add_config_arguments
+from ..core.flags import add_config_arguments
 from ..core.errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
@@ -148,7 +148,7 @@ def kernels_cli() -> str:
 def push_options(args: argparse.Namespace) -> dict:
     """The training options given to push or run that differ from the defaults, checked as `train` checks them."""
     from ..config_changes import config_changes
-    from ..core.config import config_from_args
+    from ..core.flags import config_from_args
 
     return config_changes(asdict(config_from_args(args)))
 

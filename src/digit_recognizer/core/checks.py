@@ -1,0 +1,70 @@
+"""Refusing, in one line, the options no run could use, before minutes of training rather than after.
+
+`train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
+"""
+import math
+from collections import Counter
+
+from .errors import UserError
+
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
+MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
+MAX_FOLDS = 100
+
+
+def check_config(cfg, train_labels=None) -> None:
+    """Raise UserError for a value no run could use; with train.csv's labels, also for a hold-out split
+    or folds that cannot be made from them."""
+    if cfg.weight_decay == "auto" and not cfg.folds:
+        raise UserError("--weight-decay auto chooses the penalty by cross-validation; add --folds 5 "
+                        "(or another K >= 2)")
+    for name, accepted, expected in RULES:
+        value = getattr(cfg, name)
+        if not accepted(value):
+            raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+    if train_labels is not None:
+        counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
+        problem = folds_problem(counts, cfg.folds) if cfg.folds else \
+            holdout_problem(counts, cfg.val_fraction)
+        if problem:
+            raise UserError(problem)
+
+
+# check_config's rules, in order: (field, whether a value is accepted, what it must be). NaN fails each.
+RULES = (
+    ("val_fraction", lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
+    ("seed", lambda v: 0 <= v <= MAX_SEED, "an integer from 0 to 2**64-1"),
+    ("epochs", lambda v: v >= 1, "a positive integer"),
+    ("epochs", lambda v: v <= MAX_EPOCHS, f"at most {MAX_EPOCHS}"),
+    ("patience", lambda v: v >= 0, "zero (never stop early) or a positive integer"),
+    ("batch_size", lambda v: v >= 0, "a positive integer (or 0 for auto)"),
+    ("lr", lambda v: 0 < v < math.inf, "a positive number"),
+    ("weight_decay", lambda v: v == "auto" or 0 <= v < math.inf, "zero or a positive number"),
+    ("folds", lambda v: v == 0 or 2 <= v <= MAX_FOLDS, f"0 (one hold-out split) or from 2 to {MAX_FOLDS}"),
+    # The weights are 32-bit floats: a rate or penalty beyond this is infinity to them.
+    ("lr", lambda v: v <= FLOAT32_MAX, f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
+    ("weight_decay", lambda v: v == "auto" or v <= FLOAT32_MAX,
+     f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
+)
+
+
+def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
+    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
+    cannot."""
+    for digit in range(10):
+        n_val = int(round(val_fraction * counts[digit]))
+        if n_val == 0 or n_val == counts[digit]:
+            side = "validation" if n_val == 0 else "training"
+            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
+                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+    return None
+
+
+def folds_problem(counts: Counter, folds: int) -> str | None:
+    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
+    digit = min(range(10), key=lambda d: counts[d])
+    if counts[digit] < folds:
+        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
+                f"fold would hold none; use fewer folds or a larger train.csv")
+    return None
