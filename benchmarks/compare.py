@@ -168,15 +168,18 @@ def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[
     """
     from sklearn.linear_model import LogisticRegression
 
-    from digit_recognizer.core.model import SoftmaxRegression
+    from digit_recognizer.core.features import image_features
+    from digit_recognizer.core.model import SoftmaxRegression, standardiser
 
     data = load_data(case.folder, cache=True)
     train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
     model = SoftmaxRegression(cfg.features)
     with torch.no_grad():
-        prepared = model.prepare(torch.from_numpy(data.train_images))
-        model.fit_standardizer(prepared[torch.from_numpy(train_idx)])
-        features = model.standardize(prepared).numpy()
+        prepared = image_features(torch.from_numpy(data.train_images), cfg.features)
+        mean, std = standardiser(prepared[torch.from_numpy(train_idx)], cfg.features)
+        model.mean.copy_(mean)
+        model.std.copy_(std)
+        features = prepared.sub_(mean).div_(std).numpy()
         test_features = model.features_of(torch.from_numpy(data.test_images)).numpy()
     labels = data.train_labels
     searched = []

@@ -28,6 +28,7 @@ import torch
 
 from digit_recognizer.core.config import FEATURE_RUNGS, Config
 from digit_recognizer.core.cv import cross_validate
+from digit_recognizer.core.features import image_features
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.train import fit, predict
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
@@ -50,9 +51,10 @@ def evaluate(changes: dict, folds: int, seed: int) -> dict:
     data = load_data(None)
     truth = read_submission(SAMPLE_DIR / "solution.csv.gz", None)
     cfg = dataclasses.replace(Config(), folds=folds, seed=seed, **changes)
-    result = cross_validate(cfg, torch.from_numpy(data.train_images), torch.from_numpy(data.train_labels))
-    test = float((predict(result.model, torch.from_numpy(data.test_images)).argmax(1).numpy() == truth).mean())
-    return {**result.summary, "test_accuracy": test, "seconds": result.seconds}
+    timings = {}
+    result = cross_validate(cfg, torch.from_numpy(data.train_images), torch.from_numpy(data.train_labels), timings)
+    test = float((predict(result["model"], torch.from_numpy(data.test_images)).argmax(1).numpy() == truth).mean())
+    return {**result["cv"], "test_accuracy": test, "seconds": timings["fit"]}
 
 
 def ladder_table(folds: int, seed: int) -> None:
@@ -85,7 +87,7 @@ def kaggle_size_times(seed: int) -> None:
         for changes in ({}, ADAM):
             cfg = dataclasses.replace(Config(), features=rung, seed=seed, **changes)
             started = time.perf_counter()
-            fit(cfg, pixels[train_idx], labels[train_idx], pixels[val_idx], labels[val_idx])
+            fit(cfg, image_features(pixels, rung), labels, [(train_idx, val_idx)])
             print(f"| {rung} | {cfg.optimizer} | {time.perf_counter() - started:.2f} |", flush=True)
 
 

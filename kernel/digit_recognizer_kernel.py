@@ -419,11 +419,10 @@ N_CLASSES = 10
 MODEL_FORMAT = 2  # 2: the feature rung is saved; 1 (older runs) saved only whether it deskewed
 
 class SoftmaxRegression(nn.Module):
-    """Logits = W x + b on preprocessed pixels; cross-entropy turns them into a softmax model.
+    """Logits = W (x - mean) / std + b; cross-entropy turns them into a softmax model.
 
-    The preprocessing (the feature rung, each feature's mean and each block's scale, fitted on the
-    training split) is part of the model, so a saved model predicts raw Kaggle pixels exactly as it
-    did in training.
+    The features' rung, mean and scales are part of the model, so a saved model predicts raw Kaggle
+    pixels exactly as it did in training.
     """
 
     def __init__(self, features: str = DEFAULT_RUNG):
@@ -431,41 +430,23 @@ class SoftmaxRegression(nn.Module):
         self.features = features
         n_features = feature_count(features)
         self.linear = nn.Linear(n_features, N_CLASSES)
-        # Zero start: the loss is convex, so this costs nothing and makes runs reproducible by construction.
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
 
-    def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (n, 784) -> the rung's float features (n, d), not yet standardised."""
-        return image_features(pixels, self.features, self.mean.dtype)
-
-    def fit_standardizer(self, prepared: torch.Tensor) -> None:
-        """Centre each feature on its training-split mean and scale each block by one shared std.
-
-        One scale per block (the pixels; the orientation planes), not one per feature: dividing
-        each pixel by its own std blows up the near-empty border pixels, and on validation it
-        loses to plain centring (see README).
-        """
-        self.mean.copy_(prepared.mean(0))
-        for block in feature_blocks(self.features):
-            self.std[block] = block_scale(prepared[:, block], self.mean[block])
-
-    def standardize(self, prepared: torch.Tensor) -> torch.Tensor:
-        """In place: `prepared` is always a fresh tensor from prepare()."""
-        return prepared.sub_(self.mean).div_(self.std)
-
     def features_of(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.standardize(self.prepare(pixels))
+        return image_features(pixels, self.features).sub_(self.mean).div_(self.std)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.linear(self.features_of(pixels))
 
-def block_scale(block: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """The std of a block's values about their own features' means: sqrt(E[x^2] - mean(mean^2)), no copy."""
-    mean_square = torch.linalg.vector_norm(block).square() / block.numel()
-    return (mean_square - mean.square().mean()).clamp_min(1e-12).sqrt()
+def standardiser(prepared: torch.Tensor, features: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each feature's mean over these training rows, and each block's one scale about those means."""
+    mean, std = prepared.mean(0), torch.empty(prepared.shape[1], device=prepared.device)
+    for block in feature_blocks(features):
+        # sqrt(E[x^2] - mean(mean^2)): the block's std about its own features' means, without a copy.
+        mean_square = torch.linalg.vector_norm(prepared[:, block]).square() / prepared[:, block].numel()
+        std[block] = (mean_square - mean[block].square().mean()).clamp_min(1e-12).sqrt()
+    return mean, std
 
 def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -476,52 +457,45 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # %% [markdown]
 # ## 5. Training
 #
-# **`core/split.py`**: A stratified, seeded hold-out split.
+# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds. Config.check says first
+# whether the
+# labels allow them.
 
 # %%
-from collections import Counter
-
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation): each digit contributes round(val_fraction * its count) to validation."""
-    problem = holdout_problem(Counter(labels.tolist()), val_fraction)  # the rule Config.check applies
-    if problem:
-        raise UserError(problem)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for digit in range(10):
-        members = np.flatnonzero(labels == digit)
+        members = rng.permutation(np.flatnonzero(labels == digit))
         n_val = int(round(val_fraction * len(members)))
-        members = rng.permutation(members)
         val.append(members[:n_val])
         train.append(members[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
-def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """The fold (0..folds-1) of each example: each digit's examples, shuffled, dealt round the folds."""
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
-    problem = folds_problem(Counter(labels.tolist()), folds)  # the rule Config.check applies
-    if problem:
-        raise UserError(problem)
     start = 0
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(labels == digit))
         # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
         fold_of[members] = (start + np.arange(len(members))) % folds
         start += len(members)
-    return fold_of
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]
 
 # %% [markdown]
-# **`core/train.py`**: Training: the whole dataset on the device, shuffled index slices, the best epoch kept.
+# **`core/train.py`**: Training: every model of a run fitted at once, each fold standardised on its own
+# training rows.
 #
-# The model kept is the one of the epoch with the best accuracy on a held-out split, stratified so that
-# each digit is held out in its own proportion (a skewed split would score a skewed mix of digits);
-# training stops once `patience` epochs bring nothing better, as big data peaks within a few epochs.
+# A hold-out split, stratified so that each digit is held out in its own proportion, is one fold;
+# K-fold CV (section 7) is K of them, with one model per L2 strength tried. By default each model is
+# the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found by L-BFGS (section 7): the loss
+# is convex, so there is one optimum and nothing to stop early. `--optimizer adam` or `sgd` fits by
+# epochs instead and keeps the hold-out's best epoch (section 9).
 
 # %%
-import time
-from dataclasses import dataclass, field
-
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
@@ -540,222 +514,67 @@ def cuda_starts() -> bool:
               f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
         return False
 
+def by_optimum(cfg: Config) -> bool:
+    return cfg.optimizer == "lbfgs" or cfg.weight_decay == "auto"
+
+class Folds:
+    """Each fold's training and validation rows of the prepared images, and its standardiser.
+
+    Each side's rows are padded to one length, so that the folds stack into one batched tensor: a
+    fold a few rows short repeats a few of its own, and the masks mark its own.
+    """
+
+    def __init__(self, cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list):
+        device, targets = prepared.device, labels.long()
+        self.prepared, self.count, self.features = prepared, len(splits), cfg.features
+        train = [to_device(rows, device) for rows, _ in splits]
+        if not by_optimum(cfg):  # shuffled once: each minibatch is then a contiguous slice, a view
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+            train = [rows[torch.randperm(len(rows), device=device, generator=generator)] for rows in train]
+        self.train, self.train_mask = padded(train)
+        self.val, self.val_mask = padded([to_device(rows, device) for _, rows in splits])
+        self.train_features, self.train_targets = self.gather(self.train), targets[self.train]
+        self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
+        own = [self.train_features[f, :len(rows)] for f, rows in enumerate(train)]
+        self.mean, self.std = (torch.stack(s) for s in zip(*(standardiser(x, cfg.features) for x in own)))
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
+
+    @torch.no_grad()
+    def model(self, weight: torch.Tensor, bias: torch.Tensor, fold: int = 0) -> SoftmaxRegression:
+        """One fold's model from the weights (folds, d, 10) and its standardiser."""
+        model = SoftmaxRegression(self.features).to(self.prepared.device)
+        model.mean.copy_(self.mean[fold])
+        model.std.copy_(self.std[fold])
+        model.linear.weight.copy_(weight[fold].T)
+        model.linear.bias.copy_(bias[fold, 0])
+        return model.eval()
+
+def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index rows of one length (each padded with its own first entries), and which entries are its own."""
+    length, device = max(map(len, rows)), rows[0].device
+    own = torch.arange(length, device=device) < torch.tensor([[len(r)] for r in rows], device=device)
+    return torch.stack([torch.cat([r, r[:length - len(r)]]) for r in rows]), own
+
 @dataclass
-class FitResult:
-    model: SoftmaxRegression
-    best_epoch: int  # 1-based; 0 when nothing was validated (refit)
-    history: list[dict] = field(default_factory=list)  # per epoch: train and val loss and accuracy
-    seconds: float = 0.0
+class Fit:
+    folds: Folds
+    weight: torch.Tensor  # (folds, d, strengths * 10): one 10-column block per L2 strength
+    bias: torch.Tensor  # (folds, 1, strengths * 10)
+    history: list[dict]  # per epoch or L-BFGS iteration: the training loss, and the validation's
+    best_epoch: int  # by epochs: the hold-out's best; L-BFGS: its iterations
 
-def fit(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, val_pixels: torch.Tensor | None = None,
-        val_labels: torch.Tensor | None = None, epochs: int | None = None, desc: str = "train") -> FitResult:
-    """Train a fresh model on device tensors; with validation data keep the best epoch's weights.
+    def model(self) -> SoftmaxRegression:
+        return self.folds.model(self.weight, self.bias)
 
-    With `--optimizer lbfgs` there are no epochs: the model is the optimum of its penalised loss.
-    """
-    if cfg.optimizer == "lbfgs":
-        return fit_to_optimum(cfg, pixels, labels, val_pixels, val_labels, desc)
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed)
-    # One shuffle up front; every epoch then takes contiguous slices (views, not copies) in a new order.
-    shuffled = torch.randperm(len(pixels), device=pixels.device, generator=generator)
-    pixels, targets = pixels[shuffled], labels[shuffled].long()
-    model = SoftmaxRegression(cfg.features).to(pixels.device)
-    with torch.no_grad():
-        prepared = model.prepare(pixels)
-        model.fit_standardizer(prepared)
-        features = model.standardize(prepared)
-        val_features = model.features_of(val_pixels) if val_pixels is not None else None
-    epochs = epochs or cfg.epochs
-    optimizer = make_optimizer(cfg.optimizer, model.linear.weight, model.linear.bias, cfg.weight_decay)
-    batches = Batches(len(features), cfg.batch_size_for(len(features)), cfg.seed)
-    validating = val_features is not None
-    history, best_accuracy, best_epoch, best_weights = [], -1.0, 0, None
-    progress = Progress(desc, epochs)
-    for epoch in range(1, epochs + 1):
-        loss, accuracy = train_epoch(cfg, model, optimizer, features, targets, batches, (epoch - 1) / epochs,
-                                     1 / epochs)
-        record = {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy}
-        if validating:
-            record.update(validate(model, val_features, val_labels.long()))
-        finite = torch.isfinite(model.linear.weight).all() & torch.isfinite(model.linear.bias).all()
-        # One host sync per epoch, for the progress bar, early stopping and the divergence check; none per
-        # step.
-        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}
-        check_finite(cfg, epoch, record, bool(finite), progress)
-        history.append(record)
-        progress.update(record)
-        if validating and record["val_accuracy"] > best_accuracy:
-            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
-            best_accuracy, best_epoch = record["val_accuracy"], epoch
-            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.linear.state_dict().items()}
-        elif validating and cfg.patience and epoch - best_epoch >= cfg.patience:
-            break  # big data peaks in a few epochs; the rest would cost time for nothing
-    progress.close()
-    if best_weights is not None:
-        model.linear.load_state_dict(best_weights)
-    return FitResult(model.eval(), best_epoch, history, time.perf_counter() - start)
-
-def fit_to_optimum(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor,
-                   val_pixels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-                   desc: str = "train") -> FitResult:
-    """The optimum of mean cross-entropy + weight_decay/2 |W|^2 on these images, by full-batch L-BFGS.
-
-    The loss is convex, so there is one optimum and nothing to stop early: the validation split
-    only measures it, and its history has one record per L-BFGS iteration: the penalised training
-    objective and the validation loss and accuracy of the iterate.
-    """
-    start = time.perf_counter()
-    model = SoftmaxRegression(cfg.features).to(pixels.device)
-    with torch.no_grad():
-        prepared = model.prepare(pixels)
-        model.fit_standardizer(prepared)
-        val = (model.features_of(val_pixels), val_labels.long()) if val_pixels is not None else None
-    history = []
-
-    def record(iteration: int, x: torch.Tensor, value: torch.Tensor) -> None:
-        entry = {"train_loss": value.flatten()[0]}
-        if val is not None:
-            d = x.shape[1] - 1
-            entry.update(validate_logits(val[0] @ x[0, :d, 0] + x[0, d, 0], val[1]))
-        values = torch.stack(list(entry.values())).tolist()  # one host read an iteration
-        history.append({"iteration": iteration, **dict(zip(entry, values))})
-
-    iterations = set_to_optimum(model, prepared, labels.long(), float(cfg.weight_decay), desc, record)
-    return FitResult(model.eval(), iterations, history, time.perf_counter() - start)
-
-def set_to_optimum(model: SoftmaxRegression, prepared: torch.Tensor, targets: torch.Tensor, decay: float,
-                   desc: str, record=None) -> int:
-    """Fit the model's linear layer to the optimum on its standardised features; return the iterations.
-
-    `record(iteration, x, value)`, if given, sees each iterate.
-    """
-    mask = torch.ones(1, len(targets), dtype=torch.bool, device=prepared.device)
-    progress = OptimumProgress(desc, 1)
-
-    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
-        progress.update(iteration, largest, moving)
-        if record is not None:
-            record(iteration, x, value)
-
-    weight, bias, iterations, _ = optimum(prepared[None], targets[None], mask, model.mean[None],
-                                          model.std[None], [decay], report)
-    progress.close()
-    with torch.no_grad():
-        model.linear.weight.copy_(weight[0].T)
-        model.linear.bias.copy_(bias[0, 0])
-    return iterations
-
-def check_finite(cfg: Config, epoch: int, record: dict, weights_finite: bool, progress: "Progress") -> None:
-    """Stop a run that diverged: its weights would predict nothing useful and must not be published."""
-    broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
-              if k in record and not math.isfinite(record[k])]
-    if not weights_finite:
-        broken.append("weights")
-    if broken:
-        progress.close()
-        raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
-                        f"finite); "
-                        f"try a smaller --lr (the default is {Config.lr}) or a smaller --weight-decay")
-
-class Progress:
-    """Per-epoch progress: a tqdm bar in a terminal; one plain line per epoch in a log, CI or pipe.
-
-    A log keeps every carriage-return redraw of a bar, so there it is one readable line an epoch
-    instead. TQDM_DISABLE=1 (tqdm's own switch) silences both.
-    """
-
-    def __init__(self, desc: str, epochs: int | None, unit: str = "epoch", bar_desc: str | None = None):
-        self.desc, self.epochs, self.bar = desc, epochs, None
-        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-        if not self.quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm  # only a terminal draws a bar
-
-            self.bar = tqdm(total=epochs, desc=bar_desc or desc, unit=unit, leave=False, dynamic_ncols=True)
-
-    def update(self, record: dict) -> None:
-        values = {k.replace("_", " "): v for k, v in record.items() if k != "epoch"}
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
-            self.bar.update()
-        elif not self.quiet:
-            print(f"{self.desc} epoch {record['epoch']}/{self.epochs}: "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-class OptimumProgress(Progress):
-    """L-BFGS progress: a bar of iterations in a terminal; in a log, a plain line every few seconds.
-
-    There is no known number of iterations, so it shows how far the largest gradient entry still is
-    from the stopping tolerance, and how many of the models are still moving.
-    """
-    EVERY_SECONDS = 3.0
-
-    def __init__(self, desc: str, models: int):
-        super().__init__(desc, None, unit="it", bar_desc=f"{desc} (L-BFGS)")
-        self.models, self.printed = models, time.perf_counter()
-        if self.bar is None and not self.quiet:
-            print(f"{desc}: fitting {f'{models} models' if models > 1 else 'the model'} to the optimum by "
-                  f"L-BFGS (stops when every gradient entry is at most {OPTIMUM_TOL:g})", flush=True)
-
-    def update(self, iteration: int, largest: float, moving: int, *iterate) -> None:
-        status = f"largest gradient {largest:.2e}" + (f", {moving} of {self.models} models still moving"
-                                                       if self.models > 1 else "")
-        if self.bar is not None:
-            self.bar.set_postfix_str(status, refresh=False)
-            self.bar.update()
-        elif not self.quiet and (time.perf_counter() - self.printed >= self.EVERY_SECONDS or not moving):
-            self.printed = time.perf_counter()
-            print(f"{self.desc} L-BFGS iteration {iteration}: {status}", flush=True)
-
-class Batches:
-    """Contiguous slices of the (once shuffled) training set, visited in a new order each epoch."""
-
-    def __init__(self, n_examples: int, batch_size: int, seed: int):
-        self.slices = [slice(s, min(s + batch_size, n_examples)) for s in range(0, n_examples, batch_size)]
-        self.order = torch.Generator().manual_seed(seed)  # on the host: the order is a Python list
-
-    def epoch(self) -> list[slice]:
-        return [self.slices[i] for i in torch.randperm(len(self.slices), generator=self.order).tolist()]
-
-def train_epoch(cfg: Config, model: SoftmaxRegression, optimizer: "Optimizer", features: torch.Tensor,
-                targets: torch.Tensor, batches: Batches, progress: float,
-                span: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the batches; returns the mean training loss and accuracy as device tensors (no host
-    sync).
-
-    `progress` is the fraction of the run done before this epoch and `span` the fraction it covers,
-    for the learning-rate schedule.
-    """
-    loss_sum, correct = torch.zeros((), device=features.device), torch.zeros((), device=features.device)
-    epoch = batches.epoch()
-    for step, batch in enumerate(epoch):
-        logits = model.linear(features[batch])
-        loss = F.cross_entropy(logits, targets[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step(learning_rate(cfg, progress + span * step / len(epoch)))
-        loss_sum += loss.detach() * (batch.stop - batch.start)
-        correct += (logits.detach().argmax(1) == targets[batch]).sum()  # as the weights were at each step
-    return loss_sum / len(features), correct / len(features)
-
-def learning_rate(cfg: Config, progress: float) -> float:
-    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
-    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
-
-@torch.no_grad()
-def validate(model: SoftmaxRegression, features: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Validation loss and accuracy as device tensors (read on the host once per epoch)."""
-    return validate_logits(model.linear(features), targets)
-
-def validate_logits(logits: torch.Tensor, targets: torch.Tensor) -> dict:
-    return {"val_loss": F.cross_entropy(logits, targets),
-            "val_accuracy": (logits.argmax(1) == targets).float().mean()}
+def fit(cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list[tuple[np.ndarray, ...]],
+        decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Fit:
+    """Fit one model per (train, validation) split and L2 strength, all at once, on prepared features."""
+    folds, decays = Folds(cfg, prepared, labels, splits), decays or [float(cfg.weight_decay)]
+    if by_optimum(cfg):
+        return Fit(folds, *fit_to_optimum(folds, decays, desc))
+    return Fit(folds, *fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc))
 
 @torch.no_grad()
 def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
@@ -789,11 +608,13 @@ def write_submission(path: Path, labels: np.ndarray) -> None:
 
 # %%
 import platform
+import time
 from dataclasses import asdict
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
     """Train with validation; write submission.csv, model.pt, the pictures and (last) metrics.json into
     out_dir; return the metrics."""
+    cfg.check(data.train_labels)  # the split or folds it asks for can be made from these labels
     timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -801,25 +622,25 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     test_pixels = to_device(data.test_images, device)
     timings["to_device"] = time.perf_counter() - clock
 
-    trained = (cross_validated if cfg.folds else held_out)(cfg, data, pixels, labels, timings)
-    model, val_idx = trained.pop("model"), trained.pop("val_idx")
-    val_probabilities = trained.pop("val_probabilities")
+    trained = (cross_validate if cfg.folds else held_out)(cfg, pixels, labels, timings)
+    model, val_idx, val_probabilities = (trained.pop(k) for k in ("model", "val_idx", "val_probabilities"))
     clock = time.perf_counter()
     test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
     timings["predict"] = time.perf_counter() - clock
-    metrics = {
-        "data": data.source,
-        **trained,
-        "config": asdict(cfg),
-        "device": describe_device(device),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "timings_seconds": timings,
-    }
+    described = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
+        f"cpu ({torch.get_num_threads()} threads)"
+    validation = validation_report(val_probabilities, data.train_labels[val_idx])
+    metrics = {"data": data.source, **trained, **validation, "config": asdict(cfg), "device": described,
+               "torch_version": torch.__version__, "python_version": platform.python_version(),
+               "timings_seconds": timings}
     metrics["examples"]["test"] = len(test_labels)
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(out_dir, model, test_labels, metrics)
+    write_submission(out_dir / "submission.csv", test_labels)
+    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by
+    # surprise.
+    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
+    atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
     timings["write"] = time.perf_counter() - clock
     clock = time.perf_counter()
     metrics.update(write_run_pictures(out_dir, model, data.train_images[val_idx], data.train_labels[val_idx],
@@ -829,59 +650,34 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
-def held_out(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
-    """One stratified hold-out split: the best epoch on it, optionally refitted on all of train.csv."""
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
-    train_at, val_at = to_device(train_idx, pixels.device), to_device(val_idx, pixels.device)
-    val_pixels, val_labels = pixels[val_at], labels[val_at]
-    result = fit(cfg, pixels[train_at], labels[train_at], val_pixels, val_labels)
-    timings["fit"] = result.seconds
-    val_probabilities = predict(result.model, val_pixels)  # kept for errors.png
-    validation = validation_report(val_probabilities, val_labels)
-    model, refit = result.model, None
+def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
+    """One stratified hold-out split: the model fitted on the rest, or refitted on all of train.csv."""
+    clock = time.perf_counter()
+    train_idx, val_idx = stratified_split(labels.cpu().numpy(), cfg.val_fraction, cfg.seed)
+    prepared = image_features(pixels, cfg.features)
+    result = fit(cfg, prepared, labels, [(train_idx, val_idx)])
+    timings["fit"] = time.perf_counter() - clock
+    model, refit = result.model(), None
+    val_probabilities = predict(model, pixels[to_device(val_idx, pixels.device)])  # kept for errors.png
     if cfg.refit:
-        refitted = fit(cfg, pixels, labels, epochs=result.best_epoch, desc="refit")
-        model, timings["refit"] = refitted.model, refitted.seconds
-        epochs = "to the optimum (L-BFGS)" if cfg.optimizer == "lbfgs" else result.best_epoch
-        refit = {"epochs": epochs, "examples": len(labels)}
+        clock = time.perf_counter()
+        everything = (np.arange(len(labels)), np.arange(0))
+        model = fit(cfg, prepared, labels, [everything], epochs=result.best_epoch, desc="refit").model()
+        timings["refit"] = time.perf_counter() - clock
+        refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else result.best_epoch,
+                 "examples": len(labels)}
     return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
-            "examples": {"train": len(train_idx), "validation": len(val_idx)}, **validation,
+            "examples": {"train": len(train_idx), "validation": len(val_idx)},
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
-def cross_validated(cfg: Config, data: DigitData, pixels: torch.Tensor, labels: torch.Tensor,
-                    timings: dict) -> dict:
-    """K-fold CV: every training image is validated once, by the fold fits that did not see it."""
-    result = cross_validate(cfg, pixels, labels)
-    timings["fit"] = result.seconds
-    probabilities = result.oof_probabilities
-    validation = validation_report(probabilities, labels)
-    n, auto = len(labels), cfg.weight_decay == "auto"
-    refit = {"epochs": "to the optimum (L-BFGS)" if auto else cfg.epochs, "examples": n} \
-        if cfg.refit or auto else None
-    return {"model": result.model, "val_idx": np.arange(n), "val_probabilities": probabilities,
-            "examples": {"train": n, "validation": n}, **validation, "best_epoch": cfg.epochs,
-            "refit": refit, "history": result.history, "cv": result.summary}
-
-def validation_report(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+def validation_report(probabilities: torch.Tensor, labels: np.ndarray) -> dict:
     """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
-    loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels.long()).item()
+    truth = torch.from_numpy(labels).long()
+    loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), truth).item()
     predicted = probabilities.argmax(1).cpu().numpy()
-    truth = labels.cpu().numpy()
-    confusion = confusion_matrix(truth, predicted)
-    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss,
+    confusion = confusion_matrix(labels, predicted)
+    return {"val_accuracy": float((predicted == labels).mean()), "val_loss": loss,
             "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
-
-def write_outputs(out_dir: Path, model, test_labels: np.ndarray, metrics: dict) -> None:
-    write_submission(out_dir / "submission.csv", test_labels)
-    # "data": what `predict` defaults to, so a model trained on real data never predicts the sample by
-    # surprise.
-    extra = {"config": metrics["config"], "val_accuracy": metrics["val_accuracy"], "data": metrics["data"]}
-    atomic_write(out_dir / "model.pt", lambda temp: save_model(model, temp, extra))
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 # %% [markdown]
 # **`core/main.py`**: The kernel's entry point: find the competition data, train, write the outputs, show the
@@ -970,42 +766,58 @@ def show_pictures(folder: Path, names: list[str]) -> None:
 #
 # **`core/lbfgs.py`**: Full-batch L-BFGS for many independent models at once, in plain tensor ops.
 #
-# `--weight-decay auto` compares L2 strengths by cross-validation. The penalised loss is convex, so
-# each (fold, strength) model has one optimum, and comparing strengths means comparing those optima:
-# a fixed budget of Adam epochs stops short of them by an amount that depends on the strength. Every
-# model here keeps its own curvature history and its own step length (each inner product is taken
-# per model), so batching folds x strengths into one tensor program changes no model's iterates.
-# torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
-# A model whose gradient is already small enough stops, and the objective is no longer computed for
-# it: the strong penalties converge first, and the batch shrinks to the models still moving.
+# Each (fold, strength) model keeps its own curvature history and step length (every inner product
+# is taken per model), so batching them into one tensor program changes no model's iterates; a model
+# whose gradient is small enough stops, and its objective is no longer computed: strong penalties
+# converge first, and the batch shrinks to the models still moving. torch.optim.LBFGS is
+# single-model and imports torch._dynamo (about a second); this needs neither. Comparing strengths at
+# their optima, not after a fixed budget of epochs, makes the choice depend on the data alone.
 
 # %%
-from typing import Callable
-
 MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
 ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 MAX_HALVINGS = 30
-
 # Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
 # same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
 OPTIMUM_TOL = 1e-4
 MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
 
-# (x (models..., params..., with the model dims given by `dims`), the models still moving, a bool
-# tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
-# skip the models not moving and return anything for them.
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
-# parameters x and each model's objective, both on the device).
-Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
+def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
+    """Every fold x strength model to its optimum; returns weight, bias, the history and the iterations.
 
-def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
-             tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
+    A lone model (the hold-out) records each iterate's validation; a batch records only its last.
+    """
+    models = folds.count * len(decays)
+    fitting = f"{models} models" if models > 1 else "the model"
+    progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
+                        f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
+    history = []
+
+    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        # How far the largest gradient entry still is from the tolerance: there is no known end.
+        progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
+            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
+        if models == 1 and folds.val.numel():
+            d = x.shape[1] - 1
+            history.append({"iteration": iteration, "train_loss": float(value.mean()),
+                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
+
+    weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
+                                              folds.mean, folds.std, decays, report)
+    progress.close()
+    if models > 1:  # the line search only lowers each objective: nothing diverges, one record is enough
+        history = [{"iteration": iterations, "train_loss": float(value.mean()),
+                    **validation(folds, weight, bias)}]
+    return weight, bias, history, iterations
+
+def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
+             report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Minimise every model's objective from x; return x, the iterations run and each model's objective.
 
-    `dims` are the dimensions of x that hold one model's parameters (reduced by its inner products);
-    the others index the models. A model stops moving once its largest gradient entry is at most
-    `tol` (scikit-learn's lbfgs criterion on the same mean-loss scale); the run stops when all have.
+    `dims` are the dimensions of x that hold one model's parameters; the others index the models.
+    objective(x, active) -> (each model's value, the gradient), and may skip the models not active.
+    A model stops once its largest gradient entry is at most `tol`; the run stops when all have.
+    report(iteration, largest gradient entry, models moving, x, values) is called each iteration.
     """
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
@@ -1074,8 +886,7 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
     return q
 
 def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
-            std: torch.Tensor, decays: list[float],
-            report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+            std: torch.Tensor, decays: list[float], report=None) -> tuple:
     """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
 
     features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
@@ -1083,7 +894,7 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
     objective (folds, strengths).
     """
     n_folds, n, d = features.shape
-    strengths, classes = len(decays), 10
+    strengths, classes = len(decays), N_CLASSES
     decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
     count = mask.sum(1).to(features.dtype)  # (folds,)
     weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
@@ -1131,71 +942,59 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
 # %% [markdown]
 # ## 8. Cross-validation
 #
-# **`core/cv.py`**: K-fold cross-validation as one batched tensor program: every fold and every L2 strength at
-# once.
+# **`core/cv.py`**: K-fold cross-validation: the K folds, and every L2 strength tried, fitted as one batched
+# program.
 #
-# Each fold's examples are gathered by index from one tensor of image features and standardised with
-# that fold's own training statistics; one batched matmul then scores a batch under every fold's
-# weights, and each fold's weights hold one 10-column block per strength, so folds x strengths
-# models train in the step a single model would take. The fits run every epoch (no early stopping:
-# the held-out fold must not choose anything it then scores), and the held-out accuracy after the
-# last epoch is the fold's estimate of the public score. Their mean ± its standard error is the CV
-# estimate printed last: the public score should fall within about two standard errors of it.
-# With `--weight-decay auto` the same batched
-# models are instead fitted to the optimum of their convex penalised loss by full-batch L-BFGS
-# (core/lbfgs.py), so strengths are compared at their optima, and the optimum on all the
-# training images at the chosen strength is the model submitted (with or without `--refit`).
+# Each fold is standardised on its own training rows and fitted by the hold-out's code (section 5),
+# one 10-column block of weights per strength. Fits by epochs run every epoch (no early stopping: the
+# held-out fold must not choose anything it then scores), and the held-out accuracy at the end is the
+# fold's estimate of the public score. Their mean ± its standard error is the CV estimate printed
+# last: the public score should fall within about two standard errors of it. With `--weight-decay
+# auto` (or the default L-BFGS) every model is fitted to its optimum, so strengths are compared at
+# their optima, and the optimum on all the training images at the chosen strength is the model
+# submitted (with or without `--refit`).
 
 # %%
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-@dataclass
-class CVResult:
-    model: SoftmaxRegression  # the one model the submission comes from
-    summary: dict  # metrics.json's "cv"
-    oof_probabilities: torch.Tensor  # (n, 10): each example scored by the fits that did not train on it
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-
-def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor) -> CVResult:
+def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
     """Fit cfg.folds folds x the strengths tried, choose the strength, and make one model from it."""
-    start = time.perf_counter()
+    clock = time.perf_counter()
     decays = list(WEIGHT_DECAY_GRID) if cfg.weight_decay == "auto" else [float(cfg.weight_decay)]
-    fold_of = torch.from_numpy(stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)).to(pixels.device)
-    targets = labels.long()
+    prepared = image_features(pixels, cfg.features)
+    splits = stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)
+    result = fit(cfg, prepared, labels, splits, decays, desc=f"{cfg.folds}-fold CV")
+    folds, n = result.folds, len(labels)
     with torch.no_grad():
-        prepared = SoftmaxRegression(cfg.features).prepare(pixels)
-    folds = FoldData(prepared, targets, fold_of, cfg.folds, cfg.seed, feature_blocks(cfg.features))
-    to_optimum = cfg.weight_decay == "auto" or cfg.optimizer == "lbfgs"
-    weight, bias, history = (fit_folds_to_optimum if to_optimum else fit_folds)(cfg, folds, decays)
-    with torch.no_grad():
-        logits = folds.val_logits(weight, bias)  # (folds, v, strengths, 10)
-        accuracy = folds.val_accuracy(logits)  # (folds, strengths)
-    mean = accuracy.mean(0)
-    stderr = accuracy.std(0) / math.sqrt(cfg.folds)
+        logits = val_logits(folds, result.weight, result.bias)  # (folds, v, strengths, 10)
+        accuracy = scores(folds, logits)[0]  # (folds, strengths)
+    mean, stderr = accuracy.mean(0), accuracy.std(0) / math.sqrt(cfg.folds)
     chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
-    fold_accuracies = accuracy[:, chosen].tolist()
-    chosen_cfg = replace(cfg, weight_decay=decays[chosen])
-    if to_optimum:
+    if by_optimum(cfg) or cfg.refit:
         # The optimum at the chosen strength on all the data (what CV chose the strength for), not an
         # average of fold optima: one more model at 1/(folds x strengths) of the CV's cost; on the
         # sample it scored 0.946 against the average's 0.944 (README).
-        model = refit_to_optimum(cfg, prepared, targets, decays[chosen])
-        how = f"refit to the optimum on all {len(labels)} training images at weight decay {decays[chosen]:g}"
-    elif cfg.refit:
-        model = fit(chosen_cfg, pixels, labels, desc="refit").model
-        how = f"refit on all {len(labels)} training images at weight decay {decays[chosen]:g}"
+        optimizer = "lbfgs" if by_optimum(cfg) else cfg.optimizer
+        refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer=optimizer)
+        model = fit(refit_cfg, prepared, labels, [(np.arange(n), np.arange(0))], desc="refit").model()
+        how = f"refit{' to the optimum' if by_optimum(cfg) else ''} on all {n} training images at weight " \
+              f"decay {decays[chosen]:g}"
+        refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
     else:
-        blocks = (cfg.folds, -1, len(decays), N_CLASSES)
-        model = folds.averaged_model(cfg.features, weight.view(blocks)[:, :, chosen],
-                                     bias.view(blocks)[:, :, chosen])
-        how = f"average of the {cfg.folds} fold models' weights (in pixel space)"
+        block = slice(chosen * N_CLASSES, (chosen + 1) * N_CLASSES)
+        model = averaged_model(folds, result.weight[..., block], result.bias[..., block])
+        how, refit = f"average of the {cfg.folds} fold models' weights (in pixel space)", None
+    timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
-               "fold_accuracies": fold_accuracies, "weight_decay": decays[chosen], "model": how,
+               "fold_accuracies": accuracy[:, chosen].tolist(), "weight_decay": decays[chosen], "model": how,
                "grid": [{"weight_decay": d, "accuracy": float(m), "stderr": float(s)}
                         for d, m, s in zip(decays, mean, stderr)]}
-    oof = folds.out_of_fold(logits[..., chosen, :].softmax(-1))
-    return CVResult(model.eval(), summary, oof, history, time.perf_counter() - start)
+    # Each training image's probabilities from the one fold model that did not train on it.
+    out_of_fold = torch.empty(n, N_CLASSES, device=pixels.device)
+    out_of_fold[folds.val[folds.val_mask]] = logits[..., chosen, :].softmax(-1)[folds.val_mask]
+    return {"model": model, "val_idx": np.arange(n), "val_probabilities": out_of_fold,
+            "examples": {"train": n, "validation": n}, "best_epoch": result.best_epoch, "refit": refit,
+            "history": result.history, "cv": summary}
 
 def summary_line(cv: dict) -> str:
     """The expected public score, the last line a cross-validated run prints."""
@@ -1204,187 +1003,22 @@ def summary_line(cv: dict) -> str:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"
     return line
 
-class FoldData:
-    """Index tensors for every fold's training and held-out examples, and each fold's standardiser."""
+@torch.no_grad()
+def averaged_model(folds: Folds, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
+    """One model whose logits are the mean of the fold models' logits.
 
-    def __init__(self, prepared: torch.Tensor, targets: torch.Tensor, fold_of: torch.Tensor, folds: int,
-                 seed: int, blocks: list[slice]):
-        device = prepared.device
-        self.prepared, self.targets, self.folds = prepared, targets, folds
-        generator = torch.Generator(device=device).manual_seed(seed)
-        train = [torch.nonzero(fold_of != f).flatten() for f in range(folds)]
-        val = [torch.nonzero(fold_of == f).flatten() for f in range(folds)]
-        # Equal lengths make one index matrix; a fold a few examples short repeats a few of its own.
-        self.train = torch.stack([pad(t[torch.randperm(len(t), device=device, generator=generator)],
-                                      max(map(len, train))) for t in train])  # (folds, n), each row shuffled
-        self.n_train = torch.tensor([len(t) for t in train], device=device)
-        self.val = torch.stack([pad(v, max(map(len, val))) for v in val])  # (folds, v)
-        self.val_mask = torch.stack([torch.arange(self.val.shape[1], device=device) < len(v) for v in val])
-        # Each fold's shuffled training examples gathered once, as the hold-out fit shuffles once: every
-        # step then reads a contiguous slice (a view) instead of gathering rows, at the cost of holding
-        # the data (folds - 1) times (about 0.5 GB at Kaggle size with 5 folds).
-        self.train_features = self.gather(self.train)  # (folds, n, 784)
-        self.train_targets = targets[self.train]  # (folds, n)
-        self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
-        self.mean, self.std = fold_standardisers(prepared, fold_of, folds, blocks)
-        # Which rows of self.train are a fold's own examples and not the padding's repeats.
-        self.train_mask = torch.arange(self.train.shape[1], device=device) < self.n_train[:, None]
-
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        """Prepared images (folds, b, 784) of the examples rows (folds, b)."""
-        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
-
-    def logits(self, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Logits (folds, b, strengths*10) of prepared images (folds, b, 784), each fold on its own
-        standardised features.
-
-        W (x - m) / s + b = (W / s) x + (b - (W / s) m): the standardiser is folded into the weights,
-        so a step only gathers its batch and never rewrites it.
-        """
-        return standardised_logits(batch, weight, bias, self.mean, self.std)
-
-    def val_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.val_features, weight, bias).view(self.folds, self.val.shape[1], -1, N_CLASSES)
-
-    def val_accuracy(self, logits: torch.Tensor) -> torch.Tensor:
-        correct = (logits.argmax(-1) == self.val_targets[..., None]) & self.val_mask[..., None]
-        # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
-        return correct.sum(1).double() / self.val_mask.sum(1, keepdim=True)  # (folds, strengths)
-
-    def val_loss(self, logits: torch.Tensor) -> torch.Tensor:
-        losses = F.cross_entropy(logits.permute(0, 3, 1, 2),
-                                 self.val_targets[..., None].expand(logits.shape[:3]), reduction="none")
-        return (losses * self.val_mask[..., None]).sum(1) / self.val_mask.sum(1, keepdim=True)
-
-    def out_of_fold(self, probabilities: torch.Tensor) -> torch.Tensor:
-        """(folds, v, 10) held-out probabilities -> (n, 10) in the examples' own order."""
-        result = torch.empty(len(self.targets), N_CLASSES, device=probabilities.device)
-        result[self.val[self.val_mask]] = probabilities[self.val_mask]
-        return result
-
-    def averaged_model(self, features: str, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
-        """One softmax regression whose logits are the mean of the fold models' logits, on raw prepared
-        features.
-
-        Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and
-        it is written back in terms of a standardiser fitted on all the training examples.
-        """
-        model = SoftmaxRegression(features).to(self.prepared.device)
-        with torch.no_grad():
-            model.fit_standardizer(self.prepared)
-            raw = weight.transpose(1, 2) / self.std[:, None, :]  # (folds, 10, d): on unstandardised features
-            raw_bias = bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, self.mean)
-            mean_weight, mean_bias = raw.mean(0), raw_bias.mean(0)
-            model.linear.weight.copy_(mean_weight * model.std)
-            model.linear.bias.copy_(mean_bias + mean_weight @ model.mean)
-        return model
-
-def standardised_logits(batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor,
-                        std: torch.Tensor) -> torch.Tensor:
-    """W (x - m) / s + b for batch (folds, b, d), weight (folds, d, k), mean and std (folds, d).
-
-    The standardiser is folded into the weights, (W / s) x + (b - (W / s) m), so the features are
-    never rewritten.
+    Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and it is
+    written back in terms of a standardiser fitted on all the training examples.
     """
-    scaled = weight / std[..., None]
-    shifted = bias - torch.bmm(mean[:, None, :], scaled)
-    return torch.baddbmm(shifted, batch, scaled)
-
-def pad(index: torch.Tensor, length: int) -> torch.Tensor:
-    return torch.cat([index, index[:length - len(index)]])
-
-def fold_standardisers(prepared: torch.Tensor, fold_of: torch.Tensor, folds: int,
-                       blocks: list[slice]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each fold's standardiser (as SoftmaxRegression.fit_standardizer), fitted on its training part only.
-
-    A fold's training part is everything but its held-out part, so its sums are the totals minus
-    the held-out sums: one pass over the data for all folds, no copy of any training part.
-    """
-    device = prepared.device
-    held_sum = torch.zeros(folds, prepared.shape[1], device=device).index_add_(0, fold_of, prepared)
-    count = (len(fold_of) - torch.bincount(fold_of, minlength=folds)).to(prepared.dtype)[:, None]
-    mean = (prepared.sum(0) - held_sum) / count  # (folds, d)
-    std = torch.empty_like(mean)
-    for block in blocks:  # one shared scale per block, as SoftmaxRegression.fit_standardizer
-        squares = prepared[:, block].square().sum(1)
-        held_square = torch.zeros(folds, device=device).index_add_(0, fold_of, squares)
-        mean_square = (held_square.sum() - held_square)[:, None] / (count * (block.stop - block.start))
-        std[:, block] = (mean_square - mean[:, block].square().mean(1, keepdim=True)).clamp_min(1e-12).sqrt()
-    return mean, std
-
-def fit_folds(cfg: Config, folds: FoldData,
-              decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Train folds x strengths softmax regressions at once; weight (folds, 784, strengths*10), bias
-    (folds, 1, strengths*10)."""
-    device, n_models = folds.prepared.device, len(decays) * N_CLASSES
-    torch.manual_seed(cfg.seed)
-    weight = torch.zeros(folds.folds, folds.prepared.shape[1], n_models, device=device, requires_grad=True)
-    bias = torch.zeros(folds.folds, 1, n_models, device=device, requires_grad=True)
-    # One strength per 10-column block.
-    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)
-    optimizer = make_optimizer(cfg.optimizer, weight, bias, decay)
-    n = folds.train.shape[1]
-    batches = Batches(n, cfg.batch_size_for(n), cfg.seed)
-    history, progress = [], Progress(f"{cfg.folds}-fold CV", cfg.epochs)
-    for epoch in range(1, cfg.epochs + 1):
-        loss_sum = torch.zeros((), device=device)
-        order = batches.epoch()
-        for step, batch in enumerate(order):
-            logits = folds.logits(folds.train_features[:, batch], weight, bias)
-            size = batch.stop - batch.start
-            # Summed over examples and divided by the batch size: each model's gradient is that of its own
-            # mean loss.
-            loss = F.cross_entropy(logits.reshape(-1, N_CLASSES),
-                                   folds.train_targets[:, batch, None].expand(-1, -1,
-                                                                              len(decays)).reshape(-1),
-                                   reduction="sum") / size
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step(learning_rate(cfg, (epoch - 1 + step / len(order)) / cfg.epochs))
-            loss_sum += loss.detach() * size
-        with torch.no_grad():
-            logits = folds.val_logits(weight, bias)
-            accuracy, val_loss = folds.val_accuracy(logits).mean(0), folds.val_loss(logits).mean(0)
-            best = torch.argmax(accuracy)
-            record = {"epoch": epoch, "train_loss": loss_sum / (n * folds.folds * len(decays)),
-                      "val_loss": val_loss[best], "val_accuracy": accuracy[best]}
-            finite = torch.isfinite(weight).all() & torch.isfinite(bias).all()
-        record = {k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}  # the one host sync
-        check_finite(cfg, epoch, record, bool(finite), progress)
-        history.append(record)
-        progress.update(record)
-    progress.close()
-    return weight.detach(), bias.detach(), history
-
-def fit_folds_to_optimum(cfg: Config, folds: FoldData,
-                         decays: list[float]) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """The optimum of each fold's penalised loss at each strength, by one batched full-batch L-BFGS.
-
-    Same weight layout as fit_folds. Each strength is compared at its own optimum, so the choice
-    depends on the data alone, not on how far a fixed number of epochs got at each strength.
-    """
-    progress = OptimumProgress(f"{cfg.folds}-fold CV", cfg.folds * len(decays))
-    weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
-                                              folds.mean, folds.std, decays, progress.update)
-    progress.close()
-    with torch.no_grad():
-        logits = folds.val_logits(weight, bias)
-        accuracy, val_loss = folds.val_accuracy(logits).mean(0), folds.val_loss(logits).mean(0)
-        best = torch.argmax(accuracy)
-        record = {"epoch": iterations, "train_loss": value.mean(0)[best], "val_loss": val_loss[best],
-                  "val_accuracy": accuracy[best]}
-    # One record, "epoch" counting L-BFGS iterations: the line search only ever lowers each objective,
-    # so there is no divergence to watch for.
-    return weight, bias, [{k: (v.item() if torch.is_tensor(v) else v) for k, v in record.items()}]
-
-def refit_to_optimum(cfg: Config, prepared: torch.Tensor, targets: torch.Tensor,
-                     decay: float) -> SoftmaxRegression:
-    """The optimum at `decay` on all the training images, standardised on them all: one model, one fold."""
-    model = SoftmaxRegression(cfg.features).to(prepared.device)
-    with torch.no_grad():
-        model.fit_standardizer(prepared)
-    set_to_optimum(model, prepared, targets, decay, "refit")
-    return model
+    raw = weight.transpose(1, 2) / folds.std[:, None, :]  # (folds, 10, d): on unstandardised features
+    raw_weight, raw_bias = raw.mean(0), (bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, folds.mean)).mean(0)
+    model = SoftmaxRegression(folds.features).to(folds.prepared.device)
+    mean, std = standardiser(folds.prepared, folds.features)
+    model.mean.copy_(mean)
+    model.std.copy_(std)
+    model.linear.weight.copy_(raw_weight * model.std)
+    model.linear.bias.copy_(raw_bias + raw_weight @ model.mean)
+    return model.eval()
 
 # %% [markdown]
 # ## 9. Pictures
@@ -1699,13 +1333,15 @@ def save_picture(path: Path, image) -> None:
 # %% [markdown]
 # ## 10. Helpers
 #
-# **`core/optimizer.py`**: Adam and Nesterov SGD as a few plain tensor updates.
+# **`core/optimizer.py`**: Epochs of Adam or Nesterov SGD (`--optimizer adam` or `sgd`), and what every fit
+# shares: the folds'
+# validation scores and the progress lines.
 #
-# torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
-# fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
-# implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
-# a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
-# fold and per penalty) need.
+# The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
+# peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
+# then scores. The updates are written out because torch.optim imports torch._dynamo on its first
+# step, about a second, more than a whole fit on the sample; they do the arithmetic of torch's
+# single-tensor Adam and SGD, in the same order, with one weight decay per 10 columns (per strength).
 
 # %%
 BETAS = (0.9, 0.999)
@@ -1713,64 +1349,144 @@ EPS = 1e-8
 MOMENTUM = 0.9
 
 class Optimizer:
-    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
+    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 on the weight only, as a penalised
+    bias would shift the class priors. `decay` is a float or a tensor that broadcasts over the weight."""
 
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        self.params, self.decays = params, decays
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
+    def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, decay):
+        self.name, self.params, self.decays, self.steps = name, [weight, bias], [decay, 0.0], 0
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
         self.steps += 1
-        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
-            self.update(i, param, with_decay(param.grad, param, decay), lr)
+        (beta1, beta2), step = BETAS, float(self.steps)
+        for param, decay, (mean, square) in zip(self.params, self.decays, self.state):
+            if torch.is_tensor(decay):
+                grad = param.grad.addcmul(param, decay)
+            else:
+                grad = param.grad.add(param, alpha=decay)
+            param.grad = None
+            if self.name == "sgd":  # `mean` is the velocity; from zero, its first step is the gradient
+                mean.mul_(MOMENTUM).add_(grad)
+                param.add_(grad.add(mean, alpha=MOMENTUM), alpha=-lr)
+                continue
+            mean.lerp_(grad, 1 - beta1)
+            square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+            param.addcdiv_(mean, denom, value=-lr / (1 - beta1**step))
 
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        raise NotImplementedError
+def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) -> tuple:
+    """Every fold x strength model, for `epochs` epochs or (the hold-out) until early stopping; returns
+    weight, bias, the history and the best epoch."""
+    device, (count, n), d = folds.prepared.device, folds.train.shape, folds.prepared.shape[1]
+    weight = torch.zeros(count, d, len(decays) * N_CLASSES, device=device, requires_grad=True)
+    bias = torch.zeros(count, 1, len(decays) * N_CLASSES, device=device, requires_grad=True)
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10 columns
+    optimizer = Optimizer(cfg.optimizer, weight, bias, decay)
+    size = cfg.batch_size_for(n)
+    slices = [slice(s, min(s + size, n)) for s in range(0, n, size)]
+    order = torch.Generator().manual_seed(cfg.seed)  # on the host: the order is a Python list
+    targets = folds.train_targets[..., None].expand(-1, -1, len(decays))  # (folds, n, strengths)
+    lone = count == 1 and folds.val.numel() > 0  # the hold-out: early stopping, the best epoch kept
+    history, best_accuracy, best_epoch, best = [], -1.0, 0, None
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        batches = [slices[i] for i in torch.randperm(len(slices), generator=order).tolist()]
+        for step, batch in enumerate(batches):
+            logits = standardised_logits(folds, folds.train_features[:, batch], weight, bias)
+            logits = logits.view(*targets[:, batch].shape, N_CLASSES)
+            # Summed over the examples and divided by the batch size: each model's gradient is that of
+            # its own mean loss.
+            loss = F.cross_entropy(logits.reshape(-1, N_CLASSES), targets[:, batch].reshape(-1),
+                                   reduction="sum") / (batch.stop - batch.start)
+            loss.backward()
+            optimizer.step(learning_rate(cfg, (epoch - 1 + step / len(batches)) / epochs))
+            loss_sum += loss.detach() * (batch.stop - batch.start)
+            correct += (logits.detach().argmax(-1) == targets[:, batch]).sum()  # as the weights were then
+        record = {"epoch": epoch, "train_loss": float(loss_sum / targets.numel()),
+                  "train_accuracy": float(correct / targets.numel())}
+        if folds.val.numel():
+            record.update(validation(folds, weight.detach(), bias.detach()))
+        broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
+                  if not math.isfinite(record.get(k, 0.0))]
+        if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
+            broken.append("weights")
+        if broken:  # such weights would predict nothing useful and must not be published
+            progress.close()
+            raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
+                            f"finite); try a smaller --lr (the default is {Config.lr}) or a smaller "
+                            f"--weight-decay")
+        history.append(record)
+        values = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items() if k != "epoch"]
+        progress.update(f"epoch {epoch}/{epochs}", ", ".join(values))
+        if lone and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best = [p.detach().to("cpu", copy=True) for p in (weight, bias)]
+        elif lone and cfg.patience and epoch - best_epoch >= cfg.patience:
+            break
+    progress.close()
+    weight, bias = (p.to(device) for p in best) if best else (weight.detach(), bias.detach())
+    return weight, bias, history, best_epoch if lone else epochs
 
-def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
-    """The gradient of loss + decay/2 * |param|^2."""
-    if torch.is_tensor(decay):
-        return grad.addcmul(param, decay)
-    return grad.add(param, alpha=decay) if decay != 0 else grad
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
-class Adam(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.means = [torch.zeros_like(p) for p in params]
-        self.squares = [torch.zeros_like(p) for p in params]
+def standardised_logits(folds, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """W (x - m) / s + b for each fold's rows (folds, b, d) under its weights (folds, d, k), written
+    (W / s) x + (b - (W / s) m): the standardiser is folded into the weights, the rows never rewritten."""
+    scaled = weight / folds.std[..., None]
+    return torch.baddbmm(bias - torch.bmm(folds.mean[:, None, :], scaled), rows, scaled)
 
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        beta1, beta2 = BETAS
-        mean, square = self.means[i], self.squares[i]
-        mean.lerp_(grad, 1 - beta1)
-        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = float(self.steps)
-        step_size = lr / (1 - beta1**step)
-        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
-        param.addcdiv_(mean, denom, value=-step_size)
+def val_logits(folds, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(folds, v, strengths, 10): each strength's 10-column block of the weights on the held-out rows."""
+    logits = standardised_logits(folds, folds.val_features, weight, bias)
+    return logits.view(*folds.val.shape, -1, N_CLASSES)
 
-class NesterovSGD(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.velocities: list[torch.Tensor | None] = [None] * len(params)
+def scores(folds, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation accuracy and loss (folds, strengths) of val_logits."""
+    targets, own = folds.val_targets[..., None].expand(logits.shape[:3]), folds.val_mask[..., None]
+    size = folds.val_mask.sum(1, keepdim=True)
+    correct = ((logits.argmax(-1) == targets) & own).sum(1)
+    losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
+    # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
+    return correct.double() / size, losses.sum(1) / size
 
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        velocity = self.velocities[i]
-        if velocity is None:
-            velocity = self.velocities[i] = grad.detach().clone()
-        else:
-            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
-        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
+def validation(folds, weight: torch.Tensor, bias: torch.Tensor) -> dict:
+    """The validation loss and accuracy, over the folds, of the strength with the best mean accuracy."""
+    accuracy, loss = (score.mean(0) for score in scores(folds, val_logits(folds, weight, bias)))
+    best = int(accuracy.argmax())
+    return {"val_loss": float(loss[best]), "val_accuracy": float(accuracy[best])}
 
-def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    kind = NesterovSGD if name == "sgd" else Adam
-    return kind([weight, bias], [weight_decay, 0.0])
+class Progress:
+    """A tqdm bar in a terminal; in a log (CI, a pipe, Kaggle's), plain lines, at most one per `every`
+    seconds, as a log keeps every redraw of a bar. TQDM_DISABLE=1 (tqdm's own switch) silences both."""
+
+    def __init__(self, desc: str, total: int | None = None, unit: str = "epoch", every: float = 0.0,
+                 intro: str | None = None):
+        self.desc, self.every, self.printed, self.bar = desc, every, time.perf_counter(), None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        elif not self.quiet and intro:
+            print(f"{desc}: {intro}", flush=True)
+
+    def update(self, step: str, status: str, last: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+            self.bar.update()
+        elif not self.quiet and (last or time.perf_counter() - self.printed >= self.every):
+            self.printed = time.perf_counter()
+            print(f"{self.desc} {step}: {status}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 # %% [markdown]
 # **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather
@@ -1779,6 +1495,8 @@ def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_d
 # `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 
 # %%
+from collections import Counter
+
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
 MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
@@ -2102,6 +1820,7 @@ def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
 import errno
 import json
 from contextlib import suppress
+from typing import Callable
 
 def os_reason(exc: OSError) -> str:
     """'no space left on device', 'read-only file system', ... as a lower-case phrase."""

@@ -116,8 +116,8 @@ def test_stratified_split_is_stratified_disjoint_and_seeded():
     again, _ = stratified_split(labels, 0.1, seed=3)
     other, _ = stratified_split(labels, 0.1, seed=4)
     assert np.array_equal(train, again) and not np.array_equal(train, other)
-    with pytest.raises(UserError, match="no validation example"):
-        stratified_split(labels, 0.001, seed=0)
+    with pytest.raises(UserError, match="no validation example"):  # asked before any split is made
+        Config(val_fraction=0.001).check(labels)
 
 
 def test_model_round_trip_predicts_identically(tmp_path):

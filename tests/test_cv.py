@@ -9,13 +9,14 @@ import torch
 
 from conftest import run_cli
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.cv import FoldData, cross_validate, fit_folds, fit_folds_to_optimum
-from digit_recognizer.core.features import feature_blocks
+from digit_recognizer.core.cv import averaged_model, cross_validate
+from digit_recognizer.core.features import image_features
 from digit_recognizer.core.lbfgs import minimise
+from digit_recognizer.core.optimizer import standardised_logits
 from digit_recognizer.local_data import load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.model import SoftmaxRegression
 from digit_recognizer.core.split import stratified_folds
+from digit_recognizer.core.train import Folds, fit
 
 
 @pytest.fixture(scope="module")
@@ -26,40 +27,50 @@ def sample():
 
 def test_folds_are_stratified_disjoint_complete_and_seeded():
     labels = load_data(None).train_labels
-    fold_of = stratified_folds(labels, 5, seed=3)
+    splits = stratified_folds(labels, 5, seed=3)
+    fold_of = np.full(len(labels), -1)
+    for f, (train, val) in enumerate(splits):
+        assert (fold_of[val] == -1).all()  # in no other fold's validation
+        fold_of[val] = f
+        assert np.array_equal(train, np.setdiff1d(np.arange(len(labels)), val))  # trains on all the rest
     assert sorted(set(fold_of.tolist())) == [0, 1, 2, 3, 4]  # every example in exactly one fold
     sizes = np.bincount(fold_of)
     assert sizes.max() - sizes.min() <= 1
     for digit in range(10):
         per_fold = np.bincount(fold_of[labels == digit], minlength=5)
         assert per_fold.max() - per_fold.min() <= 1  # each digit spread evenly
-    assert np.array_equal(fold_of, stratified_folds(labels, 5, seed=3))
-    assert not np.array_equal(fold_of, stratified_folds(labels, 5, seed=4))
-    with pytest.raises(UserError, match="--folds 5: digit 3 has only 4 examples"):
-        stratified_folds(np.array([d for d in range(10) for _ in range(4 if d == 3 else 9)]), 5, 0)
+    assert all(np.array_equal(v, w) for (_, v), (_, w) in zip(splits, stratified_folds(labels, 5, seed=3)))
+    assert not np.array_equal(splits[0][1], stratified_folds(labels, 5, seed=4)[0][1])
+    with pytest.raises(UserError, match="--folds 5: digit 3 has only 4 examples"):  # asked before any fold is made
+        Config(folds=5).check(np.array([d for d in range(10) for _ in range(4 if d == 3 else 9)]))
 
 
-def fold_data(pixels, labels, folds=3, seed=0):
-    prepared = SoftmaxRegression("deskew").prepare(pixels)
-    fold_of = torch.from_numpy(stratified_folds(labels.numpy(), folds, seed))
-    return prepared, fold_of, FoldData(prepared, labels.long(), fold_of, folds, seed, feature_blocks("deskew"))
+ADAM = dataclasses.replace(Config(), features="deskew", optimizer="adam")
+
+
+def fold_data(pixels, labels, cfg=ADAM, folds=3, seed=0):
+    prepared = image_features(pixels, "deskew")
+    splits = stratified_folds(labels.numpy(), folds, seed)
+    return prepared, splits, Folds(cfg, prepared, labels, splits)
 
 
 def test_each_fold_standardiser_sees_only_its_training_part(sample):
-    prepared, fold_of, folds = fold_data(*sample)
-    for f in range(3):
-        torch.testing.assert_close(folds.mean[f], prepared[fold_of != f].mean(0))
+    prepared, splits, folds = fold_data(*sample)
+    for f, (train, val) in enumerate(splits):
+        torch.testing.assert_close(folds.mean[f], prepared[train].mean(0))
         assert not torch.allclose(folds.mean[f], prepared.mean(0), atol=1e-4)
-        assert set(folds.train[f].tolist()) == set(torch.nonzero(fold_of != f).flatten().tolist())
-        assert set(folds.val[f][folds.val_mask[f]].tolist()) == set(torch.nonzero(fold_of == f).flatten().tolist())
+        assert set(folds.train[f].tolist()) == set(train.tolist())
+        assert set(folds.val[f][folds.val_mask[f]].tolist()) == set(val.tolist())
 
 
 def test_batched_strengths_train_independently(sample):
     """Each strength's block of weights trains as if alone: batching folds x strengths changes no result."""
-    _, _, folds = fold_data(*sample)
-    cfg = dataclasses.replace(Config(), optimizer="adam", epochs=3)
-    weight, bias, _ = fit_folds(cfg, folds, [1e-3, 1e-1])
-    alone, alone_bias, _ = fit_folds(cfg, folds, [1e-1])
+    prepared, splits, _ = fold_data(*sample)
+    cfg = dataclasses.replace(ADAM, epochs=3)
+    both = fit(cfg, prepared, sample[1], splits, [1e-3, 1e-1])
+    weight, bias = both.weight, both.bias
+    alone = fit(cfg, prepared, sample[1], splits, [1e-1])
+    alone, alone_bias = alone.weight, alone.bias
     torch.testing.assert_close(weight[..., 10:], alone, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(bias[..., 10:], alone_bias, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(weight[..., :10], alone, atol=1e-3)  # the strengths do differ
@@ -67,26 +78,27 @@ def test_batched_strengths_train_independently(sample):
 
 def test_averaged_model_is_the_mean_of_the_fold_models(sample):
     pixels, labels = sample
-    _, _, folds = fold_data(pixels, labels)
-    weight, bias, _ = fit_folds(dataclasses.replace(Config(), optimizer="adam", epochs=2), folds, [1e-3])
-    model = folds.averaged_model("deskew", weight, bias)
+    prepared, splits, _ = fold_data(pixels, labels)
+    result = fit(dataclasses.replace(ADAM, epochs=2), prepared, labels, splits, [1e-3])
+    folds, weight, bias = result.folds, result.weight, result.bias
+    model = averaged_model(folds, weight, bias)
     rows = torch.arange(50).expand(3, -1)  # the same 50 images under each fold's model
-    expected = folds.logits(folds.gather(rows), weight, bias).mean(0)
+    expected = standardised_logits(folds, folds.gather(rows), weight, bias).mean(0)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels[:50]), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_auto_weight_decay_picks_the_best_mean_accuracy(sample):
     cfg = dataclasses.replace(Config(), folds=3, epochs=3, weight_decay="auto")
-    result = cross_validate(cfg, *sample)
-    summary, grid = result.summary, result.summary["grid"]
+    summary = cross_validate(cfg, *sample, {})["cv"]
+    grid = summary["grid"]
     accuracies = [g["accuracy"] for g in grid]
     chosen = accuracies.index(max(accuracies))  # the first of equals: the weaker strength
     assert summary["weight_decay"] == grid[chosen]["weight_decay"] and summary["accuracy"] == accuracies[chosen]
     assert min(accuracies) < max(accuracies), grid  # a real choice: a wrong pick would show
     # The grid's numbers are held-out accuracies: each fold's is a whole count of its own held-out images,
     # and the chosen strength's grid entry is the mean over the folds.
-    sizes = np.bincount(stratified_folds(sample[1].numpy(), 3, cfg.seed))
+    sizes = [len(val) for _, val in stratified_folds(sample[1].numpy(), 3, cfg.seed)]
     assert len(summary["fold_accuracies"]) == 3
     for accuracy, size in zip(summary["fold_accuracies"], sizes):
         assert accuracy * size == pytest.approx(round(accuracy * size), abs=1e-9) and 0.8 < accuracy < 1.0
@@ -174,25 +186,26 @@ def penalised_gradient(features, labels, weight, bias, decay):
 
 def test_auto_fits_every_fold_and_strength_to_its_optimum(sample):
     """Convex loss: a vanishing gradient of the penalised objective certifies each batched model's optimum."""
-    prepared, fold_of, folds = fold_data(*sample)
+    prepared, splits, _ = fold_data(*sample)
     decays = [1e-3, 1e-1]
-    weight, bias, history = fit_folds_to_optimum(Config(), folds, decays)
+    result = fit(dataclasses.replace(ADAM, optimizer="lbfgs"), prepared, sample[1], splits, decays)
+    folds, weight, bias, history = result.folds, result.weight, result.bias, result.history
     for f in range(3):
         rows = folds.train[f][folds.train_mask[f]]
         features = (prepared[rows] - folds.mean[f]) / folds.std[f]
         for s, decay in enumerate(decays):
             block = slice(10 * s, 10 * s + 10)
-            grad = penalised_gradient(features, folds.targets[rows], weight[f][:, block], bias[f][0, block], decay)
+            grad = penalised_gradient(features, sample[1].long()[rows], weight[f][:, block], bias[f][0, block], decay)
             assert grad.abs().max() < 2e-4, (f, decay)
-    assert history[-1]["epoch"] > 1  # L-BFGS iterations
+    assert history[-1]["iteration"] > 1  # L-BFGS iterations
 
 
 def test_auto_refit_is_the_optimum_on_all_the_training_images(sample):
     pixels, labels = sample
     cfg = dataclasses.replace(Config(), folds=3, weight_decay="auto")  # no --refit: auto refits anyway
-    result = cross_validate(cfg, pixels, labels)
-    model, decay = result.model, result.summary["weight_decay"]
-    assert result.summary["model"].startswith("refit to the optimum")
+    result = cross_validate(cfg, pixels, labels, {})
+    model, decay = result["model"], result["cv"]["weight_decay"]
+    assert result["cv"]["model"].startswith("refit to the optimum")
     with torch.no_grad():
         features = model.features_of(pixels)
     grad = penalised_gradient(features, labels.long(), model.linear.weight.T, model.linear.bias, decay)

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from digit_recognizer.core.config import FEATURE_RUNGS, Config
-from digit_recognizer.core.cv import FoldData
 from digit_recognizer.core.deskew import SIDE, upright
 from digit_recognizer.core.features import (BLUR_SIGMA, CHUNK, DIRECTIONS, N_PIXELS, POOLED, SIZE, blur,
                                             feature_blocks, feature_count, image_features, orientation_planes)
-from digit_recognizer.core.model import SoftmaxRegression, block_scale
+from digit_recognizer.core.model import standardiser
 from digit_recognizer.core.split import stratified_folds
-from digit_recognizer.core.train import fit
+from digit_recognizer.core.train import Folds, fit
 from digit_recognizer.local_data import load_data
 
 
@@ -139,7 +138,10 @@ def test_each_blocks_statistics_come_from_the_training_split_only(rung):
     data = load_data(None)
     pixels, labels = torch.from_numpy(data.train_images[:600]), torch.from_numpy(data.train_labels[:600])
     val_pixels = torch.full((50, 784), 255, dtype=torch.uint8)  # nothing like the training digits
-    model = fit(dataclasses.replace(Config(), features=rung), pixels, labels, val_pixels, labels[:50]).model
+    cfg = dataclasses.replace(Config(), features=rung)
+    splits = [(np.arange(600), np.arange(600, 650))]
+    model = fit(cfg, image_features(torch.cat([pixels, val_pixels]), rung), torch.cat([labels, labels[:50]]),
+                splits).model()
     prepared = image_features(pixels, rung)
     torch.testing.assert_close(model.mean, prepared.mean(0))
     for block in feature_blocks(rung):
@@ -156,17 +158,17 @@ def test_each_folds_block_scales_come_from_its_own_training_part():
     data = load_data(None)
     pixels, labels = torch.from_numpy(data.train_images[:900]), torch.from_numpy(data.train_labels[:900])
     prepared = image_features(pixels, "orientations")
-    fold_of = torch.from_numpy(stratified_folds(labels.numpy(), 3, 0))
-    folds = FoldData(prepared, labels.long(), fold_of, 3, 0, feature_blocks("orientations"))
-    for f in range(3):
-        own = prepared[fold_of != f]
-        reference = SoftmaxRegression("orientations")
-        reference.fit_standardizer(own)
-        torch.testing.assert_close(folds.mean[f], reference.mean)
-        torch.testing.assert_close(folds.std[f], reference.std, rtol=1e-4, atol=0)
+    splits = stratified_folds(labels.numpy(), 3, 0)
+    folds = Folds(Config(), prepared, labels, splits)
+    for f, (train, _) in enumerate(splits):
+        mean, std = standardiser(prepared[train], "orientations")
+        torch.testing.assert_close(folds.mean[f], mean)
+        torch.testing.assert_close(folds.std[f], std, rtol=1e-4, atol=0)
+        assert not torch.allclose(folds.mean[f], prepared.mean(0), atol=1e-4)  # its own part, not all
 
 
 def test_block_scale_is_the_std_about_each_features_own_mean():
     block = torch.tensor([[0.0, 10.0], [2.0, 14.0]])
     # About the column means (1, 12): deviations +-1 and +-2, so the shared std is sqrt((1+1+4+4)/4).
-    assert float(block_scale(block, block.mean(0))) == pytest.approx(np.sqrt(2.5), rel=1e-5)
+    mean, std = standardiser(block, "pixels")  # one block: every column
+    assert mean.tolist() == [1.0, 12.0] and std.tolist() == pytest.approx([np.sqrt(2.5)] * 2, rel=1e-5)

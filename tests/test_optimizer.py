@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digit_recognizer.core.optimizer import BETAS, EPS, MOMENTUM, make_optimizer
+from digit_recognizer.core.optimizer import BETAS, EPS, MOMENTUM, Optimizer
 from digit_recognizer.local_data import load_data
 
 STEPS = 12
@@ -50,7 +50,7 @@ def torch_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, decay: 
 def test_each_step_matches_torch_optim(digits, name, decay, kit_decay):
     kit_weight, kit_bias = (t.clone().requires_grad_() for t in start())
     ref_weight, ref_bias = (t.clone().requires_grad_() for t in start())
-    kit = make_optimizer(name, kit_weight, kit_bias, kit_decay)
+    kit = Optimizer(name, kit_weight, kit_bias, kit_decay)
     reference = torch_optimizer(name, ref_weight, ref_bias, decay)
     for step, lr in enumerate(LEARNING_RATES):
         set_gradients(kit_weight, kit_bias, digits, step)

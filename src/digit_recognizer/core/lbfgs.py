@@ -1,44 +1,63 @@
 """Full-batch L-BFGS for many independent models at once, in plain tensor ops.
 
-`--weight-decay auto` compares L2 strengths by cross-validation. The penalised loss is convex, so
-each (fold, strength) model has one optimum, and comparing strengths means comparing those optima:
-a fixed budget of Adam epochs stops short of them by an amount that depends on the strength. Every
-model here keeps its own curvature history and its own step length (each inner product is taken
-per model), so batching folds x strengths into one tensor program changes no model's iterates.
-torch.optim.LBFGS is single-model and imports torch._dynamo (about a second); this needs neither.
-A model whose gradient is already small enough stops, and the objective is no longer computed for
-it: the strong penalties converge first, and the batch shrinks to the models still moving.
+Each (fold, strength) model keeps its own curvature history and step length (every inner product
+is taken per model), so batching them into one tensor program changes no model's iterates; a model
+whose gradient is small enough stops, and its objective is no longer computed: strong penalties
+converge first, and the batch shrinks to the models still moving. torch.optim.LBFGS is
+single-model and imports torch._dynamo (about a second); this needs neither. Comparing strengths at
+their optima, not after a fixed budget of epochs, makes the choice depend on the data alone.
 """
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
+
+from .model import N_CLASSES
+from .optimizer import Progress, validation
 
 MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
 ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 MAX_HALVINGS = 30
-
 # Stop when every model's largest gradient entry is this small: scikit-learn's lbfgs default, on the
 # same mean-loss-plus-penalty scale, so both stop at the same distance from the optimum.
 OPTIMUM_TOL = 1e-4
 MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
 
-# (x (models..., params..., with the model dims given by `dims`), the models still moving, a bool
-# tensor shaped like one entry per model) -> (per-model objective, its gradient); the objective may
-# skip the models not moving and return anything for them.
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-# Called once an iteration with (iteration, largest gradient entry left, models still moving, the
-# parameters x and each model's objective, both on the device).
-Report = Callable[[int, float, int, torch.Tensor, torch.Tensor], None]
+
+def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
+    """Every fold x strength model to its optimum; returns weight, bias, the history and the iterations.
+
+    A lone model (the hold-out) records each iterate's validation; a batch records only its last.
+    """
+    models = folds.count * len(decays)
+    fitting = f"{models} models" if models > 1 else "the model"
+    progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
+                        f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
+    history = []
+
+    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
+        # How far the largest gradient entry still is from the tolerance: there is no known end.
+        progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
+            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
+        if models == 1 and folds.val.numel():
+            d = x.shape[1] - 1
+            history.append({"iteration": iteration, "train_loss": float(value.mean()),
+                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
+
+    weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
+                                              folds.mean, folds.std, decays, report)
+    progress.close()
+    if models > 1:  # the line search only lowers each objective: nothing diverges, one record is enough
+        history = [{"iteration": iterations, "train_loss": float(value.mean()),
+                    **validation(folds, weight, bias)}]
+    return weight, bias, history, iterations
 
 
-def minimise(objective: Objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int,
-             tol: float, report: Report | None = None) -> tuple[torch.Tensor, int, torch.Tensor]:
+def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
+             report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Minimise every model's objective from x; return x, the iterations run and each model's objective.
 
-    `dims` are the dimensions of x that hold one model's parameters (reduced by its inner products);
-    the others index the models. A model stops moving once its largest gradient entry is at most
-    `tol` (scikit-learn's lbfgs criterion on the same mean-loss scale); the run stops when all have.
+    `dims` are the dimensions of x that hold one model's parameters; the others index the models.
+    objective(x, active) -> (each model's value, the gradient), and may skip the models not active.
+    A model stops once its largest gradient entry is at most `tol`; the run stops when all have.
+    report(iteration, largest gradient entry, models moving, x, values) is called each iteration.
     """
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
@@ -109,8 +128,7 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 
 
 def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
-            std: torch.Tensor, decays: list[float],
-            report: Report | None = None) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+            std: torch.Tensor, decays: list[float], report=None) -> tuple:
     """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
 
     features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
@@ -118,7 +136,7 @@ def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, m
     objective (folds, strengths).
     """
     n_folds, n, d = features.shape
-    strengths, classes = len(decays), 10
+    strengths, classes = len(decays), N_CLASSES
     decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
     count = mask.sum(1).to(features.dtype)  # (folds,)
     weights = mask.to(features.dtype)  # (folds, n): padding rows count zero

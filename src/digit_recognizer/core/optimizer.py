@@ -1,12 +1,23 @@
-"""Adam and Nesterov SGD as a few plain tensor updates.
+"""Epochs of Adam or Nesterov SGD (`--optimizer adam` or `sgd`), and what every fit shares: the folds'
+validation scores and the progress lines.
 
-torch.optim imports torch._dynamo on its first step: about a second of start-up, more than a whole
-fit on the sample. These updates do the same arithmetic in the same order as torch's single-tensor
-implementations (what torch.optim runs on the CPU), so a run's numbers are unchanged. They also take
-a weight-decay tensor that broadcasts over the weights, which batched fits (one weight matrix per
-fold and per penalty) need.
+The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
+peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
+then scores. The updates are written out because torch.optim imports torch._dynamo on its first
+step, about a second, more than a whole fit on the sample; they do the arithmetic of torch's
+single-tensor Adam and SGD, in the same order, with one weight decay per 10 columns (per strength).
 """
+import math
+import os
+import sys
+import time
+
 import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .errors import UserError
+from .model import N_CLASSES
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -14,65 +25,148 @@ MOMENTUM = 0.9
 
 
 class Optimizer:
-    """Updates params from their .grad; `decays` holds each param's L2 strength (a float or a tensor)."""
+    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 on the weight only, as a penalised
+    bias would shift the class priors. `decay` is a float or a tensor that broadcasts over the weight."""
 
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        self.params, self.decays = params, decays
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
+    def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, decay):
+        self.name, self.params, self.decays, self.steps = name, [weight, bias], [decay, 0.0], 0
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
         self.steps += 1
-        for i, (param, decay) in enumerate(zip(self.params, self.decays)):
-            self.update(i, param, with_decay(param.grad, param, decay), lr)
-
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        raise NotImplementedError
-
-
-def with_decay(grad: torch.Tensor, param: torch.Tensor, decay) -> torch.Tensor:
-    """The gradient of loss + decay/2 * |param|^2."""
-    if torch.is_tensor(decay):
-        return grad.addcmul(param, decay)
-    return grad.add(param, alpha=decay) if decay != 0 else grad
-
-
-class Adam(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.means = [torch.zeros_like(p) for p in params]
-        self.squares = [torch.zeros_like(p) for p in params]
-
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        beta1, beta2 = BETAS
-        mean, square = self.means[i], self.squares[i]
-        mean.lerp_(grad, 1 - beta1)
-        square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = float(self.steps)
-        step_size = lr / (1 - beta1**step)
-        denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
-        param.addcdiv_(mean, denom, value=-step_size)
+        (beta1, beta2), step = BETAS, float(self.steps)
+        for param, decay, (mean, square) in zip(self.params, self.decays, self.state):
+            if torch.is_tensor(decay):
+                grad = param.grad.addcmul(param, decay)
+            else:
+                grad = param.grad.add(param, alpha=decay)
+            param.grad = None
+            if self.name == "sgd":  # `mean` is the velocity; from zero, its first step is the gradient
+                mean.mul_(MOMENTUM).add_(grad)
+                param.add_(grad.add(mean, alpha=MOMENTUM), alpha=-lr)
+                continue
+            mean.lerp_(grad, 1 - beta1)
+            square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (square.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+            param.addcdiv_(mean, denom, value=-lr / (1 - beta1**step))
 
 
-class NesterovSGD(Optimizer):
-    def __init__(self, params: list[torch.Tensor], decays: list):
-        super().__init__(params, decays)
-        self.velocities: list[torch.Tensor | None] = [None] * len(params)
+def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) -> tuple:
+    """Every fold x strength model, for `epochs` epochs or (the hold-out) until early stopping; returns
+    weight, bias, the history and the best epoch."""
+    device, (count, n), d = folds.prepared.device, folds.train.shape, folds.prepared.shape[1]
+    weight = torch.zeros(count, d, len(decays) * N_CLASSES, device=device, requires_grad=True)
+    bias = torch.zeros(count, 1, len(decays) * N_CLASSES, device=device, requires_grad=True)
+    decay = torch.tensor(decays, device=device).repeat_interleave(N_CLASSES)  # one strength per 10 columns
+    optimizer = Optimizer(cfg.optimizer, weight, bias, decay)
+    size = cfg.batch_size_for(n)
+    slices = [slice(s, min(s + size, n)) for s in range(0, n, size)]
+    order = torch.Generator().manual_seed(cfg.seed)  # on the host: the order is a Python list
+    targets = folds.train_targets[..., None].expand(-1, -1, len(decays))  # (folds, n, strengths)
+    lone = count == 1 and folds.val.numel() > 0  # the hold-out: early stopping, the best epoch kept
+    history, best_accuracy, best_epoch, best = [], -1.0, 0, None
+    progress = Progress(desc, epochs)
+    for epoch in range(1, epochs + 1):
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        batches = [slices[i] for i in torch.randperm(len(slices), generator=order).tolist()]
+        for step, batch in enumerate(batches):
+            logits = standardised_logits(folds, folds.train_features[:, batch], weight, bias)
+            logits = logits.view(*targets[:, batch].shape, N_CLASSES)
+            # Summed over the examples and divided by the batch size: each model's gradient is that of
+            # its own mean loss.
+            loss = F.cross_entropy(logits.reshape(-1, N_CLASSES), targets[:, batch].reshape(-1),
+                                   reduction="sum") / (batch.stop - batch.start)
+            loss.backward()
+            optimizer.step(learning_rate(cfg, (epoch - 1 + step / len(batches)) / epochs))
+            loss_sum += loss.detach() * (batch.stop - batch.start)
+            correct += (logits.detach().argmax(-1) == targets[:, batch]).sum()  # as the weights were then
+        record = {"epoch": epoch, "train_loss": float(loss_sum / targets.numel()),
+                  "train_accuracy": float(correct / targets.numel())}
+        if folds.val.numel():
+            record.update(validation(folds, weight.detach(), bias.detach()))
+        broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
+                  if not math.isfinite(record.get(k, 0.0))]
+        if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
+            broken.append("weights")
+        if broken:  # such weights would predict nothing useful and must not be published
+            progress.close()
+            raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
+                            f"finite); try a smaller --lr (the default is {Config.lr}) or a smaller "
+                            f"--weight-decay")
+        history.append(record)
+        values = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items() if k != "epoch"]
+        progress.update(f"epoch {epoch}/{epochs}", ", ".join(values))
+        if lone and record["val_accuracy"] > best_accuracy:
+            # A copy on the host: the best weights survive later epochs, at 31 KB per improvement.
+            best_accuracy, best_epoch = record["val_accuracy"], epoch
+            best = [p.detach().to("cpu", copy=True) for p in (weight, bias)]
+        elif lone and cfg.patience and epoch - best_epoch >= cfg.patience:
+            break
+    progress.close()
+    weight, bias = (p.to(device) for p in best) if best else (weight.detach(), bias.detach())
+    return weight, bias, history, best_epoch if lone else epochs
 
-    def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
-        velocity = self.velocities[i]
-        if velocity is None:
-            velocity = self.velocities[i] = grad.detach().clone()
-        else:
-            velocity.mul_(MOMENTUM).add_(grad, alpha=1)
-        param.add_(grad.add(velocity, alpha=MOMENTUM), alpha=-lr)
+
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Cosine decay from the peak at progress 0 to zero at progress 1 (the end of the run), or constant."""
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
 
-def make_optimizer(name: str, weight: torch.Tensor, bias: torch.Tensor, weight_decay) -> Optimizer:
-    # L2 on the weights only: penalising the bias would shift the class priors.
-    kind = NesterovSGD if name == "sgd" else Adam
-    return kind([weight, bias], [weight_decay, 0.0])
+def standardised_logits(folds, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """W (x - m) / s + b for each fold's rows (folds, b, d) under its weights (folds, d, k), written
+    (W / s) x + (b - (W / s) m): the standardiser is folded into the weights, the rows never rewritten."""
+    scaled = weight / folds.std[..., None]
+    return torch.baddbmm(bias - torch.bmm(folds.mean[:, None, :], scaled), rows, scaled)
+
+
+def val_logits(folds, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(folds, v, strengths, 10): each strength's 10-column block of the weights on the held-out rows."""
+    logits = standardised_logits(folds, folds.val_features, weight, bias)
+    return logits.view(*folds.val.shape, -1, N_CLASSES)
+
+
+def scores(folds, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation accuracy and loss (folds, strengths) of val_logits."""
+    targets, own = folds.val_targets[..., None].expand(logits.shape[:3]), folds.val_mask[..., None]
+    size = folds.val_mask.sum(1, keepdim=True)
+    correct = ((logits.argmax(-1) == targets) & own).sum(1)
+    losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
+    # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
+    return correct.double() / size, losses.sum(1) / size
+
+
+def validation(folds, weight: torch.Tensor, bias: torch.Tensor) -> dict:
+    """The validation loss and accuracy, over the folds, of the strength with the best mean accuracy."""
+    accuracy, loss = (score.mean(0) for score in scores(folds, val_logits(folds, weight, bias)))
+    best = int(accuracy.argmax())
+    return {"val_loss": float(loss[best]), "val_accuracy": float(accuracy[best])}
+
+
+class Progress:
+    """A tqdm bar in a terminal; in a log (CI, a pipe, Kaggle's), plain lines, at most one per `every`
+    seconds, as a log keeps every redraw of a bar. TQDM_DISABLE=1 (tqdm's own switch) silences both."""
+
+    def __init__(self, desc: str, total: int | None = None, unit: str = "epoch", every: float = 0.0,
+                 intro: str | None = None):
+        self.desc, self.every, self.printed, self.bar = desc, every, time.perf_counter(), None
+        self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only a terminal draws a bar
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        elif not self.quiet and intro:
+            print(f"{desc}: {intro}", flush=True)
+
+    def update(self, step: str, status: str, last: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+            self.bar.update()
+        elif not self.quiet and (last or time.perf_counter() - self.printed >= self.every):
+            self.printed = time.perf_counter()
+            print(f"{self.desc} {step}: {status}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
