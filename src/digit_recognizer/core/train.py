@@ -1,10 +1,10 @@
 """Training: every model of a run fitted at once, each fold standardised on its own training rows.
 
 A hold-out split, stratified so that each digit is held out in its own proportion, is one fold;
-K-fold CV (section 7) is K of them, with one model per L2 strength tried. By default each model is
+K-fold CV (section 8) is K of them, with one model per L2 strength tried. By default each model is
 the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found by L-BFGS (section 7): the loss
 is convex, so there is one optimum and nothing to stop early. `--optimizer adam` or `sgd` fits by
-epochs instead and keeps the hold-out's best epoch (section 9).
+epochs instead and keeps the hold-out's best epoch (section 10).
 """
 import sys
 from dataclasses import dataclass
