@@ -1023,312 +1023,162 @@ def averaged_model(folds: Folds, weight: torch.Tensor, bias: torch.Tensor) -> So
 # %% [markdown]
 # ## 9. Pictures
 #
-# **`core/pictures.py`**: Pictures of a run: weights.png (what the model learned), errors.png (its most
-# confident mistakes),
-# confusion.png, learning_curve.png (loss and accuracy per epoch, or CV accuracy per L2 strength) and
-# features.png (a few digits through each rung of the feature ladder).
-#
-# Drawn with tensor reshaping and Pillow's own font; not torchvision, whose import loads torch._dynamo
-# (a second of start-up for a few lines of grid layout).
+# **`core/pictures.py`**: The run's five PICTURES, each one titled_grid: title lines over named tiles
+# (digits, confusion cells, charts). Drawn with Pillow: torchvision's import loads torch._dynamo (1 s).
 
 # %%
 from PIL import Image, ImageDraw, ImageFont
 
-DIGIT_SIDE = 28
-ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, big enough to read
-TILE_GAP = 6
-ERROR_COUNT = 24
-ERROR_COLUMNS = 8
-FEATURE_DIGITS = 5
 # Every picture a run writes, in the order written (tests and readers list them from here).
 PICTURES = ("weights.png", "errors.png", "confusion.png", "learning_curve.png", "features.png")
-PICTURE_WHITE, PICTURE_INK, PICTURE_MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
-# Blue (evidence against) through white (no evidence) to red (evidence for): ColorBrewer's RdBu.
-DIVERGING = torch.tensor([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130],
-                          [178, 24, 43]]) / 255.0
-CHART_SIZE, CHART_COLOURS = (440, 300), ((33, 102, 172), (178, 24, 43))  # training blue, validation red
+ZOOM = 4  # nearest-neighbour upscaling: a 28-pixel digit becomes 112 pixels, big enough to read
+GAP, CELL = 6, 60  # white around and between the tiles; a confusion cell, room for "100.0%"
+ERROR_COUNT, ERROR_COLUMNS, FEATURE_DIGITS = 24, 8, 5
+WHITE, INK, MUTED, BLUE, RED = (255, 255, 255), (20, 20, 20), (90, 90, 90), (33, 102, 172), (178, 24, 43)
+try:  # Pillow's own font, scalable since Pillow 10.1; before it, one small bitmap size that refuses anchor=
+    FONT, SMALL_FONT = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
+except TypeError:
+    FONT = SMALL_FONT = ImageFont.load_default()
 
 def write_run_pictures(out_dir: Path, model, val_pixels, val_labels, val_probabilities, confusion,
                        history: list[dict], cv: dict | None) -> dict:
-    """Write the run's pictures (PICTURES); return what to record in metrics.json.
-
-    A run is still worth keeping without its pictures, so a failure here is reported (on stderr and
-    as "pictures_error") rather than raised; the tests check that all of them were written.
-    """
-    pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the features' pixel block; orientation planes follow it
-    drawings = {"weights.png": lambda: draw_weights(weight_patterns(model.linear.weight[:, pixels],
-                                                                    model.std[pixels]), model.features),
+    """Write PICTURES; a run is worth keeping without them, so a failure is a warning and "pictures_error"."""
+    drawings = {"weights.png": lambda: draw_weights(model),
                 "errors.png": lambda: draw_errors(val_pixels, val_labels, val_probabilities),
                 "confusion.png": lambda: draw_confusion(confusion),
                 "learning_curve.png": lambda: draw_learning_curve(history, cv),
                 "features.png": lambda: draw_features(val_pixels[:FEATURE_DIGITS], model.features)}
-    written = []
+    record = {"pictures": []}
     try:
         for name in PICTURES:
-            save_picture(out_dir / name, drawings[name]())
-            written.append(name)
+            atomic_write(out_dir / name, lambda temp: drawings[name]().save(temp, format="PNG"))
+            record["pictures"].append(name)
     except Exception as exc:  # noqa: BLE001  (see the docstring)
-        problem = f"{type(exc).__name__}: {exc}"
-        print(f"digit-recognizer: warning: could not draw the run's pictures ({problem}); "
-              f"the run itself is complete", file=sys.stderr)
-        return {"pictures": written, "pictures_error": problem}
-    return {"pictures": written}
+        record["pictures_error"] = f"{type(exc).__name__}: {exc}"
+        print(f"digit-recognizer: warning: could not draw the run's pictures ({record['pictures_error']}); "
+              "the run itself is complete", file=sys.stderr)
+    return record
 
-def draw_learning_curve(history: list[dict], cv: dict | None):
-    """Loss and accuracy per epoch, training and validation; with L2 strengths tried, CV accuracy by each."""
-    grid = (cv or {}).get("grid", [])
-    if len(grid) > 1:
-        ticks = [f"{row['weight_decay']:g}" for row in grid]
-        chart = draw_chart("weight decay (L2 strength)", ticks, {
-            "CV accuracy": [row["accuracy"] for row in grid],
-            "- 1 SE": [row["accuracy"] - row["stderr"] for row in grid],
-            "+ 1 SE": [row["accuracy"] + row["stderr"] for row in grid]})
-        return caption_picture(chart, [f"{cv['folds']}-fold CV accuracy against the L2 strength (chosen: "
-                                       f"{cv['weight_decay']:g})", "each strength fitted to its optimum"])
-    step = "epoch" if "epoch" in history[0] else "iteration"  # L-BFGS records its iterations
-    ticks = [str(record[step]) for record in history]
-    sides = (("training", "train"), ("validation", "val"))
-    x_label = "L-BFGS iteration" if step == "iteration" else "epoch"
-    charts = [draw_chart(x_label, ticks, {f"{side} {what}": [r[f"{prefix}_{what}"] for r in history]
-                                          for side, prefix in sides if f"{prefix}_{what}" in history[0]})
-              for what in ("loss", "accuracy")]
-    both = Image.new("RGB", (sum(c.width for c in charts), max(c.height for c in charts)), PICTURE_WHITE)
-    for k, chart in enumerate(charts):
-        both.paste(chart, (k * charts[0].width, 0))
-    if step == "iteration":
-        return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per L-BFGS iteration",
-                                      "training: the penalised objective   validation: the iterate's"])
-    return caption_picture(both, ["Learning curve: loss (left) and accuracy (right) per epoch",
-                                  "training: over each epoch's batches as it went   "
-                                  "validation: after the epoch"])
+def draw_weights(model):
+    # Per unit of ink (W / std, one std for all pixels): rarely inked, barely trained border pixels stay
+    # near zero. One colour scale for all ten, at the 99.5th percentile so a few pixels don't wash it out.
+    weights = (model.linear.weight[:, :N_PIXELS] / model.std[:N_PIXELS]).detach().cpu()
+    weights = (weights / weights.abs().quantile(0.995).clamp_min(1e-12)).clamp(-1, 1).view(10, SIDE, SIDE, 1)
+    ends = torch.where(weights < 0, torch.tensor(BLUE), torch.tensor(RED)) / 255
+    seen = {"pixels": "raw", "deskew": "deskewed"}.get(model.features, "normalised")
+    title = [f"What the model learned: one template per digit, over the {seen} 28x28 image",
+             "red: ink here is evidence for the digit   blue: evidence against   pale: little effect",
+             f"(weights per unit of ink, on the {N_PIXELS} pixels of {model.linear.in_features} features)"]
+    colours = torch.lerp(torch.ones(3), ends, weights.abs())  # white where a weight is zero
+    return titled_grid(title, colours, [f"digit {d}" for d in range(10)], 5)
 
-def draw_chart(x_label: str, ticks: list[str], series: dict[str, list[float]]):
-    """Each series as a line over the points 0..n-1 (labelled by `ticks`), on one shared y scale."""
-    values = [v for ys in series.values() for v in ys if math.isfinite(v)]
-    low, high = min(values), max(values)
-    low, high = low - ((high - low) * 0.08 or 0.01), high + ((high - low) * 0.08 or 0.01)
-    (width, height), (left, top, right, bottom) = CHART_SIZE, (64, 34, 16, 46)
-    canvas = Image.new("RGB", CHART_SIZE, PICTURE_WHITE)
-    draw, font = ImageDraw.Draw(canvas), picture_font(13)
-
-    def at(i: int, value: float) -> tuple[float, float]:
-        x = left + (width - left - right) * (i / max(len(ticks) - 1, 1) if len(ticks) > 1 else 0.5)
-        return x, top + (height - top - bottom) * (high - value) / (high - low)
-
-    draw.rectangle([left, top, width - right, height - bottom], outline=PICTURE_MUTED)
-    for k in range(5):  # the y scale
-        value = low + (high - low) * k / 4
-        draw_centred(draw, (left - 30, at(0, value)[1]), f"{value:.3f}", font, PICTURE_MUTED)
-    for i in range(0, len(ticks), max(1, -(-len(ticks) // 10))):  # at most ten x labels
-        draw_centred(draw, (at(i, low)[0], height - bottom + 12), ticks[i], font, PICTURE_MUTED)
-    draw_centred(draw, ((left + width - right) // 2, height - 14), x_label, font, PICTURE_INK)
-    for n, (name, ys) in enumerate(series.items()):
-        colour = CHART_COLOURS[1 if name.startswith("validation") else min(n, 1)]  # validation always red
-        points = [at(i, v) for i, v in enumerate(ys) if math.isfinite(v)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2 if n < 2 else 1)
-        for x, y in points:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-        draw.text((left + 8 + 150 * n, 10), name, font=font, fill=colour)
-    return canvas
-
-def weight_patterns(weight, std) -> torch.Tensor:
-    """The (10, 784) weights per unit of deskewed ink: what raises (red) or lowers (blue) each score.
-
-    The model scores W (x - mean) / std + b. The std is one scale shared by every pixel, so W / std
-    keeps the pixels' relative weights, and the border pixels that are almost never inked, and so
-    barely trained, stay near zero instead of being blown up as a per-pixel std would do.
-    """
-    weight = torch.as_tensor(weight).detach().float().cpu()
-    return weight / torch.as_tensor(std).detach().float().cpu()
-
-def diverging_colours(values: torch.Tensor) -> torch.Tensor:
-    """Values in [-1, 1] (any shape) -> RGB in [0, 1] with a trailing axis of 3."""
-    position = (values.clamp(-1, 1) + 1) / 2 * (len(DIVERGING) - 1)
-    low = position.floor().long().clamp(max=len(DIVERGING) - 2)
-    frac = (position - low).unsqueeze(-1)
-    return DIVERGING[low] * (1 - frac) + DIVERGING[low + 1] * frac
-
-IMAGE_SEEN = {"pixels": "the raw 28x28 image", "deskew": "the deskewed 28x28 image",
-              "normalised": "the normalised 28x28 image", "orientations": "the normalised 28x28 image"}
-
-def draw_weights(templates: torch.Tensor, features: str = "deskew"):
-    """A labelled 2x5 grid of the ten templates, red where ink raises the digit's score."""
-    # One scale for all ten keeps their strengths comparable; the 99.5th percentile keeps a handful
-    # of extreme pixels from washing out the rest.
-    limit = templates.abs().flatten().quantile(0.995).clamp_min(1e-12)
-    colours = diverging_colours(templates / limit).view(10, DIGIT_SIDE, DIGIT_SIDE, 3).permute(0, 3, 1, 2)
-    title = [f"What the model learned: one template per digit, over {IMAGE_SEEN[features]}",
-             "red: ink here is evidence for the digit   blue: evidence against",
-             "pale: little effect (weights per unit of ink, one colour scale for all ten)"]
-    if features == "orientations":
-        title.append("(the weights on the 392 orientation features are not drawn)")
-    return labelled_grid(zoom_digits(colours), [f"digit {d}" for d in range(10)], columns=5, above=True,
-                         title=title)
-
-def draw_features(pixels, features: str):
-    """Digits exactly as image_features feeds each rung: raw, deskewed, normalised, the 8 pooled planes."""
-    pixels = torch.as_tensor(np.asarray(pixels))
-    squares = [image_features(pixels, rung)[:, :N_PIXELS].view(-1, 1, DIGIT_SIDE, DIGIT_SIDE).clamp(0, 1)
-               for rung in ("pixels", "deskew", "normalised")]
-    planes = image_features(pixels, "orientations")[:, N_PIXELS:].view(-1, DIRECTIONS, POOLED, POOLED)
-    cell = DIGIT_SIDE // POOLED  # the 7 x 7 pooled planes, shown at the digits' size
-    planes = planes.repeat_interleave(cell, -2).repeat_interleave(cell, -1)
-    planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's scale
-    rows = torch.cat([*squares, planes], dim=1)  # (k, 11, 28, 28)
-    paper = (1 - rows.flatten(0, 1))[:, None].repeat(1, 3, 1, 1)  # dark ink (or energy) on white
-    columns = ["raw", "deskewed", "normalised"] + [f"{360 // DIRECTIONS * k} deg" for k in range(DIRECTIONS)]
-    names = columns + [""] * (len(paper) - len(columns))
-    title = ["What the linear layer sees: a few digits through each rung of the feature ladder",
-             "raw pixels; deskewed; normalised (deskewed, scaled to one height, blurred); then the gradient "
-             "energy pointing each way (0 deg: more ink to the right, 90 deg: below), pooled every 4 px",
-             f"this run's model was fed: {features}"]
-    return labelled_grid(zoom_digits(paper), names, columns=len(columns), above=True, title=title)
-
-def draw_errors(val_pixels, val_labels, val_probabilities):
-    """The most confidently wrong validation images, each labelled true -> predicted (probability)."""
-    labels = torch.as_tensor(np.asarray(val_labels)).long()
-    probabilities = torch.as_tensor(val_probabilities).detach().float().cpu()
-    chosen, n_wrong = confident_errors(labels, probabilities, ERROR_COUNT)
-    if not chosen:
-        return caption_picture(None, [f"No validation image was misclassified ({len(labels)} images)."])
-    confidence, predicted = probabilities.max(1)
-    # Dark ink on white paper, as the digit was written (before deskewing).
-    pixels = torch.as_tensor(np.asarray(val_pixels)).reshape(-1, 1, DIGIT_SIDE, DIGIT_SIDE)[chosen]
-    paper = 1.0 - pixels.float().repeat(1, 3, 1, 1) / 255.0
-    names = [f"{labels[i].item()} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
-    title = [f"The {len(chosen)} most confidently wrong of {len(labels)} validation images "
-             f"({n_wrong} wrong in all)",
+def draw_errors(pixels, labels, probabilities):
+    confidence, predicted = torch.as_tensor(probabilities).detach().cpu().max(1)
+    wrong = torch.nonzero(predicted != torch.as_tensor(labels)).flatten()
+    chosen = wrong[confidence[wrong].argsort(descending=True, stable=True)][:ERROR_COUNT].tolist()
+    paper = 1 - torch.as_tensor(pixels).view(-1, SIDE, SIDE)[chosen] / 255  # ink on paper, as written
+    title = [f"The {len(chosen)} most confident of {len(wrong)} mistakes on {len(labels)} validation images",
              "label: true -> predicted (probability the model gave its prediction)"]
-    return labelled_grid(zoom_digits(paper), names, columns=ERROR_COLUMNS, above=False, title=title)
-
-def confident_errors(labels: torch.Tensor, probabilities: torch.Tensor, count: int) -> tuple[list[int], int]:
-    """Indices of up to `count` misclassified images, most confident first; and how many were wrong."""
-    confidence, predicted = probabilities.max(1)
-    wrong = torch.nonzero(predicted != labels).flatten()
-    order = wrong[confidence[wrong].argsort(descending=True, stable=True)]
-    return order[:count].tolist(), len(wrong)
+    names = [f"{labels[i]} -> {predicted[i]}  ({confidence[i]:.2f})" for i in chosen]
+    return titled_grid(title, paper, names, ERROR_COLUMNS)
 
 def draw_confusion(confusion):
-    """A 10x10 grid of counts, true digits down and predictions across; errors shaded red."""
     counts = np.asarray(confusion, dtype=np.int64)
-    n = len(counts)
-    totals = counts.sum(1)
-    off = counts * (1 - np.eye(n, dtype=np.int64))
-    font = picture_font(16)
-    cell = max(44, picture_text_size(str(counts.max()), font)[0] + 14)
-    shade = torch.as_tensor(off / max(off.max(), 1)).float()
-    colours = diverging_colours(shade * 0.9)  # 0 -> white, the most common error -> deep red
-    colours[torch.arange(n), torch.arange(n)] = torch.tensor([0.85, 0.85, 0.85])
-    matrix = tensor_to_picture(colours.permute(2, 0, 1).repeat_interleave(cell, 1).repeat_interleave(cell, 2))
-
-    small = picture_font(14)
-    acc_width = max(picture_text_size("100.0%", font)[0], picture_text_size("accuracy", small)[0]) + 16
-    left, top = cell + 30, cell + 30
-    canvas = Image.new("RGB", (left + n * cell + acc_width + 10, top + n * cell + 10), PICTURE_WHITE)
-    canvas.paste(matrix, (left, top))
-    draw = ImageDraw.Draw(canvas)
-    for i in range(n + 1):  # cell borders
-        draw.line([(left + i * cell, top), (left + i * cell, top + n * cell)], fill=PICTURE_WHITE, width=1)
-        draw.line([(left, top + i * cell), (left + n * cell, top + i * cell)], fill=PICTURE_WHITE, width=1)
-    for i in range(n):
-        centre = top + i * cell + cell // 2
-        draw_centred(draw, (left - cell // 2, centre), str(i), font, PICTURE_INK)
-        draw_centred(draw, (left + i * cell + cell // 2, top - cell // 2), str(i), font, PICTURE_INK)
-        accuracy = f"{counts[i, i] / totals[i]:.1%}" if totals[i] else "-"
-        draw_centred(draw, (left + n * cell + acc_width // 2, centre), accuracy, font, PICTURE_INK)
-        for j in range(n):
-            if counts[i, j] or i == j:
-                # White is readable on deep red.
-                colour = PICTURE_WHITE if off[i, j] > 0.55 * off.max() else PICTURE_INK
-                draw_centred(draw, (left + j * cell + cell // 2, centre), str(counts[i, j]), font, colour)
-    draw_centred(draw, (left + n * cell // 2, 12), "predicted", small, PICTURE_MUTED)
-    draw_centred(draw, (left + n * cell + acc_width // 2, top - cell // 2), "accuracy", small, PICTURE_MUTED)
-    vertical = caption_picture(None, ["true"], size=14, margin=2)
-    canvas.paste(vertical.rotate(90, expand=True), (4, top + n * cell // 2 - vertical.width // 2))
-    accuracy = np.trace(counts) / max(totals.sum(), 1)
-    title = [f"Validation confusion matrix ({totals.sum()} images, accuracy {accuracy:.2%})",
+    mistakes = torch.as_tensor(counts).float().fill_diagonal_(0)
+    cells = torch.ones(11, 12, 3)  # white headers: the digits above and left, % correct at the right
+    share = mistakes / mistakes.max().clamp_min(1) * 0.9  # the most common mistake deep red, none pale
+    cells[1:, 1:-1] = torch.lerp(torch.full((3,), 0.97), torch.tensor(RED) / 255, share[..., None])
+    cells[1 + torch.arange(10), 1 + torch.arange(10)] = 0.85  # right answers in grey
+    names = ["", *map(str, range(10)), "correct"]
+    for i, row in enumerate(counts):
+        correct = f"{row[i] / row.sum():.1%}" if row.sum() else "-"
+        names += [str(i), *[str(n) if n or i == j else "" for j, n in enumerate(row)], correct]
+    title = [f"Validation confusion matrix: {counts.trace()} of {counts.sum()} images correct",
              "rows: true digit   columns: predicted digit   red: mistakes (darker = more)"]
-    return caption_picture(canvas, title)
+    return titled_grid(title, cells.view(-1, 1, 1, 3), names, 12, zoom=CELL, names_on_tiles=True)
 
-def zoom_digits(images: torch.Tensor) -> torch.Tensor:
-    return images.repeat_interleave(ZOOM, -2).repeat_interleave(ZOOM, -1)
+def draw_features(pixels, features: str):
+    """Digits exactly as image_features feeds each rung (orientations: the normalised pixels, then planes)."""
+    ladder = [image_features(torch.as_tensor(pixels), rung) for rung in ("pixels", "deskew", "orientations")]
+    squares = torch.stack([rung[:, :N_PIXELS] for rung in ladder], 1).view(-1, 3, SIDE, SIDE).clamp(0, 1)
+    planes = ladder[-1][:, N_PIXELS:].view(-1, DIRECTIONS, POOLED, POOLED)
+    planes = planes.repeat_interleave(SIDE // POOLED, -2).repeat_interleave(SIDE // POOLED, -1)
+    planes = planes / planes.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]  # each digit's scale
+    paper = 1 - torch.cat([squares, planes], dim=1).flatten(0, 1)  # dark ink (or energy) on white
+    columns = ["raw", "deskewed", "normalised"] + [f"{360 // DIRECTIONS * k} deg" for k in range(DIRECTIONS)]
+    title = ["What the linear layer sees: a few digits through each rung of the feature ladder",
+             "raw pixels; deskewed; normalised (deskewed, scaled to one height, blurred); then the",
+             "gradient energy each way (0 deg: more ink to the right, 90 deg: below), pooled every 4 px",
+             f"this run's model was fed: {features}"]
+    return titled_grid(title, paper, columns + [""] * (len(paper) - len(columns)), len(columns))
 
-def labelled_grid(tiles: torch.Tensor, names: list[str], columns: int, above: bool, title: list[str]):
-    """A grid of (n, 3, h, w) tiles in [0, 1], each with its name in a band above or below."""
-    font = fitting_font(names, tiles.shape[-1] + TILE_GAP, 16)
-    band = max(picture_text_size(name, font)[1] for name in names) + 10
-    banded = torch.ones(len(tiles), 3, tiles.shape[-2] + band, tiles.shape[-1])
-    body = slice(band, None) if above else slice(0, tiles.shape[-2])
-    banded[:, :, body] = tiles
-    grid = tensor_to_picture(tile_grid(banded, columns))
-    draw = ImageDraw.Draw(grid)
-    height, width = banded.shape[-2:]
-    for k, name in enumerate(names):
-        x = TILE_GAP + (k % columns) * (width + TILE_GAP)
-        y = TILE_GAP + (k // columns) * (height + TILE_GAP)
-        band_top = y if above else y + tiles.shape[-2]
-        draw_centred(draw, (x + width // 2, band_top + band // 2), name, font, PICTURE_INK)
-    return caption_picture(grid, title)
+def draw_learning_curve(history: list[dict], cv: dict | None):
+    grid = (cv or {}).get("grid", [])
+    if len(grid) > 1:
+        accuracy, stderr = np.array([[row["accuracy"], row["stderr"]] for row in grid]).T
+        panels = {"": {"CV accuracy": accuracy, "- 1 SE": accuracy - stderr, "+ 1 SE": accuracy + stderr}}
+        ticks = [f"{row['weight_decay']:g}" for row in grid]
+        title = [f"Learning curve: {cv['folds']}-fold CV accuracy against the weight decay (L2 strength)",
+                 f"each strength fitted to its optimum; chosen: {cv['weight_decay']:g}"]
+    else:
+        step = "epoch" if "epoch" in history[0] else "iteration"  # L-BFGS records its iterations
+        ticks = [str(record[step]) for record in history]
+        panels = {what: {key.replace("_", " "): [r[key] for r in history]
+                         for key in history[0] if what in key} for what in ("loss", "accuracy")}
+        title = [f"Learning curve: training and validation loss and accuracy per {step}",
+                 "train: over the epoch's batches   val: after the epoch" if step == "epoch" else
+                 "L-BFGS; train: the penalised objective   val: the iterate's"]
+    return titled_grid(title, torch.stack([plot(ticks, s) for s in panels.values()]), [*panels], 2, zoom=1)
 
-def caption_picture(picture, lines: list[str], size: int = 16, margin: int = 12):
-    """The picture (or nothing) below centred lines of text, widened so no line is cut off."""
-    font = picture_font(size)
-    sizes = [picture_text_size(line, font) for line in lines]
-    line_height = max(h for _, h in sizes) + 6
-    width = max([w for w, _ in sizes] + [picture.width if picture else 0]) + 2 * margin
-    text_height = len(lines) * line_height + margin
-    canvas = Image.new("RGB", (width, text_height + (picture.height + margin if picture else 0)),
-                       PICTURE_WHITE)
+def plot(ticks: list[str], series: dict[str, list[float]]) -> torch.Tensor:
+    values = [v for ys in series.values() for v in ys if math.isfinite(v)]
+    margin = (max(values) - min(values)) * 0.08 or 0.01
+    low, high = min(values) - margin, max(values) + margin
+    left, top, right, bottom = 64, 34, 424, 254  # the frame of the plot in a 440 x 276 tile, one y scale
+    scale = (bottom - top) / (high - low)  # pixels a unit of y
+    x = [left + (right - left) * i / max(len(ticks) - 1, 1) for i in range(len(ticks))]
+    chart = Image.new("RGB", (440, 276), WHITE)
+    draw = ImageDraw.Draw(chart)
+    draw.rectangle([left, top, right, bottom], outline=MUTED)
+    for value in np.linspace(low, high, 5):  # the y scale
+        draw_centred(draw, (left - 30, bottom - (value - low) * scale), f"{value:.3f}", SMALL_FONT, MUTED)
+    for i in range(0, len(ticks), -(-len(ticks) // 10)):  # at most ten x labels
+        draw_centred(draw, (x[i], bottom + 12), ticks[i], SMALL_FONT, MUTED)
+    for n, (name, ys) in enumerate(series.items()):
+        ink = RED if name.startswith("val") or n > 0 else BLUE  # validation always red
+        points = [(x[i], bottom - (v - low) * scale) for i, v in enumerate(ys) if math.isfinite(v)]
+        draw.line(points, fill=ink, width=2 if n < 2 else 1)
+        for px, py in points:  # a dot at each point, so that even a single one shows
+            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=ink)
+        draw.text((left + 8 + 150 * n, 10), name, font=SMALL_FONT, fill=ink)
+    return torch.from_numpy(np.array(chart)) / 255
+
+def titled_grid(title: list[str], tiles: torch.Tensor, names: list[str], columns: int, zoom: int = ZOOM,
+                names_on_tiles: bool = False):
+    """Title lines over (n, h, w) greys or (n, h, w, 3) colours in [0, 1], enlarged `zoom` times, in
+    rows of `columns`, each named above it (or on it: white on a dark tile); all of it centred."""
+    tiles = (tiles.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    height, width = tiles.shape[1] * zoom, tiles.shape[2] * zoom
+    line = FONT.getbbox("Ag")[3] + 6  # one line of text
+    band = 0 if names_on_tiles else line + 4
+    columns = max(min(columns, len(tiles)), 1)
+    grid_width, top = GAP + columns * (width + GAP), 12 + len(title) * line + GAP
+    canvas_width = max([grid_width] + [FONT.getbbox(text)[2] + 24 for text in title])
+    canvas = Image.new("RGB", (canvas_width, top + -(-len(tiles) // columns) * (height + band + GAP)), WHITE)
     draw = ImageDraw.Draw(canvas)
-    for k, line in enumerate(lines):
-        draw_centred(draw, (width // 2, margin + k * line_height + line_height // 2), line, font,
-                     PICTURE_INK if k == 0 else PICTURE_MUTED)
-    if picture:
-        canvas.paste(picture, ((width - picture.width) // 2, text_height))
+    for k, text in enumerate(title):
+        draw_centred(draw, (canvas_width / 2, 12 + (k + 0.5) * line), text, FONT, INK if k == 0 else MUTED)
+    for k, (tile, name) in enumerate(zip(tiles, names)):
+        x = (canvas_width - grid_width) // 2 + GAP + k % columns * (width + GAP)
+        y = top + k // columns * (height + band + GAP)
+        canvas.paste(Image.fromarray(tile).resize((width, height), Image.NEAREST), (x, y + band))
+        ink = WHITE if names_on_tiles and tile.mean() < 128 else INK
+        draw_centred(draw, (x + width / 2, y + (height / 2 if names_on_tiles else band / 2)), name, FONT, ink)
     return canvas
 
-def picture_font(size: int):
-    """Pillow's built-in font: scalable since Pillow 10.1, the small fixed bitmap font before."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-def fitting_font(texts: list[str], width: int, size: int):
-    """The largest font up to `size` in which every text fits the width."""
-    while True:
-        font = picture_font(size)
-        if size <= 9 or max(picture_text_size(t, font)[0] for t in texts) <= width - 4:
-            return font
-        size -= 1
-
-def picture_text_size(text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-def draw_centred(draw, centre: tuple[int, int], text: str, font, fill) -> None:
-    # Centred by the measured box, not by anchor="mm", which older Pillow refuses for its bitmap font.
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+def draw_centred(draw, centre: tuple[float, float], text: str, font, fill) -> None:
+    left, top, right, bottom = font.getbbox(text)
     draw.text((centre[0] - (left + right) / 2, centre[1] - (top + bottom) / 2), text, font=font, fill=fill)
-
-def tile_grid(tiles: torch.Tensor, columns: int) -> torch.Tensor:
-    """(n, 3, h, w) tiles in rows of `columns`, TILE_GAP of white around and between them: (3, H, W)."""
-    n, channels, height, width = tiles.shape
-    columns = min(columns, n)
-    rows = -(-n // columns)
-    padded = torch.ones(rows * columns, channels, height + TILE_GAP, width + TILE_GAP)
-    padded[:n, :, TILE_GAP:, TILE_GAP:] = tiles  # each tile with its gap above and to its left
-    grid = padded.view(rows, columns, channels, height + TILE_GAP, width + TILE_GAP).permute(2, 0, 3, 1, 4)
-    grid = grid.reshape(channels, rows * (height + TILE_GAP), columns * (width + TILE_GAP))
-    return torch.nn.functional.pad(grid, (0, TILE_GAP, 0, TILE_GAP), value=1.0)  # the gap after the last ones
-
-def tensor_to_picture(rgb: torch.Tensor):
-    """(3, h, w) in [0, 1] -> an RGB Pillow image."""
-    return Image.fromarray((rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
-
-def save_picture(path: Path, image) -> None:
-    atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
 # %% [markdown]
 # ## 10. Helpers

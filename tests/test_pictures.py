@@ -9,9 +9,11 @@ from PIL import Image, ImageDraw
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import load_data
 from digit_recognizer.saved_model import load_model
-from digit_recognizer.core.pictures import (DIGIT_SIDE, ERROR_COLUMNS, ERROR_COUNT, ZOOM, confident_errors, draw_confusion,
-                                       FEATURE_DIGITS, PICTURES, draw_features, picture_font, weight_patterns,
-                                       write_run_pictures, CHART_COLOURS, draw_learning_curve)
+from digit_recognizer.core import pictures
+from digit_recognizer.core.deskew import SIDE as DIGIT_SIDE
+from digit_recognizer.core.pictures import (BLUE, ERROR_COLUMNS, ERROR_COUNT, FEATURE_DIGITS, FONT, PICTURES, RED, ZOOM,
+                                            draw_confusion, draw_errors, draw_features, draw_learning_curve,
+                                            draw_weights, write_run_pictures)
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.core.train import predict
@@ -27,6 +29,15 @@ def default_run(tmp_path_factory):
     metrics = run_training(Config(), data, out)
     _, val_idx = stratified_split(data.train_labels, Config().val_fraction, Config().seed)
     return out, metrics, data, val_idx
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """What each draw_* hands the layout (title, tiles, names), instead of drawing it."""
+    calls = []
+    monkeypatch.setattr(pictures, "titled_grid",
+                        lambda title, tiles, names, *_, **__: calls.append((title, tiles, names)))
+    return calls
 
 
 def rgb(path) -> np.ndarray:
@@ -69,30 +80,39 @@ def test_weights_picture_is_a_2x5_grid_of_enlarged_diverging_templates(default_r
     assert reddish(pixels) > 2000 and bluish(pixels) > 2000
 
 
-def test_weight_patterns_show_the_shapes_of_the_digits(default_run):
-    """The 0 template is most against ink in the middle of the frame (its hole); the 1 wants ink there."""
+def test_weight_templates_show_the_shapes_of_the_digits(default_run, drawn):
+    """Red where a pixel's weight is for the digit, blue where against: the 0 template is the most against
+    ink in the middle of the frame (its hole); the 1 wants ink there."""
     model, _ = load_model(default_run[0] / "model.pt")
+    draw_weights(model)
+    title, tiles, names = drawn[0]
+    assert tiles.shape == (10, DIGIT_SIDE, DIGIT_SIDE, 3) and names == [f"digit {d}" for d in range(10)]
+    assert "normalised 28x28 image" in title[0] and "784 pixels of 1176 features" in title[-1]
+    redness = tiles[..., 0] - tiles[..., 2]
     pixels = slice(0, DIGIT_SIDE * DIGIT_SIDE)  # the pixel block of the features; orientation planes follow
-    patterns = weight_patterns(model.linear.weight[:, pixels], model.std[pixels])
-    assert patterns.shape == (10, 784)
-    assert torch.equal(patterns.sign(), (model.linear.weight[:, pixels] / model.std[pixels]).sign())
-    centre = patterns.view(10, DIGIT_SIDE, DIGIT_SIDE)[:, 10:18, 12:16].mean((1, 2))
+    weights = (model.linear.weight[:, pixels] / model.std[pixels]).detach().view(10, DIGIT_SIDE, DIGIT_SIDE)
+    strong = weights.abs() > 0.05 * weights.abs().max()
+    assert torch.equal((redness > 0)[strong], (weights > 0)[strong])
+    centre = redness[:, 10:18, 12:16].mean((1, 2))
     assert centre.argmin().item() == 0 and centre[1] > 0
 
 
-def test_errors_picture_holds_the_most_confidently_wrong_validation_images(default_run):
+def test_errors_picture_holds_the_most_confidently_wrong_validation_images(default_run, drawn):
     out, metrics, data, val_idx = default_run
     model, _ = load_model(out / "model.pt")
     probabilities = predict(model, torch.from_numpy(data.train_images[val_idx]))
-    labels = torch.from_numpy(data.train_labels[val_idx]).long()
-    chosen, n_wrong = confident_errors(labels, probabilities, ERROR_COUNT)
-    assert n_wrong == round((1 - metrics["val_accuracy"]) * len(val_idx)) > 0
+    labels = data.train_labels[val_idx]
+    draw_errors(data.train_images[val_idx], labels, probabilities)
+    title, tiles, names = drawn[0]
+    n_wrong = round((1 - metrics["val_accuracy"]) * len(val_idx))
+    assert 0 < n_wrong and f"of {n_wrong} mistakes on {len(val_idx)} validation images" in title[0]
     confidence, predicted = probabilities.max(1)
-    assert all(predicted[i] != labels[i] for i in chosen)
-    assert confidence[chosen].tolist() == sorted(confidence[chosen].tolist(), reverse=True)
-    if n_wrong > len(chosen):  # nothing left out was more confident than what is shown
-        left_out = [i for i in range(len(labels)) if predicted[i] != labels[i] and i not in chosen]
-        assert confidence[left_out].max() <= confidence[chosen].min()
+    wrong = [i for i in range(len(labels)) if predicted[i] != labels[i]]
+    chosen = sorted(wrong, key=lambda i: -confidence[i].item())[:ERROR_COUNT]
+    assert names == [f"{labels[i]} -> {predicted[i].item()}  ({confidence[i].item():.2f})" for i in chosen]
+    # The tiles are those images, dark ink on white paper as they were written.
+    expected = 1 - torch.from_numpy(data.train_images[val_idx][chosen]).view(-1, DIGIT_SIDE, DIGIT_SIDE) / 255
+    assert torch.allclose(tiles, expected)
 
     pixels = rgb(out / "errors.png")
     rows = -(-len(chosen) // ERROR_COLUMNS)
@@ -100,14 +120,27 @@ def test_errors_picture_holds_the_most_confidently_wrong_validation_images(defau
     assert rows * TILE < pixels.shape[0] < rows * (TILE + 60) + 120
 
 
-def test_confident_errors_orders_by_the_probability_of_the_wrong_answer():
-    labels = torch.tensor([0, 1, 2, 3, 4])
+def test_errors_are_ordered_by_the_probability_of_the_wrong_answer(drawn, monkeypatch):
+    labels = np.array([0, 1, 2, 3, 4])
     probabilities = torch.full((5, 10), 0.01)
     for i, (guess, p) in enumerate([(0, 0.99), (7, 0.6), (2, 0.5), (8, 0.9), (9, 0.7)]):
         probabilities[i, guess] = p
-    assert confident_errors(labels, probabilities, 10) == ([3, 4, 1], 3)
-    assert confident_errors(labels, probabilities, 2) == ([3, 4], 3)
-    assert confident_errors(labels[:1], probabilities[:1], 10) == ([], 0)
+    images = np.arange(5, dtype=np.uint8)[:, None].repeat(784, 1)  # image i is all grey level i
+    draw_errors(images, labels, probabilities)
+    assert drawn[-1][2] == ["3 -> 8  (0.90)", "4 -> 9  (0.70)", "1 -> 7  (0.60)"]
+    assert [round(255 * (1 - tile.mean().item())) for tile in drawn[-1][1]] == [3, 4, 1]
+    monkeypatch.setattr(pictures, "ERROR_COUNT", 2)
+    draw_errors(images, labels, probabilities)
+    assert drawn[-1][2] == ["3 -> 8  (0.90)", "4 -> 9  (0.70)"] and "2 most confident of 3 mistakes" in drawn[-1][0][0]
+    draw_errors(images[:1], labels[:1], probabilities[:1])
+    assert drawn[-1][2] == [] and "0 most confident of 0 mistakes on 1 validation images" in drawn[-1][0][0]
+
+
+def test_a_run_without_a_mistake_still_gets_its_errors_picture(tmp_path):
+    probabilities = torch.zeros(3, 10)
+    probabilities[:, 1] = 1
+    picture = draw_errors(np.zeros((3, 784), np.uint8), np.array([1, 1, 1]), probabilities)
+    assert picture.mode == "RGB" and picture.width > 300 and picture.height < 120
 
 
 def test_confusion_picture_shades_mistakes_red_and_only_mistakes():
@@ -116,6 +149,22 @@ def test_confusion_picture_shades_mistakes_red_and_only_mistakes():
     flawed = perfect.copy()
     flawed[9, 7] = 30
     assert reddish(np.asarray(draw_confusion(flawed)).astype(int)) > 30 * 30  # at least one cell's worth
+
+
+def test_confusion_cells_carry_their_counts_and_each_row_its_share_correct(drawn):
+    """The grid is 11 rows of 12 tiles: predicted digits across the top, true digits down the left,
+    each true digit's share predicted right at the end of its row; empty cells off the diagonal stay blank."""
+    counts = np.diag(np.full(10, 40))
+    counts[4, 4], counts[4, 6] = 37, 3
+    draw_confusion(counts)
+    title, cells, names = drawn[0]
+    assert cells.shape == (132, 1, 1, 3) and len(names) == 132
+    assert names[:12] == ["", *map(str, range(10)), "correct"]
+    row_4 = names[12 * 5:12 * 6]
+    assert row_4 == ["4", "", "", "", "", "37", "", "3", "", "", "", "92.5%"]
+    assert "397 of 400 images correct" in title[0]
+    cell = cells.view(11, 12, 3)
+    assert cell[5, 7, 0] - cell[5, 7, 2] > 0.4 and (cell[0] == 1).all() and (cell[:, 0] == 1).all()
 
 
 def test_features_picture_shows_digits_through_every_rung(default_run):
@@ -148,7 +197,7 @@ def test_a_picture_that_cannot_be_written_is_reported_not_raised(default_run, tm
 
 def test_labels_are_drawn_in_a_readable_size():
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left, top, right, bottom = draw.textbbox((0, 0), "0123456789", font=picture_font(16))
+    left, top, right, bottom = draw.textbbox((0, 0), "0123456789", font=FONT)
     assert bottom - top >= 11 and right - left >= 80
 
 
@@ -156,7 +205,7 @@ def test_learning_curve_shows_training_and_validation_per_epoch_or_cv_accuracy_p
     out, metrics, _, _ = default_run
     picture = Image.open(out / "learning_curve.png")
     pixels = np.asarray(picture.convert("RGB")).astype(int)
-    for colour in CHART_COLOURS:  # training in blue, validation in red, both drawn
+    for colour in (BLUE, RED):  # training in blue, validation in red, both drawn
         assert (np.abs(pixels - colour).sum(-1) < 30).sum() > 300
     # The default fit is L-BFGS: one record an iteration, the penalised objective and the iterate's validation.
     assert {"iteration", "train_loss", "val_loss", "val_accuracy"} <= set(metrics["history"][0])
