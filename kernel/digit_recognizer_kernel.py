@@ -419,11 +419,8 @@ N_CLASSES = 10
 MODEL_FORMAT = 2  # 2: the feature rung is saved; 1 (older runs) saved only whether it deskewed
 
 class SoftmaxRegression(nn.Module):
-    """Logits = W (x - mean) / std + b; cross-entropy turns them into a softmax model.
-
-    The features' rung, mean and scales are part of the model, so a saved model predicts raw Kaggle
-    pixels exactly as it did in training.
-    """
+    """Logits W (x - mean) / std + b. The rung, mean and scales are part of the model, so a saved model
+    predicts raw Kaggle pixels exactly as it did in training."""
 
     def __init__(self, features: str = DEFAULT_RUNG):
         super().__init__()
@@ -457,9 +454,12 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # %% [markdown]
 # ## 5. Training
 #
-# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds. Config.check says first
+# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds (Config.check asks first
 # whether the
-# labels allow them.
+# labels allow them).
+#
+# Stratified, so that each digit is held out in its own proportion: a skewed split would score a
+# skewed mix of digits.
 
 # %%
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -489,11 +489,10 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
 # **`core/train.py`**: Training: every model of a run fitted at once, each fold standardised on its own
 # training rows.
 #
-# A hold-out split, stratified so that each digit is held out in its own proportion, is one fold;
-# K-fold CV (section 8) is K of them, with one model per L2 strength tried. By default each model is
-# the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found by L-BFGS (section 7): the loss
-# is convex, so there is one optimum and nothing to stop early. `--optimizer adam` or `sgd` fits by
-# epochs instead and keeps the hold-out's best epoch (section 10).
+# A hold-out split is one fold; K-fold CV (section 8) is K of them, with one model per L2 strength
+# tried. By default each model is the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found
+# by L-BFGS (section 7): the loss is convex, so there is one optimum and nothing to stop early.
+# `--optimizer adam` or `sgd` fits by epochs instead and keeps the hold-out's best epoch (section 10).
 
 # %%
 def resolve_device(name: str) -> torch.device:
@@ -518,7 +517,9 @@ def by_optimum(cfg: Config) -> bool:
     return cfg.optimizer == "lbfgs" or cfg.weight_decay == "auto"
 
 class Folds:
-    """Each fold's training and validation rows of the prepared images, and its standardiser.
+    """Each fold's training and validation rows of the prepared images, its standardiser, and (once
+    fitted) the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias
+    (folds, 1, strengths * 10), the history and the best epoch (L-BFGS: its iterations).
 
     Each side's rows are padded to one length, so that the folds stack into one batched tensor: a
     fold a few rows short repeats a few of its own, and the masks mark its own.
@@ -533,22 +534,19 @@ class Folds:
             train = [rows[torch.randperm(len(rows), device=device, generator=generator)] for rows in train]
         self.train, self.train_mask = padded(train)
         self.val, self.val_mask = padded([to_device(rows, device) for _, rows in splits])
-        self.train_features, self.train_targets = self.gather(self.train), targets[self.train]
-        self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
+        self.train_features, self.train_targets = prepared[self.train], targets[self.train]  # (folds, n, d)
+        self.val_features, self.val_targets = prepared[self.val], targets[self.val]
         own = [self.train_features[f, :len(rows)] for f, rows in enumerate(train)]
         self.mean, self.std = (torch.stack(s) for s in zip(*(standardiser(x, cfg.features) for x in own)))
 
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
-
     @torch.no_grad()
-    def model(self, weight: torch.Tensor, bias: torch.Tensor, fold: int = 0) -> SoftmaxRegression:
-        """One fold's model from the weights (folds, d, 10) and its standardiser."""
+    def model(self) -> SoftmaxRegression:
+        """The first fold's (the hold-out's) one model."""
         model = SoftmaxRegression(self.features).to(self.prepared.device)
-        model.mean.copy_(self.mean[fold])
-        model.std.copy_(self.std[fold])
-        model.linear.weight.copy_(weight[fold].T)
-        model.linear.bias.copy_(bias[fold, 0])
+        model.mean.copy_(self.mean[0])
+        model.std.copy_(self.std[0])
+        model.linear.weight.copy_(self.weight[0].T)
+        model.linear.bias.copy_(self.bias[0, 0])
         return model.eval()
 
 def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -557,31 +555,21 @@ def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     own = torch.arange(length, device=device) < torch.tensor([[len(r)] for r in rows], device=device)
     return torch.stack([torch.cat([r, r[:length - len(r)]]) for r in rows]), own
 
-@dataclass
-class Fit:
-    folds: Folds
-    weight: torch.Tensor  # (folds, d, strengths * 10): one 10-column block per L2 strength
-    bias: torch.Tensor  # (folds, 1, strengths * 10)
-    history: list[dict]  # per epoch or L-BFGS iteration: the training loss, and the validation's
-    best_epoch: int  # by epochs: the hold-out's best; L-BFGS: its iterations
-
-    def model(self) -> SoftmaxRegression:
-        return self.folds.model(self.weight, self.bias)
-
 def fit(cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list[tuple[np.ndarray, ...]],
-        decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Fit:
+        decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Folds:
     """Fit one model per (train, validation) split and L2 strength, all at once, on prepared features."""
     folds, decays = Folds(cfg, prepared, labels, splits), decays or [float(cfg.weight_decay)]
     if by_optimum(cfg):
-        return Fit(folds, *fit_to_optimum(folds, decays, desc))
-    return Fit(folds, *fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc))
+        folds.weight, folds.bias, folds.history, folds.best_epoch = fit_to_optimum(folds, decays, desc)
+    else:
+        fitted = fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc)
+        folds.weight, folds.bias, folds.history, folds.best_epoch = fitted
+    return folds
 
 @torch.no_grad()
-def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """Class probabilities (n, 10) for uint8 pixels, computed in chunks to bound memory."""
-    model.eval()
-    return torch.cat([model(part).softmax(1) for part in pixels.split(chunk)]) if len(pixels) else \
-        torch.empty(0, 10, device=pixels.device)
+def predict(model: SoftmaxRegression, pixels: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (n, 10) for uint8 pixels (n, 784)."""
+    return model.eval()(pixels).softmax(1)
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
@@ -629,8 +617,12 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     timings["predict"] = time.perf_counter() - clock
     described = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    validation = validation_report(val_probabilities, data.train_labels[val_idx])
-    metrics = {"data": data.source, **trained, **validation, "config": asdict(cfg), "device": described,
+    truth, predicted = data.train_labels[val_idx], val_probabilities.argmax(1).cpu().numpy()
+    loss = F.nll_loss(val_probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long()).item()
+    confusion = confusion_matrix(truth, predicted)
+    metrics = {"data": data.source, **trained, "val_accuracy": float((predicted == truth).mean()),
+               "val_loss": loss, "per_class_accuracy": per_class_accuracy(confusion),
+               "confusion_matrix": confusion.tolist(), "config": asdict(cfg), "device": described,
                "torch_version": torch.__version__, "python_version": platform.python_version(),
                "timings_seconds": timings}
     metrics["examples"]["test"] = len(test_labels)
@@ -669,15 +661,6 @@ def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: d
     return {"model": model, "val_idx": val_idx, "val_probabilities": val_probabilities,
             "examples": {"train": len(train_idx), "validation": len(val_idx)},
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
-
-def validation_report(probabilities: torch.Tensor, labels: np.ndarray) -> dict:
-    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
-    truth = torch.from_numpy(labels).long()
-    loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), truth).item()
-    predicted = probabilities.argmax(1).cpu().numpy()
-    confusion = confusion_matrix(labels, predicted)
-    return {"val_accuracy": float((predicted == labels).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
 
 # %% [markdown]
 # **`core/main.py`**: The kernel's entry point: find the competition data, train, write the outputs, show the
@@ -766,12 +749,11 @@ def show_pictures(folder: Path, names: list[str]) -> None:
 #
 # **`core/lbfgs.py`**: Full-batch L-BFGS for many independent models at once, in plain tensor ops.
 #
-# Each (fold, strength) model keeps its own curvature history and step length (every inner product
-# is taken per model), so batching them into one tensor program changes no model's iterates; a model
-# whose gradient is small enough stops, and its objective is no longer computed: strong penalties
-# converge first, and the batch shrinks to the models still moving. torch.optim.LBFGS is
-# single-model and imports torch._dynamo (about a second); this needs neither. Comparing strengths at
-# their optima, not after a fixed budget of epochs, makes the choice depend on the data alone.
+# Each (fold, strength) model keeps its own curvature history and step length, so batching them into
+# one tensor program changes no model's iterates; a model whose gradient is small enough stops and
+# is no longer computed, so the batch shrinks as the strong penalties converge first. (torch.optim's
+# LBFGS is single-model and imports torch._dynamo, about a second.) Strengths compared at their
+# optima, not after a fixed budget of epochs, are chosen by the data alone.
 
 # %%
 MEMORY = 10  # curvature pairs kept, as scikit-learn's lbfgs (scipy's default)
@@ -783,11 +765,46 @@ OPTIMUM_TOL = 1e-4
 MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs about a hundred
 
 def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
-    """Every fold x strength model to its optimum; returns weight, bias, the history and the iterations.
+    """Every fold x strength model to the optimum of its mean cross-entropy + decay/2 |W|^2 (W on the
+    standardised features): weight (folds, d, strengths*10), bias (folds, 1, strengths*10), the history
+    (a lone model's, the hold-out's: every iterate; a batch's: its last) and the iterations."""
+    features, targets, std, mean = folds.train_features, folds.train_targets, folds.std, folds.mean
+    (n_folds, n, d), strengths, classes = features.shape, len(decays), N_CLASSES
+    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
+    count = folds.train_mask.sum(1).to(features.dtype)  # (folds,)
+    weights = folds.train_mask.to(features.dtype)  # (folds, n): padding rows count zero
 
-    A lone model (the hold-out) records each iterate's validation; a batch records only its last.
-    """
-    models = folds.count * len(decays)
+    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
+        moving = active.view(n_folds, strengths).cpu()
+        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
+            cols = torch.nonzero(moving[f]).flatten().tolist()
+            if cols:
+                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
+        return value, grad
+
+    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Value and gradient for one fold's models part (d + 1, s, 10), written out: autograd's X^T G runs
+        several times slower on the CPU for so few columns than (G^T X)^T."""
+        s = part.shape[1]
+        weight = part[:d].reshape(d, -1)
+        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
+        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
+        log_p = logits.log_softmax(-1)
+        picked = targets[f][:, None, None].expand(n, s, 1)
+        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
+        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
+        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
+        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
+        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
+        bias_grad = residual.sum(0)
+        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
+        grad = torch.empty_like(part)
+        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
+        grad[d] = bias_grad.view(s, classes)
+        return value, grad
+
+    models = n_folds * strengths
     fitting = f"{models} models" if models > 1 else "the model"
     progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
                         f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
@@ -798,13 +815,15 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
             f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
         if models == 1 and folds.val.numel():
-            d = x.shape[1] - 1
             history.append({"iteration": iteration, "train_loss": float(value.mean()),
                             **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
 
-    weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
-                                              folds.mean, folds.std, decays, report)
-    progress.close()
+    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
+    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
+    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    progress.bar.close()
+    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
+    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
     if models > 1:  # the line search only lowers each objective: nothing diverges, one record is enough
         history = [{"iteration": iterations, "train_loss": float(value.mean()),
                     **validation(folds, weight, bias)}]
@@ -812,13 +831,9 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
 
 def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
              report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Minimise every model's objective from x; return x, the iterations run and each model's objective.
-
-    `dims` are the dimensions of x that hold one model's parameters; the others index the models.
-    objective(x, active) -> (each model's value, the gradient), and may skip the models not active.
-    A model stops once its largest gradient entry is at most `tol`; the run stops when all have.
-    report(iteration, largest gradient entry, models moving, x, values) is called each iteration.
-    """
+    """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
+    gradient entry is at most `tol`; return x, the iterations and the values. `dims`: the dimensions of
+    one model's parameters (the others index the models); objective may skip the models not active."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
 
@@ -885,74 +900,17 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
         q += s * (alpha - rho * dot(y, q))
     return q
 
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
-            std: torch.Tensor, decays: list[float], report=None) -> tuple:
-    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
-
-    features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
-    (folds, d, strengths*10), bias (folds, 1, strengths*10), the iterations and each model's
-    objective (folds, strengths).
-    """
-    n_folds, n, d = features.shape
-    strengths, classes = len(decays), N_CLASSES
-    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
-    count = mask.sum(1).to(features.dtype)  # (folds,)
-    weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
-
-    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
-        moving = active.view(n_folds, strengths).cpu()
-        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
-            cols = torch.nonzero(moving[f]).flatten().tolist()
-            if cols:
-                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
-        return value, grad
-
-    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Value and gradient for one fold's models part (d + 1, s, 10), written out rather than by autograd.
-
-        The gradient's big product is taken as (G^T X)^T: autograd's X^T G runs several times slower on
-        the CPU for so few columns.
-        """
-        s = part.shape[1]
-        weight = part[:d].reshape(d, -1)
-        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
-        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
-        log_p = logits.log_softmax(-1)
-        picked = targets[f][:, None, None].expand(n, s, 1)
-        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
-        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
-        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
-        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
-        bias_grad = residual.sum(0)
-        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
-        grad = torch.empty_like(part)
-        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
-        grad[d] = bias_grad.view(s, classes)
-        return value, grad
-
-    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
-    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
-    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
-    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
-    return weight, bias, iterations, value.view(n_folds, strengths)
-
 # %% [markdown]
 # ## 8. Cross-validation
 #
-# **`core/cv.py`**: K-fold cross-validation: the K folds, and every L2 strength tried, fitted as one batched
-# program.
+# **`core/cv.py`**: K-fold cross-validation: K folds x every L2 strength tried, fitted as one batched program
+# (section 5).
 #
-# Each fold is standardised on its own training rows and fitted by the hold-out's code (section 5),
-# one 10-column block of weights per strength. Fits by epochs run every epoch (no early stopping: the
-# held-out fold must not choose anything it then scores), and the held-out accuracy at the end is the
-# fold's estimate of the public score. Their mean ± its standard error is the CV estimate printed
-# last: the public score should fall within about two standard errors of it. With `--weight-decay
-# auto` (or the default L-BFGS) every model is fitted to its optimum, so strengths are compared at
-# their optima, and the optimum on all the training images at the chosen strength is the model
-# submitted (with or without `--refit`).
+# Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
+# scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
+# last: the public score should fall within about two standard errors of it. Fitted to the optimum
+# (L-BFGS, or `--weight-decay auto`), strengths are compared at their optima, and the model submitted
+# is the optimum on all the training images at the chosen strength.
 
 # %%
 from dataclasses import replace
@@ -963,11 +921,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     decays = list(WEIGHT_DECAY_GRID) if cfg.weight_decay == "auto" else [float(cfg.weight_decay)]
     prepared = image_features(pixels, cfg.features)
     splits = stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)
-    result = fit(cfg, prepared, labels, splits, decays, desc=f"{cfg.folds}-fold CV")
-    folds, n = result.folds, len(labels)
-    with torch.no_grad():
-        logits = val_logits(folds, result.weight, result.bias)  # (folds, v, strengths, 10)
-        accuracy = scores(folds, logits)[0]  # (folds, strengths)
+    folds, n = fit(cfg, prepared, labels, splits, decays, desc=f"{cfg.folds}-fold CV"), len(labels)
+    logits, accuracy, _ = scores(folds, folds.weight, folds.bias)  # accuracy: (folds, strengths)
     mean, stderr = accuracy.mean(0), accuracy.std(0) / math.sqrt(cfg.folds)
     chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
     if by_optimum(cfg) or cfg.refit:
@@ -982,7 +937,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
         refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
     else:
         block = slice(chosen * N_CLASSES, (chosen + 1) * N_CLASSES)
-        model = averaged_model(folds, result.weight[..., block], result.bias[..., block])
+        model = averaged_model(folds, folds.weight[..., block], folds.bias[..., block])
         how, refit = f"average of the {cfg.folds} fold models' weights (in pixel space)", None
     timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
@@ -993,8 +948,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     out_of_fold = torch.empty(n, N_CLASSES, device=pixels.device)
     out_of_fold[folds.val[folds.val_mask]] = logits[..., chosen, :].softmax(-1)[folds.val_mask]
     return {"model": model, "val_idx": np.arange(n), "val_probabilities": out_of_fold,
-            "examples": {"train": n, "validation": n}, "best_epoch": result.best_epoch, "refit": refit,
-            "history": result.history, "cv": summary}
+            "examples": {"train": n, "validation": n}, "best_epoch": folds.best_epoch, "refit": refit,
+            "history": folds.history, "cv": summary}
 
 def summary_line(cv: dict) -> str:
     """The expected public score, the last line a cross-validated run prints."""
@@ -1183,27 +1138,29 @@ def draw_centred(draw, centre: tuple[float, float], text: str, font, fill) -> No
 # %% [markdown]
 # ## 10. Helpers
 #
-# **`core/optimizer.py`**: Epochs of Adam or Nesterov SGD (`--optimizer adam` or `sgd`), and what every fit
-# shares: the folds'
-# validation scores and the progress lines.
+# **`core/optimizer.py`**: Epochs of Adam or SGD (`--optimizer adam` or `sgd`); the validation scores and
+# progress lines of every fit.
 #
 # The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
 # peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
-# then scores. The updates are written out because torch.optim imports torch._dynamo on its first
-# step, about a second, more than a whole fit on the sample; they do the arithmetic of torch's
-# single-tensor Adam and SGD, in the same order, with one weight decay per 10 columns (per strength).
+# then scores. The updates are written out, as torch.optim imports torch._dynamo on its first step
+# (about a second, more than a fit on the sample); they are torch's single-tensor Adam and Nesterov
+# SGD, step for step, with a weight decay per 10 columns (one per strength).
 
 # %%
+from tqdm import tqdm  # a bar only in a terminal, where tqdm.auto is this one
+
 BETAS = (0.9, 0.999)
 EPS = 1e-8
 MOMENTUM = 0.9
 
 class Optimizer:
-    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 on the weight only, as a penalised
-    bias would shift the class priors. `decay` is a float or a tensor that broadcasts over the weight."""
+    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 `decay` (broadcast over the weight)
+    on the weight only, as a penalised bias would shift the class priors."""
 
     def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, decay):
-        self.name, self.params, self.decays, self.steps = name, [weight, bias], [decay, 0.0], 0
+        self.name, self.params, self.steps = name, [weight, bias], 0
+        self.decays = [torch.as_tensor(decay, device=weight.device), torch.zeros((), device=bias.device)]
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     @torch.no_grad()
@@ -1211,11 +1168,7 @@ class Optimizer:
         self.steps += 1
         (beta1, beta2), step = BETAS, float(self.steps)
         for param, decay, (mean, square) in zip(self.params, self.decays, self.state):
-            if torch.is_tensor(decay):
-                grad = param.grad.addcmul(param, decay)
-            else:
-                grad = param.grad.add(param, alpha=decay)
-            param.grad = None
+            grad, param.grad = param.grad.addcmul(param, decay), None
             if self.name == "sgd":  # `mean` is the velocity; from zero, its first step is the gradient
                 mean.mul_(MOMENTUM).add_(grad)
                 param.add_(grad.add(mean, alpha=MOMENTUM), alpha=-lr)
@@ -1257,13 +1210,13 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
         record = {"epoch": epoch, "train_loss": float(loss_sum / targets.numel()),
                   "train_accuracy": float(correct / targets.numel())}
         if folds.val.numel():
-            record.update(validation(folds, weight.detach(), bias.detach()))
+            record.update(validation(folds, weight, bias))
         broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
                   if not math.isfinite(record.get(k, 0.0))]
         if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
             broken.append("weights")
         if broken:  # such weights would predict nothing useful and must not be published
-            progress.close()
+            progress.bar.close()
             raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
                             f"finite); try a smaller --lr (the default is {Config.lr}) or a smaller "
                             f"--weight-decay")
@@ -1276,7 +1229,7 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
             best = [p.detach().to("cpu", copy=True) for p in (weight, bias)]
         elif lone and cfg.patience and epoch - best_epoch >= cfg.patience:
             break
-    progress.close()
+    progress.bar.close()
     weight, bias = (p.to(device) for p in best) if best else (weight.detach(), bias.detach())
     return weight, bias, history, best_epoch if lone else epochs
 
@@ -1285,28 +1238,26 @@ def learning_rate(cfg: Config, progress: float) -> float:
     return cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
 
 def standardised_logits(folds, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-    """W (x - m) / s + b for each fold's rows (folds, b, d) under its weights (folds, d, k), written
-    (W / s) x + (b - (W / s) m): the standardiser is folded into the weights, the rows never rewritten."""
+    """W (x - m) / s + b for each fold's rows (folds, b, d) and weights (folds, d, k), as (W / s) x + (b -
+    (W / s) m): the standardiser is folded into the weights, and the rows are never rewritten."""
     scaled = weight / folds.std[..., None]
     return torch.baddbmm(bias - torch.bmm(folds.mean[:, None, :], scaled), rows, scaled)
 
-def val_logits(folds, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """(folds, v, strengths, 10): each strength's 10-column block of the weights on the held-out rows."""
+@torch.no_grad()
+def scores(folds, weight: torch.Tensor, bias: torch.Tensor) -> tuple:
+    """The held-out rows' logits (folds, v, strengths, 10), and their accuracy and loss (folds, strengths)."""
     logits = standardised_logits(folds, folds.val_features, weight, bias)
-    return logits.view(*folds.val.shape, -1, N_CLASSES)
-
-def scores(folds, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation accuracy and loss (folds, strengths) of val_logits."""
+    logits = logits.view(*folds.val.shape, -1, N_CLASSES)
     targets, own = folds.val_targets[..., None].expand(logits.shape[:3]), folds.val_mask[..., None]
     size = folds.val_mask.sum(1, keepdim=True)
     correct = ((logits.argmax(-1) == targets) & own).sum(1)
     losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
     # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
-    return correct.double() / size, losses.sum(1) / size
+    return logits, correct.double() / size, losses.sum(1) / size
 
 def validation(folds, weight: torch.Tensor, bias: torch.Tensor) -> dict:
     """The validation loss and accuracy, over the folds, of the strength with the best mean accuracy."""
-    accuracy, loss = (score.mean(0) for score in scores(folds, val_logits(folds, weight, bias)))
+    accuracy, loss = (score.mean(0) for score in scores(folds, weight, bias)[1:])
     best = int(accuracy.argmax())
     return {"val_loss": float(loss[best]), "val_accuracy": float(accuracy[best])}
 
@@ -1316,27 +1267,20 @@ class Progress:
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "epoch", every: float = 0.0,
                  intro: str | None = None):
-        self.desc, self.every, self.printed, self.bar = desc, every, time.perf_counter(), None
+        self.desc, self.every, self.printed = desc, every, time.perf_counter()
         self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-        if not self.quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm  # only a terminal draws a bar
-
-            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-        elif not self.quiet and intro:
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                        disable=self.quiet or not sys.stderr.isatty())
+        if self.bar.disable and not self.quiet and intro:
             print(f"{desc}: {intro}", flush=True)
 
     def update(self, step: str, status: str, last: bool = False) -> None:
-        if self.bar is not None:
+        if not self.bar.disable:
             self.bar.set_postfix_str(status, refresh=False)
             self.bar.update()
         elif not self.quiet and (last or time.perf_counter() - self.printed >= self.every):
             self.printed = time.perf_counter()
             print(f"{self.desc} {step}: {status}", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 # %% [markdown]
 # **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather

@@ -80,10 +80,10 @@ def test_averaged_model_is_the_mean_of_the_fold_models(sample):
     pixels, labels = sample
     prepared, splits, _ = fold_data(pixels, labels)
     result = fit(dataclasses.replace(ADAM, epochs=2), prepared, labels, splits, [1e-3])
-    folds, weight, bias = result.folds, result.weight, result.bias
+    folds, weight, bias = result, result.weight, result.bias
     model = averaged_model(folds, weight, bias)
     rows = torch.arange(50).expand(3, -1)  # the same 50 images under each fold's model
-    expected = standardised_logits(folds, folds.gather(rows), weight, bias).mean(0)
+    expected = standardised_logits(folds, folds.prepared[rows], weight, bias).mean(0)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels[:50]), expected, rtol=1e-4, atol=1e-4)
 
@@ -189,7 +189,7 @@ def test_auto_fits_every_fold_and_strength_to_its_optimum(sample):
     prepared, splits, _ = fold_data(*sample)
     decays = [1e-3, 1e-1]
     result = fit(dataclasses.replace(ADAM, optimizer="lbfgs"), prepared, sample[1], splits, decays)
-    folds, weight, bias, history = result.folds, result.weight, result.bias, result.history
+    folds, weight, bias, history = result, result.weight, result.bias, result.history
     for f in range(3):
         rows = folds.train[f][folds.train_mask[f]]
         features = (prepared[rows] - folds.mean[f]) / folds.std[f]

@@ -1,13 +1,10 @@
-"""K-fold cross-validation: the K folds, and every L2 strength tried, fitted as one batched program.
+"""K-fold cross-validation: K folds x every L2 strength tried, fitted as one batched program (section 5).
 
-Each fold is standardised on its own training rows and fitted by the hold-out's code (section 5),
-one 10-column block of weights per strength. Fits by epochs run every epoch (no early stopping: the
-held-out fold must not choose anything it then scores), and the held-out accuracy at the end is the
-fold's estimate of the public score. Their mean ± its standard error is the CV estimate printed
-last: the public score should fall within about two standard errors of it. With `--weight-decay
-auto` (or the default L-BFGS) every model is fitted to its optimum, so strengths are compared at
-their optima, and the optimum on all the training images at the chosen strength is the model
-submitted (with or without `--refit`).
+Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
+scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
+last: the public score should fall within about two standard errors of it. Fitted to the optimum
+(L-BFGS, or `--weight-decay auto`), strengths are compared at their optima, and the model submitted
+is the optimum on all the training images at the chosen strength.
 """
 import math
 import time
@@ -19,7 +16,7 @@ import torch
 from .config import WEIGHT_DECAY_GRID, Config
 from .features import image_features
 from .model import N_CLASSES, SoftmaxRegression, standardiser
-from .optimizer import scores, val_logits
+from .optimizer import scores
 from .split import stratified_folds
 from .train import Folds, by_optimum, fit
 
@@ -30,11 +27,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     decays = list(WEIGHT_DECAY_GRID) if cfg.weight_decay == "auto" else [float(cfg.weight_decay)]
     prepared = image_features(pixels, cfg.features)
     splits = stratified_folds(labels.cpu().numpy(), cfg.folds, cfg.seed)
-    result = fit(cfg, prepared, labels, splits, decays, desc=f"{cfg.folds}-fold CV")
-    folds, n = result.folds, len(labels)
-    with torch.no_grad():
-        logits = val_logits(folds, result.weight, result.bias)  # (folds, v, strengths, 10)
-        accuracy = scores(folds, logits)[0]  # (folds, strengths)
+    folds, n = fit(cfg, prepared, labels, splits, decays, desc=f"{cfg.folds}-fold CV"), len(labels)
+    logits, accuracy, _ = scores(folds, folds.weight, folds.bias)  # accuracy: (folds, strengths)
     mean, stderr = accuracy.mean(0), accuracy.std(0) / math.sqrt(cfg.folds)
     chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
     if by_optimum(cfg) or cfg.refit:
@@ -49,7 +43,7 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
         refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
     else:
         block = slice(chosen * N_CLASSES, (chosen + 1) * N_CLASSES)
-        model = averaged_model(folds, result.weight[..., block], result.bias[..., block])
+        model = averaged_model(folds, folds.weight[..., block], folds.bias[..., block])
         how, refit = f"average of the {cfg.folds} fold models' weights (in pixel space)", None
     timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
@@ -60,8 +54,8 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     out_of_fold = torch.empty(n, N_CLASSES, device=pixels.device)
     out_of_fold[folds.val[folds.val_mask]] = logits[..., chosen, :].softmax(-1)[folds.val_mask]
     return {"model": model, "val_idx": np.arange(n), "val_probabilities": out_of_fold,
-            "examples": {"train": n, "validation": n}, "best_epoch": result.best_epoch, "refit": refit,
-            "history": result.history, "cv": summary}
+            "examples": {"train": n, "validation": n}, "best_epoch": folds.best_epoch, "refit": refit,
+            "history": folds.history, "cv": summary}
 
 
 def summary_line(cv: dict) -> str:

@@ -1,11 +1,10 @@
 """Full-batch L-BFGS for many independent models at once, in plain tensor ops.
 
-Each (fold, strength) model keeps its own curvature history and step length (every inner product
-is taken per model), so batching them into one tensor program changes no model's iterates; a model
-whose gradient is small enough stops, and its objective is no longer computed: strong penalties
-converge first, and the batch shrinks to the models still moving. torch.optim.LBFGS is
-single-model and imports torch._dynamo (about a second); this needs neither. Comparing strengths at
-their optima, not after a fixed budget of epochs, makes the choice depend on the data alone.
+Each (fold, strength) model keeps its own curvature history and step length, so batching them into
+one tensor program changes no model's iterates; a model whose gradient is small enough stops and
+is no longer computed, so the batch shrinks as the strong penalties converge first. (torch.optim's
+LBFGS is single-model and imports torch._dynamo, about a second.) Strengths compared at their
+optima, not after a fixed budget of epochs, are chosen by the data alone.
 """
 import torch
 
@@ -22,11 +21,46 @@ MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs
 
 
 def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
-    """Every fold x strength model to its optimum; returns weight, bias, the history and the iterations.
+    """Every fold x strength model to the optimum of its mean cross-entropy + decay/2 |W|^2 (W on the
+    standardised features): weight (folds, d, strengths*10), bias (folds, 1, strengths*10), the history
+    (a lone model's, the hold-out's: every iterate; a batch's: its last) and the iterations."""
+    features, targets, std, mean = folds.train_features, folds.train_targets, folds.std, folds.mean
+    (n_folds, n, d), strengths, classes = features.shape, len(decays), N_CLASSES
+    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
+    count = folds.train_mask.sum(1).to(features.dtype)  # (folds,)
+    weights = folds.train_mask.to(features.dtype)  # (folds, n): padding rows count zero
 
-    A lone model (the hold-out) records each iterate's validation; a batch records only its last.
-    """
-    models = folds.count * len(decays)
+    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
+        moving = active.view(n_folds, strengths).cpu()
+        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
+            cols = torch.nonzero(moving[f]).flatten().tolist()
+            if cols:
+                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
+        return value, grad
+
+    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Value and gradient for one fold's models part (d + 1, s, 10), written out: autograd's X^T G runs
+        several times slower on the CPU for so few columns than (G^T X)^T."""
+        s = part.shape[1]
+        weight = part[:d].reshape(d, -1)
+        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
+        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
+        log_p = logits.log_softmax(-1)
+        picked = targets[f][:, None, None].expand(n, s, 1)
+        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
+        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
+        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
+        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
+        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
+        bias_grad = residual.sum(0)
+        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
+        grad = torch.empty_like(part)
+        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
+        grad[d] = bias_grad.view(s, classes)
+        return value, grad
+
+    models = n_folds * strengths
     fitting = f"{models} models" if models > 1 else "the model"
     progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
                         f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
@@ -37,13 +71,15 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
             f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
         if models == 1 and folds.val.numel():
-            d = x.shape[1] - 1
             history.append({"iteration": iteration, "train_loss": float(value.mean()),
                             **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
 
-    weight, bias, iterations, value = optimum(folds.train_features, folds.train_targets, folds.train_mask,
-                                              folds.mean, folds.std, decays, report)
-    progress.close()
+    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
+    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
+    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    progress.bar.close()
+    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
+    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
     if models > 1:  # the line search only lowers each objective: nothing diverges, one record is enough
         history = [{"iteration": iterations, "train_loss": float(value.mean()),
                     **validation(folds, weight, bias)}]
@@ -52,13 +88,9 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
 
 def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
              report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Minimise every model's objective from x; return x, the iterations run and each model's objective.
-
-    `dims` are the dimensions of x that hold one model's parameters; the others index the models.
-    objective(x, active) -> (each model's value, the gradient), and may skip the models not active.
-    A model stops once its largest gradient entry is at most `tol`; the run stops when all have.
-    report(iteration, largest gradient entry, models moving, x, values) is called each iteration.
-    """
+    """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
+    gradient entry is at most `tol`; return x, the iterations and the values. `dims`: the dimensions of
+    one model's parameters (the others index the models); objective may skip the models not active."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
 
@@ -125,58 +157,3 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
     for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
         q += s * (alpha - rho * dot(y, q))
     return q
-
-
-def optimum(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor,
-            std: torch.Tensor, decays: list[float], report=None) -> tuple:
-    """Minimise mean cross-entropy + decay/2 |W|^2 (W on standardised features) for every fold x strength.
-
-    features (folds, n, d), targets and mask (folds, n), mean and std (folds, d). Returns weight
-    (folds, d, strengths*10), bias (folds, 1, strengths*10), the iterations and each model's
-    objective (folds, strengths).
-    """
-    n_folds, n, d = features.shape
-    strengths, classes = len(decays), N_CLASSES
-    decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
-    count = mask.sum(1).to(features.dtype)  # (folds,)
-    weights = mask.to(features.dtype)  # (folds, n): padding rows count zero
-
-    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
-        moving = active.view(n_folds, strengths).cpu()
-        for f in range(n_folds):  # one fold's moving strengths at a time: converged models cost nothing
-            cols = torch.nonzero(moving[f]).flatten().tolist()
-            if cols:
-                value[f, cols], grad[f][:, cols] = fold_objective(f, x[f][:, cols], decay[cols])
-        return value, grad
-
-    def fold_objective(f: int, part: torch.Tensor, decay: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Value and gradient for one fold's models part (d + 1, s, 10), written out rather than by autograd.
-
-        The gradient's big product is taken as (G^T X)^T: autograd's X^T G runs several times slower on
-        the CPU for so few columns.
-        """
-        s = part.shape[1]
-        weight = part[:d].reshape(d, -1)
-        scaled = weight / std[f][:, None]  # W (x - m) / std + b = x (W / std) + (b - m (W / std))
-        logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
-        log_p = logits.log_softmax(-1)
-        picked = targets[f][:, None, None].expand(n, s, 1)
-        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
-        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
-        residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
-        # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
-        bias_grad = residual.sum(0)
-        scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
-        grad = torch.empty_like(part)
-        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
-        grad[d] = bias_grad.view(s, classes)
-        return value, grad
-
-    # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
-    x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
-    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
-    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
-    return weight, bias, iterations, value.view(n_folds, strengths)

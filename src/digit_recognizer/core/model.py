@@ -17,11 +17,8 @@ MODEL_FORMAT = 2  # 2: the feature rung is saved; 1 (older runs) saved only whet
 
 
 class SoftmaxRegression(nn.Module):
-    """Logits = W (x - mean) / std + b; cross-entropy turns them into a softmax model.
-
-    The features' rung, mean and scales are part of the model, so a saved model predicts raw Kaggle
-    pixels exactly as it did in training.
-    """
+    """Logits W (x - mean) / std + b. The rung, mean and scales are part of the model, so a saved model
+    predicts raw Kaggle pixels exactly as it did in training."""
 
     def __init__(self, features: str = DEFAULT_RUNG):
         super().__init__()

@@ -1,11 +1,10 @@
-"""Epochs of Adam or Nesterov SGD (`--optimizer adam` or `sgd`), and what every fit shares: the folds'
-validation scores and the progress lines.
+"""Epochs of Adam or SGD (`--optimizer adam` or `sgd`); the validation scores and progress lines of every fit.
 
 The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
 peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
-then scores. The updates are written out because torch.optim imports torch._dynamo on its first
-step, about a second, more than a whole fit on the sample; they do the arithmetic of torch's
-single-tensor Adam and SGD, in the same order, with one weight decay per 10 columns (per strength).
+then scores. The updates are written out, as torch.optim imports torch._dynamo on its first step
+(about a second, more than a fit on the sample); they are torch's single-tensor Adam and Nesterov
+SGD, step for step, with a weight decay per 10 columns (one per strength).
 """
 import math
 import os
@@ -14,6 +13,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm  # a bar only in a terminal, where tqdm.auto is this one
 
 from .config import Config
 from .errors import UserError
@@ -25,11 +25,12 @@ MOMENTUM = 0.9
 
 
 class Optimizer:
-    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 on the weight only, as a penalised
-    bias would shift the class priors. `decay` is a float or a tensor that broadcasts over the weight."""
+    """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 `decay` (broadcast over the weight)
+    on the weight only, as a penalised bias would shift the class priors."""
 
     def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, decay):
-        self.name, self.params, self.decays, self.steps = name, [weight, bias], [decay, 0.0], 0
+        self.name, self.params, self.steps = name, [weight, bias], 0
+        self.decays = [torch.as_tensor(decay, device=weight.device), torch.zeros((), device=bias.device)]
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     @torch.no_grad()
@@ -37,11 +38,7 @@ class Optimizer:
         self.steps += 1
         (beta1, beta2), step = BETAS, float(self.steps)
         for param, decay, (mean, square) in zip(self.params, self.decays, self.state):
-            if torch.is_tensor(decay):
-                grad = param.grad.addcmul(param, decay)
-            else:
-                grad = param.grad.add(param, alpha=decay)
-            param.grad = None
+            grad, param.grad = param.grad.addcmul(param, decay), None
             if self.name == "sgd":  # `mean` is the velocity; from zero, its first step is the gradient
                 mean.mul_(MOMENTUM).add_(grad)
                 param.add_(grad.add(mean, alpha=MOMENTUM), alpha=-lr)
@@ -84,13 +81,13 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
         record = {"epoch": epoch, "train_loss": float(loss_sum / targets.numel()),
                   "train_accuracy": float(correct / targets.numel())}
         if folds.val.numel():
-            record.update(validation(folds, weight.detach(), bias.detach()))
+            record.update(validation(folds, weight, bias))
         broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
                   if not math.isfinite(record.get(k, 0.0))]
         if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
             broken.append("weights")
         if broken:  # such weights would predict nothing useful and must not be published
-            progress.close()
+            progress.bar.close()
             raise UserError(f"--lr {cfg.lr:g}: training diverged in epoch {epoch} ({', '.join(broken)} not "
                             f"finite); try a smaller --lr (the default is {Config.lr}) or a smaller "
                             f"--weight-decay")
@@ -103,7 +100,7 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
             best = [p.detach().to("cpu", copy=True) for p in (weight, bias)]
         elif lone and cfg.patience and epoch - best_epoch >= cfg.patience:
             break
-    progress.close()
+    progress.bar.close()
     weight, bias = (p.to(device) for p in best) if best else (weight.detach(), bias.detach())
     return weight, bias, history, best_epoch if lone else epochs
 
@@ -114,31 +111,28 @@ def learning_rate(cfg: Config, progress: float) -> float:
 
 
 def standardised_logits(folds, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-    """W (x - m) / s + b for each fold's rows (folds, b, d) under its weights (folds, d, k), written
-    (W / s) x + (b - (W / s) m): the standardiser is folded into the weights, the rows never rewritten."""
+    """W (x - m) / s + b for each fold's rows (folds, b, d) and weights (folds, d, k), as (W / s) x + (b -
+    (W / s) m): the standardiser is folded into the weights, and the rows are never rewritten."""
     scaled = weight / folds.std[..., None]
     return torch.baddbmm(bias - torch.bmm(folds.mean[:, None, :], scaled), rows, scaled)
 
 
-def val_logits(folds, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """(folds, v, strengths, 10): each strength's 10-column block of the weights on the held-out rows."""
+@torch.no_grad()
+def scores(folds, weight: torch.Tensor, bias: torch.Tensor) -> tuple:
+    """The held-out rows' logits (folds, v, strengths, 10), and their accuracy and loss (folds, strengths)."""
     logits = standardised_logits(folds, folds.val_features, weight, bias)
-    return logits.view(*folds.val.shape, -1, N_CLASSES)
-
-
-def scores(folds, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation accuracy and loss (folds, strengths) of val_logits."""
+    logits = logits.view(*folds.val.shape, -1, N_CLASSES)
     targets, own = folds.val_targets[..., None].expand(logits.shape[:3]), folds.val_mask[..., None]
     size = folds.val_mask.sum(1, keepdim=True)
     correct = ((logits.argmax(-1) == targets) & own).sum(1)
     losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
     # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
-    return correct.double() / size, losses.sum(1) / size
+    return logits, correct.double() / size, losses.sum(1) / size
 
 
 def validation(folds, weight: torch.Tensor, bias: torch.Tensor) -> dict:
     """The validation loss and accuracy, over the folds, of the strength with the best mean accuracy."""
-    accuracy, loss = (score.mean(0) for score in scores(folds, val_logits(folds, weight, bias)))
+    accuracy, loss = (score.mean(0) for score in scores(folds, weight, bias)[1:])
     best = int(accuracy.argmax())
     return {"val_loss": float(loss[best]), "val_accuracy": float(accuracy[best])}
 
@@ -149,24 +143,17 @@ class Progress:
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "epoch", every: float = 0.0,
                  intro: str | None = None):
-        self.desc, self.every, self.printed, self.bar = desc, every, time.perf_counter(), None
+        self.desc, self.every, self.printed = desc, every, time.perf_counter()
         self.quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-        if not self.quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm  # only a terminal draws a bar
-
-            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-        elif not self.quiet and intro:
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                        disable=self.quiet or not sys.stderr.isatty())
+        if self.bar.disable and not self.quiet and intro:
             print(f"{desc}: {intro}", flush=True)
 
     def update(self, step: str, status: str, last: bool = False) -> None:
-        if self.bar is not None:
+        if not self.bar.disable:
             self.bar.set_postfix_str(status, refresh=False)
             self.bar.update()
         elif not self.quiet and (last or time.perf_counter() - self.printed >= self.every):
             self.printed = time.perf_counter()
             print(f"{self.desc} {step}: {status}", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -39,8 +39,12 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     timings["predict"] = time.perf_counter() - clock
     described = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    validation = validation_report(val_probabilities, data.train_labels[val_idx])
-    metrics = {"data": data.source, **trained, **validation, "config": asdict(cfg), "device": described,
+    truth, predicted = data.train_labels[val_idx], val_probabilities.argmax(1).cpu().numpy()
+    loss = F.nll_loss(val_probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long()).item()
+    confusion = confusion_matrix(truth, predicted)
+    metrics = {"data": data.source, **trained, "val_accuracy": float((predicted == truth).mean()),
+               "val_loss": loss, "per_class_accuracy": per_class_accuracy(confusion),
+               "confusion_matrix": confusion.tolist(), "config": asdict(cfg), "device": described,
                "torch_version": torch.__version__, "python_version": platform.python_version(),
                "timings_seconds": timings}
     metrics["examples"]["test"] = len(test_labels)
@@ -81,12 +85,3 @@ def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: d
             "examples": {"train": len(train_idx), "validation": len(val_idx)},
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
-
-def validation_report(probabilities: torch.Tensor, labels: np.ndarray) -> dict:
-    """Accuracy, loss, per-class accuracy and confusion matrix of held-out class probabilities."""
-    truth = torch.from_numpy(labels).long()
-    loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), truth).item()
-    predicted = probabilities.argmax(1).cpu().numpy()
-    confusion = confusion_matrix(labels, predicted)
-    return {"val_accuracy": float((predicted == labels).mean()), "val_loss": loss,
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}

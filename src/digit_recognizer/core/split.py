@@ -1,5 +1,9 @@
-"""Seeded, stratified validation: one hold-out split, or K folds. Config.check says first whether the
-labels allow them."""
+"""Seeded, stratified validation: one hold-out split, or K folds (Config.check asks first whether the
+labels allow them).
+
+Stratified, so that each digit is held out in its own proportion: a skewed split would score a
+skewed mix of digits.
+"""
 import numpy as np
 
 

@@ -1,13 +1,11 @@
 """Training: every model of a run fitted at once, each fold standardised on its own training rows.
 
-A hold-out split, stratified so that each digit is held out in its own proportion, is one fold;
-K-fold CV (section 8) is K of them, with one model per L2 strength tried. By default each model is
-the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found by L-BFGS (section 7): the loss
-is convex, so there is one optimum and nothing to stop early. `--optimizer adam` or `sgd` fits by
-epochs instead and keeps the hold-out's best epoch (section 10).
+A hold-out split is one fold; K-fold CV (section 8) is K of them, with one model per L2 strength
+tried. By default each model is the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found
+by L-BFGS (section 7): the loss is convex, so there is one optimum and nothing to stop early.
+`--optimizer adam` or `sgd` fits by epochs instead and keeps the hold-out's best epoch (section 10).
 """
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,7 +42,9 @@ def by_optimum(cfg: Config) -> bool:
 
 
 class Folds:
-    """Each fold's training and validation rows of the prepared images, and its standardiser.
+    """Each fold's training and validation rows of the prepared images, its standardiser, and (once
+    fitted) the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias
+    (folds, 1, strengths * 10), the history and the best epoch (L-BFGS: its iterations).
 
     Each side's rows are padded to one length, so that the folds stack into one batched tensor: a
     fold a few rows short repeats a few of its own, and the masks mark its own.
@@ -59,22 +59,19 @@ class Folds:
             train = [rows[torch.randperm(len(rows), device=device, generator=generator)] for rows in train]
         self.train, self.train_mask = padded(train)
         self.val, self.val_mask = padded([to_device(rows, device) for _, rows in splits])
-        self.train_features, self.train_targets = self.gather(self.train), targets[self.train]
-        self.val_features, self.val_targets = self.gather(self.val), targets[self.val]
+        self.train_features, self.train_targets = prepared[self.train], targets[self.train]  # (folds, n, d)
+        self.val_features, self.val_targets = prepared[self.val], targets[self.val]
         own = [self.train_features[f, :len(rows)] for f, rows in enumerate(train)]
         self.mean, self.std = (torch.stack(s) for s in zip(*(standardiser(x, cfg.features) for x in own)))
 
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.prepared.index_select(0, rows.flatten()).view(*rows.shape, self.prepared.shape[1])
-
     @torch.no_grad()
-    def model(self, weight: torch.Tensor, bias: torch.Tensor, fold: int = 0) -> SoftmaxRegression:
-        """One fold's model from the weights (folds, d, 10) and its standardiser."""
+    def model(self) -> SoftmaxRegression:
+        """The first fold's (the hold-out's) one model."""
         model = SoftmaxRegression(self.features).to(self.prepared.device)
-        model.mean.copy_(self.mean[fold])
-        model.std.copy_(self.std[fold])
-        model.linear.weight.copy_(weight[fold].T)
-        model.linear.bias.copy_(bias[fold, 0])
+        model.mean.copy_(self.mean[0])
+        model.std.copy_(self.std[0])
+        model.linear.weight.copy_(self.weight[0].T)
+        model.linear.bias.copy_(self.bias[0, 0])
         return model.eval()
 
 
@@ -85,33 +82,22 @@ def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([torch.cat([r, r[:length - len(r)]]) for r in rows]), own
 
 
-@dataclass
-class Fit:
-    folds: Folds
-    weight: torch.Tensor  # (folds, d, strengths * 10): one 10-column block per L2 strength
-    bias: torch.Tensor  # (folds, 1, strengths * 10)
-    history: list[dict]  # per epoch or L-BFGS iteration: the training loss, and the validation's
-    best_epoch: int  # by epochs: the hold-out's best; L-BFGS: its iterations
-
-    def model(self) -> SoftmaxRegression:
-        return self.folds.model(self.weight, self.bias)
-
-
 def fit(cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list[tuple[np.ndarray, ...]],
-        decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Fit:
+        decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Folds:
     """Fit one model per (train, validation) split and L2 strength, all at once, on prepared features."""
     folds, decays = Folds(cfg, prepared, labels, splits), decays or [float(cfg.weight_decay)]
     if by_optimum(cfg):
-        return Fit(folds, *fit_to_optimum(folds, decays, desc))
-    return Fit(folds, *fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc))
+        folds.weight, folds.bias, folds.history, folds.best_epoch = fit_to_optimum(folds, decays, desc)
+    else:
+        fitted = fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc)
+        folds.weight, folds.bias, folds.history, folds.best_epoch = fitted
+    return folds
 
 
 @torch.no_grad()
-def predict(model: SoftmaxRegression, pixels: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """Class probabilities (n, 10) for uint8 pixels, computed in chunks to bound memory."""
-    model.eval()
-    return torch.cat([model(part).softmax(1) for part in pixels.split(chunk)]) if len(pixels) else \
-        torch.empty(0, 10, device=pixels.device)
+def predict(model: SoftmaxRegression, pixels: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (n, 10) for uint8 pixels (n, 784)."""
+    return model.eval()(pixels).softmax(1)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
