@@ -403,8 +403,7 @@ def separable(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> t
 # %% [markdown]
 # ## 4. The model
 #
-# **`core/model.py`**: Multinomial logistic regression: one linear layer on standardised features of the
-# image.
+# **`core/model.py`**: Multinomial logistic regression: one linear layer on standardised image features.
 #
 # Standardised with each feature's training mean and one scale shared by each block of features (the
 # pixels; the orientation planes): a scale per pixel would blow up the border pixels that are almost
@@ -454,12 +453,10 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # %% [markdown]
 # ## 5. Training
 #
-# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds (Config.check asks first
-# whether the
-# labels allow them).
+# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds.
 #
 # Stratified, so that each digit is held out in its own proportion: a skewed split would score a
-# skewed mix of digits.
+# skewed mix of digits. (Config.check has asked first whether the labels allow the split.)
 
 # %%
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -486,8 +483,7 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]
 
 # %% [markdown]
-# **`core/train.py`**: Training: every model of a run fitted at once, each fold standardised on its own
-# training rows.
+# **`core/train.py`**: Training: all of a run's models fitted at once, each fold standardised on its own rows.
 #
 # A hold-out split is one fold; K-fold CV (section 8) is K of them, with one model per L2 strength
 # tried. By default each model is the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found
@@ -591,8 +587,7 @@ def write_submission(path: Path, labels: np.ndarray) -> None:
     write_text(path, submission_text(labels))
 
 # %% [markdown]
-# **`core/pipeline.py`**: One training run from data to outputs: split, fit, validate, (refit), predict,
-# write.
+# **`core/pipeline.py`**: One training run from data to outputs: split, fit, validate, predict, write.
 
 # %%
 import platform
@@ -903,8 +898,7 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 # %% [markdown]
 # ## 8. Cross-validation
 #
-# **`core/cv.py`**: K-fold cross-validation: K folds x every L2 strength tried, fitted as one batched program
-# (section 5).
+# **`core/cv.py`**: K-fold cross-validation: K folds x each L2 strength tried, fitted at once (section 5).
 #
 # Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
 # scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
@@ -1138,8 +1132,7 @@ def draw_centred(draw, centre: tuple[float, float], text: str, font, fill) -> No
 # %% [markdown]
 # ## 10. Helpers
 #
-# **`core/optimizer.py`**: Epochs of Adam or SGD (`--optimizer adam` or `sgd`); the validation scores and
-# progress lines of every fit.
+# **`core/optimizer.py`**: Epochs of Adam or SGD (`--optimizer adam`, `sgd`); every fit's scores and progress.
 #
 # The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
 # peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it

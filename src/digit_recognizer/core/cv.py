@@ -1,4 +1,4 @@
-"""K-fold cross-validation: K folds x every L2 strength tried, fitted as one batched program (section 5).
+"""K-fold cross-validation: K folds x each L2 strength tried, fitted at once (section 5).
 
 Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
 scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed

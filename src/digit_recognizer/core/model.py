@@ -1,4 +1,4 @@
-"""Multinomial logistic regression: one linear layer on standardised features of the image.
+"""Multinomial logistic regression: one linear layer on standardised image features.
 
 Standardised with each feature's training mean and one scale shared by each block of features (the
 pixels; the orientation planes): a scale per pixel would blow up the border pixels that are almost

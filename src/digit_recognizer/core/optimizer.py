@@ -1,4 +1,4 @@
-"""Epochs of Adam or SGD (`--optimizer adam` or `sgd`); the validation scores and progress lines of every fit.
+"""Epochs of Adam or SGD (`--optimizer adam`, `sgd`); every fit's scores and progress.
 
 The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
 peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it

@@ -1,4 +1,4 @@
-"""One training run from data to outputs: split, fit, validate, (refit), predict, write."""
+"""One training run from data to outputs: split, fit, validate, predict, write."""
 import platform
 import time
 from dataclasses import asdict

@@ -1,8 +1,7 @@
-"""Seeded, stratified validation: one hold-out split, or K folds (Config.check asks first whether the
-labels allow them).
+"""Seeded, stratified validation: one hold-out split, or K folds.
 
 Stratified, so that each digit is held out in its own proportion: a skewed split would score a
-skewed mix of digits.
+skewed mix of digits. (Config.check has asked first whether the labels allow the split.)
 """
 import numpy as np
 

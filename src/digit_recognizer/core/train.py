@@ -1,4 +1,4 @@
-"""Training: every model of a run fitted at once, each fold standardised on its own training rows.
+"""Training: all of a run's models fitted at once, each fold standardised on its own rows.
 
 A hold-out split is one fold; K-fold CV (section 8) is K of them, with one model per L2 strength
 tried. By default each model is the optimum of its mean cross-entropy + weight_decay/2 |W|^2, found
