@@ -1085,7 +1085,7 @@ def plot(ticks: list[str], series: dict[str, list[float]]) -> torch.Tensor:
     low, high = min(values) - margin, max(values) + margin
     left, top, right, bottom = 64, 34, 424, 254  # the frame of the plot in a 440 x 276 tile, one y scale
     scale = (bottom - top) / (high - low)  # pixels a unit of y
-    x = [left + (right - left) * i / max(len(ticks) - 1, 1) for i in range(len(ticks))]
+    x = np.linspace(left, right, len(ticks)) if len(ticks) > 1 else [(left + right) / 2]  # one point: centred
     chart = Image.new("RGB", (440, 276), WHITE)
     draw = ImageDraw.Draw(chart)
     draw.rectangle([left, top, right, bottom], outline=MUTED)
@@ -1097,8 +1097,8 @@ def plot(ticks: list[str], series: dict[str, list[float]]) -> torch.Tensor:
         ink = RED if name.startswith("val") or n > 0 else BLUE  # validation always red
         points = [(x[i], bottom - (v - low) * scale) for i, v in enumerate(ys) if math.isfinite(v)]
         draw.line(points, fill=ink, width=2 if n < 2 else 1)
-        for px, py in points:  # a dot at each point, so that even a single one shows
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=ink)
+        for px, py in points:  # a dot at each, so that even a single point shows
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=ink)
         draw.text((left + 8 + 150 * n, 10), name, font=SMALL_FONT, fill=ink)
     return torch.from_numpy(np.array(chart)) / 255
 

@@ -216,3 +216,15 @@ def test_learning_curve_shows_training_and_validation_per_epoch_or_cv_accuracy_p
                                                      for d, a in ((0.001, 0.93), (0.01, 0.94), (0.1, 0.935))]}
     strengths = draw_learning_curve([{"epoch": 120, "train_loss": 0.2, "val_loss": 0.3, "val_accuracy": 0.94}], cv)
     assert strengths.width < picture.width  # one chart of accuracy against the strength, not the two per epoch
+
+
+def test_a_learning_curve_of_one_record_still_shows_its_points():
+    """A CV run fitted by L-BFGS records one point (the folds' optimum), and so does --epochs 1."""
+    def coloured(values: list[float]) -> list[int]:
+        record = dict(zip(["train_loss", "val_loss", "train_accuracy", "val_accuracy"], values), epoch=1)
+        pixels = np.asarray(draw_learning_curve([record], None)).astype(int)
+        return [(np.abs(pixels - colour).sum(-1) < 30).sum() for colour in (BLUE, RED)]
+
+    legends_only = coloured([0.5, float("nan"), 0.8, float("nan")])  # the blue values plot, the red ones cannot
+    one = coloured([0.5, 0.4, 0.8, 0.9])
+    assert one[0] == legends_only[0] and one[1] >= legends_only[1] + 2 * 20  # a red dot in each chart
