@@ -51,7 +51,7 @@ class UserError(Exception):
 
 # %%
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Set here because this module loads before torch, in the package and in the kernel: libgomp reads
 # it when torch loads it. torch's OpenMP threads spin at every barrier by default, which on a busy
@@ -68,21 +68,34 @@ WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 # The feature ladder (core/features.py), from what the tutorials feed a linear model to the default.
 FEATURE_RUNGS = ("pixels", "deskew", "normalised", "orientations")
 
+def option(default, about: str, choices: tuple | None = None):
+    """A Config field: its default, what it does (its flag's --help) and the values it takes."""
+    return field(default=default, metadata={"help": about, "choices": choices})
+
 @dataclass(frozen=True)
 class Config:
-    seed: int = 0
-    val_fraction: float = 0.1
-    epochs: int = 10
-    patience: int = 3  # 0: never stop early
-    batch_size: int = 0  # 0: auto, see batch_size_for
-    lr: float = 0.003
-    weight_decay: float | str = 3e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
-    optimizer: str = "lbfgs"  # the optimum of the penalised loss; adam/sgd: epochs with early stopping
-    schedule: str = "cosine"
-    features: str = "orientations"
-    refit: bool = False
-    folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
-    device: str = "auto"
+    """Every option of a run, each also a flag of `train` and of the kernel (val_fraction: --val-fraction)."""
+    seed: int = option(0, "random seed for the split, initialisation and batch order")
+    val_fraction: float = option(0.1, "fraction of train.csv held out, stratified by label, to validate on")
+    epochs: int = option(10, "passes over the training split (the learning-rate schedule spans them all)")
+    patience: int = option(3, "stop after this many epochs without a better validation accuracy; 0 = never")
+    batch_size: int = option(0, "examples per optimiser step; 0 = auto: 256, or 32 steps an epoch on big "
+                             "data")
+    lr: float = option(0.003, "peak learning rate")
+    weight_decay: float | str = option(3e-3, "L2 penalty on the weights, or 'auto': the best of "
+                                       f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation "
+                                       "(needs --folds)")
+    optimizer: str = option("lbfgs", "lbfgs: the optimum of the penalised loss (no epochs); adam or sgd: "
+                            "epochs, early stop", ("adam", "sgd", "lbfgs"))
+    schedule: str = option("cosine", "learning-rate schedule over the run", ("cosine", "constant"))
+    features: str = option("orientations", "what the linear layer sees: raw pixels; deskewed; normalised "
+                           "(deskewed, one height, blurred); orientations (normalised + 392 pooled "
+                           "gradient-direction planes)", FEATURE_RUNGS)
+    refit: bool = option(False, "retrain on all of train.csv for the predictions (at the best epoch; with "
+                         "--folds instead of averaging the fold models; --weight-decay auto always does)")
+    folds: int = option(0, "K >= 2: K-fold cross-validation, the expected public score +- its standard "
+                        "error; 0: none")
+    device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
 
     def check(self, train_labels=None) -> "Config":
         """Raise UserError for a value no run could use (core/checks.py); return the config."""
@@ -138,27 +151,6 @@ def kernel_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser)
     return parser
 
-CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"),
-           "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
-HELP = {
-    "seed": "random seed for the split, initialisation and batch order",
-    "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
-    "epochs": "passes over the training split (the learning-rate schedule spans them all)",
-    "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
-    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
-    "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
-    "optimizer": "lbfgs: the optimum of the penalised loss (no epochs); adam or sgd: epochs, early stop",
-    "schedule": "learning-rate schedule over the run",
-    "features": "what the linear layer sees: raw pixels; deskewed; normalised (deskewed, one height, "
-                "blurred); orientations (normalised + 392 pooled gradient-direction planes)",
-    "refit": "retrain on all of train.csv for the predictions (at the best epoch; with --folds instead of "
-             "averaging the fold models; --weight-decay auto always does)",
-    "folds": "K >= 2: K-fold cross-validation, the expected public score +- its standard error; 0: none",
-    "device": "where to train: auto picks CUDA when available",
-}
-
 def weight_decay_value(text: str) -> float | str:
     """--weight-decay takes a number or the word auto."""
     if text.strip().lower() == "auto":
@@ -172,13 +164,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
+        about = f.metadata["help"]
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=about)
         else:
             kind = weight_decay_value if f.name == "weight_decay" else type(f.default)
-            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
-                                help=f"{HELP[f.name]} (default: {f.default})")
+            parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata["choices"],
+                                help=f"{about} (default: {f.default})")
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
@@ -197,6 +189,8 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # **`core/data.py`**: Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
 
 # %%
+from dataclasses import dataclass
+
 import numpy as np
 
 @dataclass

@@ -1,6 +1,6 @@
 """The one training configuration: every option of a run, with its default, and how torch's threads wait."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import check_config
 
@@ -20,21 +20,35 @@ WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 FEATURE_RUNGS = ("pixels", "deskew", "normalised", "orientations")
 
 
+def option(default, about: str, choices: tuple | None = None):
+    """A Config field: its default, what it does (its flag's --help) and the values it takes."""
+    return field(default=default, metadata={"help": about, "choices": choices})
+
+
 @dataclass(frozen=True)
 class Config:
-    seed: int = 0
-    val_fraction: float = 0.1
-    epochs: int = 10
-    patience: int = 3  # 0: never stop early
-    batch_size: int = 0  # 0: auto, see batch_size_for
-    lr: float = 0.003
-    weight_decay: float | str = 3e-3  # or "auto": chosen by cross-validation from WEIGHT_DECAY_GRID
-    optimizer: str = "lbfgs"  # the optimum of the penalised loss; adam/sgd: epochs with early stopping
-    schedule: str = "cosine"
-    features: str = "orientations"
-    refit: bool = False
-    folds: int = 0  # 0: one stratified hold-out split; K >= 2: K-fold cross-validation
-    device: str = "auto"
+    """Every option of a run, each also a flag of `train` and of the kernel (val_fraction: --val-fraction)."""
+    seed: int = option(0, "random seed for the split, initialisation and batch order")
+    val_fraction: float = option(0.1, "fraction of train.csv held out, stratified by label, to validate on")
+    epochs: int = option(10, "passes over the training split (the learning-rate schedule spans them all)")
+    patience: int = option(3, "stop after this many epochs without a better validation accuracy; 0 = never")
+    batch_size: int = option(0, "examples per optimiser step; 0 = auto: 256, or 32 steps an epoch on big "
+                             "data")
+    lr: float = option(0.003, "peak learning rate")
+    weight_decay: float | str = option(3e-3, "L2 penalty on the weights, or 'auto': the best of "
+                                       f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation "
+                                       "(needs --folds)")
+    optimizer: str = option("lbfgs", "lbfgs: the optimum of the penalised loss (no epochs); adam or sgd: "
+                            "epochs, early stop", ("adam", "sgd", "lbfgs"))
+    schedule: str = option("cosine", "learning-rate schedule over the run", ("cosine", "constant"))
+    features: str = option("orientations", "what the linear layer sees: raw pixels; deskewed; normalised "
+                           "(deskewed, one height, blurred); orientations (normalised + 392 pooled "
+                           "gradient-direction planes)", FEATURE_RUNGS)
+    refit: bool = option(False, "retrain on all of train.csv for the predictions (at the best epoch; with "
+                         "--folds instead of averaging the fold models; --weight-decay auto always does)")
+    folds: int = option(0, "K >= 2: K-fold cross-validation, the expected public score +- its standard "
+                        "error; 0: none")
+    device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
 
     def check(self, train_labels=None) -> "Config":
         """Raise UserError for a value no run could use (core/checks.py); return the config."""

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import FEATURE_RUNGS, WEIGHT_DECAY_GRID, Config
+from .config import Config
 from .ignored import ignored_notice
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -46,28 +46,6 @@ def kernel_parser() -> argparse.ArgumentParser:
     return parser
 
 
-CHOICES = {"features": FEATURE_RUNGS, "optimizer": ("adam", "sgd", "lbfgs"),
-           "schedule": ("cosine", "constant"), "device": ("auto", "cpu", "cuda")}
-HELP = {
-    "seed": "random seed for the split, initialisation and batch order",
-    "val_fraction": "fraction of train.csv held out, stratified by label, to validate on",
-    "epochs": "passes over the training split (the learning-rate schedule spans them all)",
-    "patience": "stop after this many epochs without a better validation accuracy; 0 = never",
-    "batch_size": "examples per optimiser step; 0 = auto: 256, or enough for 32 steps an epoch on big data",
-    "lr": "peak learning rate",
-    "weight_decay": "L2 penalty on the weights, or 'auto': the best of "
-                    f"{', '.join(map(str, WEIGHT_DECAY_GRID))} by cross-validation (needs --folds)",
-    "optimizer": "lbfgs: the optimum of the penalised loss (no epochs); adam or sgd: epochs, early stop",
-    "schedule": "learning-rate schedule over the run",
-    "features": "what the linear layer sees: raw pixels; deskewed; normalised (deskewed, one height, "
-                "blurred); orientations (normalised + 392 pooled gradient-direction planes)",
-    "refit": "retrain on all of train.csv for the predictions (at the best epoch; with --folds instead of "
-             "averaging the fold models; --weight-decay auto always does)",
-    "folds": "K >= 2: K-fold cross-validation, the expected public score +- its standard error; 0: none",
-    "device": "where to train: auto picks CUDA when available",
-}
-
-
 def weight_decay_value(text: str) -> float | str:
     """--weight-decay takes a number or the word auto."""
     if text.strip().lower() == "auto":
@@ -82,13 +60,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field, so the CLI and the Kaggle kernel accept the same options."""
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
+        about = f.metadata["help"]
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=about)
         else:
             kind = weight_decay_value if f.name == "weight_decay" else type(f.default)
-            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
-                                help=f"{HELP[f.name]} (default: {f.default})")
+            parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata["choices"],
+                                help=f"{about} (default: {f.default})")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
