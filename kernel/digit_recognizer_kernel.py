@@ -108,11 +108,11 @@ class Config:
         return self.batch_size or max(256, -(-n_examples // 32))
 
 # %% [markdown]
-# **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and the outputs, and the flags.
+# **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and the outputs, and a flag for
+# each setting.
 #
-# Only the standard library is imported up to here, so that `--help` and a mistyped flag are answered
-# before torch and pandas load: the kernel parses its flags once right after this section. The
-# settings at the top are the flags' defaults; a flag given on the command line overrides them.
+# Only the standard library is imported up to here, so `--help` and a mistyped flag are answered before
+# torch and pandas load. A flag given on the command line overrides its setting.
 
 # %%
 import argparse
