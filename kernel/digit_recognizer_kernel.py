@@ -186,12 +186,16 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # %% [markdown]
 # ## 2. Reading the CSVs
 #
-# **`core/data.py`**: Where Kaggle's data is, and loading its two CSVs as uint8 arrays.
+# **`core/data.py`**: Where Kaggle's data is, and its two CSVs as uint8 arrays (pandas refuses any other
+# value).
 
 # %%
 from dataclasses import dataclass
 
 import numpy as np
+
+TEST_COLUMNS = [f"pixel{i}" for i in range(784)]
+TRAIN_COLUMNS = ["label", *TEST_COLUMNS]
 
 @dataclass
 class DigitData:
@@ -201,47 +205,35 @@ class DigitData:
     train_labels: np.ndarray  # (n,) uint8
     test_images: np.ndarray   # (m, 784) uint8
 
-def find_kaggle_input(root: Path = KAGGLE_INPUT) -> Path | None:
-    """The folder under /kaggle/input holding both train.csv and test.csv, wherever it is mounted."""
-    if not root.is_dir():
-        return None
-    for train in sorted(root.rglob("train.csv")):
+def locate_input(given: Path | None) -> Path:
+    """The shallowest folder in --input (default /kaggle/input) holding both train.csv and test.csv."""
+    root = given or KAGGLE_INPUT
+    for train in sorted(root.rglob("train.csv"), key=lambda train: (len(train.parts), train)):
         if (train.parent / "test.csv").is_file():
             return train.parent
-    return None
+    looked = "no such folder" if given and not given.is_dir() else "looked in it and every folder below it"
+    raise UserError(f"{root}: {looked}; expected a folder holding both train.csv and test.csv: attach the "
+                    f"competition's data on Kaggle (Add Input), elsewhere pass --input with that folder")
 
-def load_folder(folder: Path, read_table=None) -> DigitData:
-    """Load the folder holding train.csv and test.csv (or their .gz).
+def load_folder(folder: Path) -> DigitData:
+    train = read_csv(folder / "train.csv", TRAIN_COLUMNS)
+    test = read_csv(folder / "test.csv", TEST_COLUMNS)
+    return DigitData(str(folder), np.ascontiguousarray(train[:, 1:]), train[:, 0].copy(), test)
 
-    `read_table(path, columns, limits)` parses one file; locally it is the cached reader.
-    """
-    read_table = read_table or load_table
-    train_path, test_path = find_csv(folder, "train"), find_csv(folder, "test")
-    train = read_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS)
-    return checked(str(folder), str(train_path), train, read_table(test_path, TEST_COLUMNS, PIXEL_LIMITS))
-
-def find_csv(folder: Path, stem: str) -> Path:
-    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        # A folder, FIFO or broken link of that name: read_bytes says which.
-        if os.path.lexists(folder / name):
-            return folder / name
-    zipped = folder / "digit-recognizer.zip"
-    hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
-    raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and "
-                    f"test.csv{hint}")
-
-def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
-    labels = train[:, 0]
-    absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
-    if absent:
-        raise UserError(f"{train_name}: no examples of digit{'s' if len(absent) > 1 else ''} "
-                        f"{', '.join(map(str, absent))}; training needs all ten digits 0-9")
-    return DigitData(source, np.ascontiguousarray(train[:, 1:]), labels.copy(), test)
-
-def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
-    """Parse one CSV (pandas reads a plain file itself, which is faster than from bytes)."""
-    return parse_table(str(path), read_bytes(path), columns, limits,
-                       path=path if path.suffix != ".gz" else None)
+def read_csv(path: Path, columns: list[str]) -> np.ndarray:
+    """The rows of a CSV whose header is exactly `columns`, as a uint8 array."""
+    import pandas as pd  # here, not at the top: the local CLI imports this module for much less
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+        table = pd.read_csv(path, skiprows=1, header=None, dtype=np.uint8, engine="c", na_filter=False)
+    except (OSError, ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
+        reason = " ".join(str(exc).split())  # pandas' own words, on one line
+        raise UserError(f"{path}: not a Kaggle digit CSV with rows of integers 0-255 ({reason})") from None
+    if header != columns or table.shape[1] != len(columns):
+        raise UserError(f"{path}: expected exactly the columns {columns[0]},...,{columns[-1]}, in that order")
+    if columns[0] == "label" and table[0].max() > 9:
+        raise UserError(f"{path}: a label above 9; expected the digits 0-9")
+    return np.ascontiguousarray(table.to_numpy())
 
 # %% [markdown]
 # ## 3. Preprocessing
@@ -567,23 +559,20 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 # %% [markdown]
 # ## 6. Prediction and submission.csv
 #
-# **`core/submission.py`**: Kaggle's submission format: `ImageId,Label`, ImageId 1..N in test order, Label
-# 0-9.
+# **`core/submission.py`**: Kaggle's format: `ImageId,Label`, ImageId 1..N in test order, Label 0-9.
 
 # %%
 HEADER = "ImageId,Label"
 
-def submission_text(labels: np.ndarray) -> str:
-    ids = np.arange(1, len(labels) + 1)
-    return HEADER + "\n" + "".join(f"{i},{label}\n" for i, label in zip(ids.tolist(), labels.tolist()))
-
 def write_submission(path: Path, labels: np.ndarray) -> None:
-    write_text(path, submission_text(labels))
+    rows = "".join(f"{i},{label}\n" for i, label in enumerate(labels.tolist(), 1))
+    atomic_write(path, lambda temp: temp.write_text(f"{HEADER}\n{rows}", encoding="utf-8"))
 
 # %% [markdown]
 # **`core/pipeline.py`**: One training run from data to outputs: split, fit, validate, predict, write.
 
 # %%
+import json
 import platform
 import time
 from dataclasses import asdict
@@ -628,7 +617,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
                                       val_probabilities, metrics["confusion_matrix"], metrics["history"],
                                       metrics.get("cv")))
     timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
+    atomic_write(out_dir / "metrics.json", lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics
 
 def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
@@ -652,13 +641,10 @@ def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: d
             "best_epoch": result.best_epoch, "refit": refit, "history": result.history}
 
 # %% [markdown]
-# **`core/main.py`**: The kernel's entry point: find the competition data, train, write the outputs, show the
-# pictures.
+# **`core/main.py`**: The kernel's entry point: find the data, train, write the outputs, show the pictures.
 #
-# With no arguments on Kaggle it reads the attached competition data under /kaggle/input and writes
-# /kaggle/working/submission.csv; --input and --output let it run anywhere. Each output is written
-# whole (a temporary file, then a rename) and metrics.json last, so a metrics.json is a finished run's;
-# a run replaces the files it writes in the output folder and touches nothing else there.
+# On Kaggle it reads the data attached under /kaggle/input and writes /kaggle/working; --input and
+# --output let it run anywhere, where it replaces only the files it writes, each one whole.
 
 # %%
 import tempfile
@@ -666,48 +652,28 @@ import tempfile
 def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
     args = parse_kernel_args(argv, settings)
     try:
-        return run_kernel(args)
+        cfg = config_from_args(args)
+        start = time.perf_counter()
+        found, out = locate_input(args.input), args.output or default_output()
+        check_output(out)  # before minutes of training, not after them
+        data = load_folder(found)
+        print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+        metrics = run_training(cfg, data, out, {"load": time.perf_counter() - start})
+        print(*report_lines(metrics, out, "output folder", time.perf_counter() - start), sep="\n")
+        if "ipykernel" in sys.modules:  # in a notebook each picture appears under the cell that ran it, too
+            from IPython.display import Image, display
+            for name in metrics.get("pictures", []):
+                display(Image(filename=str(out / name)))
+        return 0
     except (UserError, OSError) as exc:
         if args.debug:
             raise
-        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
+        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they "
               f"were", file=sys.stderr)
         return 130
-
-def run_kernel(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    start = time.perf_counter()
-    found = locate_input(args.input)
-    out = args.output or default_output()
-    check_output(out)  # before the training, not after it
-    data = load_folder(found)
-    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    metrics = run_training(cfg, data, out, {"load": time.perf_counter() - start})
-    for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
-        print(line)
-    show_pictures(out, metrics.get("pictures", []))
-    return 0
-
-def locate_input(given: Path | None) -> Path:
-    """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
-    if given is not None and not given.exists():
-        raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
-    if given is not None and given.is_file():
-        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
-    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
-        return given
-    root = given or KAGGLE_INPUT
-    found = find_kaggle_input(root)
-    if found is None:
-        hint = "pass --input with the folder holding them" if given else "on Kaggle, attach the " \
-            "digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
-        raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and "
-                        f"test.csv; {hint}")
-    return found
 
 def default_output() -> Path:
     """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
@@ -715,23 +681,13 @@ def default_output() -> Path:
     return KAGGLE_WORKING if on_kaggle else Path("output")
 
 def check_output(folder: Path) -> None:
-    """The output folder exists and takes files: said before minutes of training, not after them."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: not a folder; --output takes the folder the outputs go in")
-    make_folder(folder, "--output takes the folder the outputs go in")
     try:
-        with tempfile.TemporaryFile(dir=folder):  # an unnamed file where the OS can: it leaves no trace
-            pass
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # an unnamed file where the OS can: it leaves no trace
     except OSError as exc:
-        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
-
-def show_pictures(folder: Path, names: list[str]) -> None:
-    """In a notebook, every picture the run wrote appears under the cell that ran it (it stays a file too)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for name in names:
-            display(Image(filename=str(folder / name)))
+        doing = "write the outputs there" if folder.is_dir() else "create it"
+        raise UserError(f"{folder}: cannot {doing} ({os_reason(exc)}); --output takes the folder the outputs "
+                        f"go in") from None
 
 # %% [markdown]
 # ## 7. L-BFGS
@@ -1375,278 +1331,80 @@ def ignored_notice(cfg) -> str | None:
            f"{'is' if one else 'are'} ignored: {'; '.join(reasons)}"
 
 # %% [markdown]
-# **`core/metrics.py`**: Scores of a labelling: accuracy, per-class accuracy, confusion matrix.
+# **`core/report.py`**: Scores, and the summary a run prints (here as after `digit-recognizer train`), the key
+# lines last.
 
 # %%
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int = 10) -> np.ndarray:
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Rows are true digits, columns predicted digits."""
-    pairs = truth.astype(np.int64) * n_classes + predicted
-    return np.bincount(pairs, minlength=n_classes**2).reshape(n_classes, n_classes)
+    return np.bincount(truth.astype(np.int64) * 10 + predicted, minlength=100).reshape(10, 10)
 
 def per_class_accuracy(confusion: np.ndarray) -> list[float]:
-    totals = confusion.sum(1)
-    return [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(confusion))]
+    totals = confusion.sum(1)  # a digit with no validation image has no accuracy: nan
+    return np.divide(confusion.diagonal(), totals, out=np.full(10, np.nan), where=totals > 0).tolist()
 
 def format_confusion(confusion: np.ndarray) -> str:
     """A text table: true digits down, predictions across, per-class accuracy on the right."""
-    header = "true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"
-    lines = [header]
+    lines = ["true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"]
     for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
         lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
     return "\n".join(lines)
 
-# %% [markdown]
-# **`core/report.py`**: What a finished run prints, the same after `digit-recognizer train` and at the end of
-# the kernel's log.
-
-# %%
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
-    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
-    estimate: what one looks for first.
-
-    `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
-    """
+    """The run's summary; `folder_kind` is "run folder" locally, "output folder" in the kernel."""
+    cv, config = metrics.get("cv"), metrics["config"]
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    if metrics.get("cv"):
-        fitted = f"{metrics['cv']['folds']}-fold CV"
-    elif metrics["config"].get("optimizer") == "lbfgs":
+    if cv:
+        fitted = f"{cv['folds']}-fold CV"
+    elif config.get("optimizer") == "lbfgs":
         fitted = f"fitted to the optimum by L-BFGS in {metrics['best_epoch']} iterations"
-    else:
-        fitted = fitted_epochs(metrics)
+    else:  # the best epoch, and whether early stopping ended the run before its last epoch
+        best, planned, ran = metrics["best_epoch"], config["epochs"], len(metrics.get("history") or [])
+        fitted = f"best epoch {best} of {planned}"
+        if 0 < ran < planned:
+            fitted = (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({ran - best} "
+                      f"epoch{'s' if ran - best != 1 else ''} without a better validation accuracy, "
+                      f"--patience {config['patience']})")
     lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
              format_confusion(np.array(metrics["confusion_matrix"]))]
-    if metrics.get("cv"):  # no hold-out split to refit over: the CV says how its model was made
-        lines.append(f"predictions from the {metrics['cv']['model']}")
+    if cv:  # no hold-out split to refit over: the CV says how its model was made
+        lines.append(f"predictions from the {cv['model']}")
     elif metrics["refit"]:
-        epochs = metrics['refit']['epochs']
+        epochs = metrics["refit"]["epochs"]
         lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images, "
                      f"{epochs if isinstance(epochs, str) else f'{epochs} epochs'})")
     lines.append(f"{folder_kind}: {folder}")
     if metrics.get("pictures"):
         lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
     lines.append(f"submission: {folder / 'submission.csv'}")
-    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else \
-        "held out"
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if cv else "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
-    if metrics.get("cv"):
-        lines.append(summary_line(metrics["cv"]))
-    return lines
-
-def fitted_epochs(metrics: dict) -> str:
-    """The best epoch, and whether early stopping ended the run before its last epoch."""
-    best, planned, ran = metrics["best_epoch"], metrics["config"]["epochs"], len(metrics.get("history") or [])
-    if 0 < ran < planned:
-        waited = ran - best
-        return (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({waited} epoch"
-                f"{'s' if waited != 1 else ''} without a better validation accuracy, --patience "
-                f"{metrics['config']['patience']})")
-    return f"best epoch {best} of {planned}"
+    return [*lines, summary_line(cv)] if cv else lines
 
 # %% [markdown]
-# **`core/csvtable.py`**: Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
-#
-# The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-# fails (the header included), or a value is out of range, does the caller's slower scan (csv_diagnosis,
-# run locally) name the exact line and column.
+# **`core/fileio.py`**: Each output written whole (a temporary name, then a rename), or one line saying why it
+# could not be.
 
 # %%
-import re
-
-PIXELS = [f"pixel{i}" for i in range(784)]
-TRAIN_COLUMNS = ["label", *PIXELS]
-TEST_COLUMNS = PIXELS
-PIXEL_LIMITS = {name: 255 for name in PIXELS}  # each column's largest value
-TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
-BOM = b"\xef\xbb\xbf"
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-# After the header, a Kaggle CSV holds nothing but digits, commas and line breaks.
-CSV_BYTES = b"0123456789,\r\n"
-_NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
-_LONE_CR = re.compile(rb"\r(?!\n)")
-
-def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None,
-                diagnose=None) -> np.ndarray:
-    """Parse CSV bytes with exactly `columns` into an (rows, columns) uint8 array.
-
-    `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
-    the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
-    Raises UserError naming the file and what is wrong; `diagnose(name, text, columns, limits)`, when
-    given, is called first on a bad header or row to name the exact column, line and cell.
-    """
-    raw = raw[len(BOM):] if raw.startswith(BOM) else raw
-
-    # Raises the exact culprit where the caller can find it; the kernel keeps the short messages.
-    def diagnosed():
-        if diagnose:
-            diagnose(name, raw, columns, limits)
-
-    body = _body(name, raw, columns, diagnosed)
-    if body.translate(None, CSV_BYTES):  # a C-speed scan; the regex only runs to find the culprit
-        diagnosed()
-        line_no = 2 + body.count(b"\n", 0, _NOT_CSV_BYTE.search(body).start())
-        raise UserError(f"{name}: line {line_no}: a character other than a digit, comma or line break; "
-                        f"expected integers separated by commas")
-    # pandas would split a line at a lone carriage return, making two rows of one.
-    lone_cr = b"\r" in body and _LONE_CR.search(body)
-    if lone_cr:
-        line_no = 2 + body.count(b"\n", 0, lone_cr.start())
-        raise UserError(f"{name}: line {line_no}: a carriage return without a line feed; expected lines "
-                        f"ending in LF or CRLF")
-    try:
-        # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
-        source, skip = (path, 1) if path is not None else (io.BytesIO(body), 0)
-        import pandas as pd  # here, not at the top: a run whose parses are cached never pays its import
-
-        table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
-    except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
-        diagnosed()
-        raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
-    values = table.to_numpy()
-    maxima = np.array([limits[c] for c in columns])
-    if values.shape[1] != len(columns) or (values > maxima).any():
-        diagnosed()
-        raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
-    return np.ascontiguousarray(values)
-
-def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:
-    """Check the header line (file line 1); return the data rows after it."""
-    if not raw or raw.isspace():  # not strip(): that copies the whole file
-        raise UserError(f"{name}: the file is empty; expected a header line starting "
-                        f"'{','.join(columns[:3])},...'")
-    end = raw.find(b"\n")
-    header_line, body = (raw, b"") if end < 0 else (raw[:end], raw[end + 1:])
-    if raw.startswith(UTF16_BOMS) or b"\0" in header_line:  # UTF-16 (Excel's "Unicode text") or UTF-32
-        raise UserError(f"{name}: not UTF-8/ASCII text (it looks like UTF-16); save it as UTF-8 "
-                        f"(CSV UTF-8 in Excel)")
-    if b"\r" in header_line.strip():
-        raise UserError(f"{name}: line 1: a carriage return without a line feed; expected lines ending "
-                        f"in LF or CRLF")
-    if header_line.decode("utf-8", errors="replace").strip().split(",") != columns:
-        diagnose()  # which column is missing, extra, repeated or out of place
-        raise UserError(f"{name}: header: expected exactly the columns {columns[0]},...,{columns[-1]} "
-                        f"in order")
-    if not body or body.isspace():
-        raise UserError(f"{name}: has a header but no data rows")
-    return body
-
-# Kaggle's largest file, train.csv, is 77 MB; a CSV (or what a .gz or zip entry unpacks to) beyond this
-# is not one of its files, and reading it whole could exhaust memory (a gz bomb), so it is refused.
-MAX_CSV_BYTES = 512 << 20
-
-class NotRegularFile(OSError):
-    """A folder, FIFO or device where a CSV file was expected: reading it would fail or never end."""
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is a .gz; at most MAX_CSV_BYTES, from a regular file only."""
-    raw = read_raw(path)
-    return gunzip(str(path), raw) if path.suffix == ".gz" else raw
-
-def read_raw(path: Path) -> bytes:
-    """The bytes on disk of a regular file of at most MAX_CSV_BYTES; one UserError line otherwise."""
-    try:
-        with open(path, "rb", opener=_open_regular) as handle:
-            data = handle.read(MAX_CSV_BYTES + 1)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except NotRegularFile as exc:
-        raise UserError(f"{path}: is {exc.strerror}, not a regular file; expected a CSV file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) > MAX_CSV_BYTES:
-        raise UserError(f"{path}: larger than {MAX_CSV_BYTES >> 20} MiB, far beyond Kaggle's largest file "
-                        f"(train.csv, 77 MB); expected a Kaggle digit CSV")
-    return data
-
-def _open_regular(name, flags):
-    import os
-    import stat
-
-    fd = os.open(name, flags | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not wait for a writer
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise NotRegularFile(0, kind)
-    return fd
-
-def gunzip(name: str, raw: bytes, limit: int = MAX_CSV_BYTES) -> bytes:
-    """A gzip file's contents (every member), refused past `limit` bytes instead of filling memory."""
-    import zlib
-
-    out, data = [], raw
-    try:
-        while data:
-            unpack = zlib.decompressobj(wbits=31)
-            out.append(unpack.decompress(data, limit + 1 - sum(map(len, out))))
-            if sum(map(len, out)) > limit:
-                raise UserError(f"{name}: unpacks to more than {limit >> 20} MiB, far beyond Kaggle's "
-                                f"largest file (train.csv, 77 MB); expected a gzipped Kaggle digit CSV")
-            if not unpack.eof:
-                raise EOFError("the gzip data ends early")
-            data = unpack.unused_data.lstrip(b"\0")  # the next member, if any (padding allowed)
-    except (zlib.error, EOFError) as exc:
-        raise UserError(f"{name}: cannot be read (not a complete gzip file: {exc})") from None
-    return b"".join(out)
-
-# %% [markdown]
-# **`core/fileio.py`**: Writing each file whole: a temporary name beside it, then one rename into place.
-#
-# Every write goes through here, so a failure of the operating system (a read-only folder, a full
-# disk, a missing folder) becomes one UserError naming the path and the reason, in one place.
-
-# %%
-import errno
-import json
 from contextlib import suppress
-from typing import Callable
 
 def os_reason(exc: OSError) -> str:
     """'no space left on device', 'read-only file system', ... as a lower-case phrase."""
-    text = exc.strerror or str(exc) or type(exc).__name__
-    return text[:1].lower() + text[1:]
+    return exc.strerror.lower() if exc.strerror else str(exc)
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError nobody caught nearer its cause: the path involved and the reason."""
-    where = exc.filename if exc.filename is not None else "?"
-    return f"{os.fsdecode(where) if isinstance(where, bytes) else where}: {os_reason(exc)}"
-
-def write_failure(path: Path, exc: OSError) -> UserError:
-    if exc.errno == errno.ENOENT and not path.parent.is_dir():
-        return UserError(f"{path}: cannot write it: the folder {path.parent} does not exist")
-    return UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written")
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(temp) on a temporary name beside `path`, then rename it into place.
-
-    An OSError (full disk, read-only folder) becomes one UserError naming `path`; the temporary
-    file is removed whatever happens, so nothing half-written is left.
-    """
+def atomic_write(path: Path, write) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(temp)
         os.replace(temp, path)
     except OSError as exc:
-        raise write_failure(path, exc) from None
+        raise UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written") from None
     finally:
-        with suppress(OSError):
+        with suppress(OSError):  # nothing half-written is left, whatever happened
             temp.unlink(missing_ok=True)
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-def make_folder(folder: Path, purpose: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{folder}: not a folder; {purpose}") from None
-    except OSError as exc:  # a folder we may not write in, a full disk
-        raise UserError(f"{folder}: cannot create it ({os_reason(exc)}); {purpose}") from None
 
 # %% [markdown]
 # ## Run

@@ -12,21 +12,24 @@ import torch
 
 from conftest import ROOT, run_cli
 from digit_recognizer.core.config import Config
-from digit_recognizer.core.csvtable import PIXELS, TRAIN_COLUMNS, parse_table
-from digit_recognizer.core.data import TRAIN_LIMITS
+from digit_recognizer.csv_bytes import PIXELS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table
 from digit_recognizer.csv_diagnosis import diagnose
 from digit_recognizer.local_data import SAMPLE_DIR, load_data, table_reader
 from digit_recognizer.core.errors import UserError
 from digit_recognizer.core.model import save_model
 from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.core.split import stratified_split
-from digit_recognizer.core.submission import submission_text
 from digit_recognizer.core.train import predict
 from digit_recognizer.saved_model import load_model
 from digit_recognizer.submission_check import check_submission, score
 
 HEADER = ",".join(TRAIN_COLUMNS)
 SAMPLE_TEST_MARKER = "<!-- sample-test-accuracy -->"
+
+
+def submission_text(labels: np.ndarray) -> str:
+    """Kaggle's submission format, written out here independently of the kit."""
+    return "ImageId,Label\n" + "".join(f"{i},{label}\n" for i, label in enumerate(labels.tolist(), start=1))
 
 
 def train_csv(rows: list[list[int]], header: str = HEADER, newline: str = "\n") -> bytes:

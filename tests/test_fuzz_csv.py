@@ -2,8 +2,11 @@
 
 Hypothesis writes small tables, mostly valid, with malformed cells (empty, signed, decimal, NaN,
 hexadecimal, full-width digits, overlong digit strings...), wrong headers, ragged rows, and random
-BOM / CRLF / blank-line / final-newline choices, then calls csvtable.parse_table on the bytes.
-An independent oracle says what the result must be. Any other exception fails the test.
+BOM / CRLF / blank-line / final-newline choices, then calls csv_bytes.parse_table (the local CLI's
+strict reader) on the bytes. An independent oracle says what the result must be. Any other exception
+fails the test. The kernel's lean core/data.read_csv reads the same file: it may accept what the strict
+reader refuses (" 5", "+3", "1.0" are numbers to pandas), but it raises nothing but UserError, never
+returns a table of the wrong width or with a value out of range, and reads a valid table exactly.
 """
 import re
 from collections import Counter
@@ -12,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from digit_recognizer.core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
+from digit_recognizer.core.data import read_csv
+from digit_recognizer.csv_bytes import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
 from digit_recognizer.csv_diagnosis import diagnose
 from digit_recognizer.core.errors import UserError
 
@@ -117,10 +121,28 @@ def edit_header(draw, columns):
 
 
 def check_one(table, file: Path) -> None:
-    """Parse from bytes, then from the file as load_table does (pandas reads it itself): same verdict."""
-    file.write_bytes(table[0])
+    """The strict parse of the bytes, then the kernel's of the file."""
     check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits, diagnose=diagnose))
-    check_parse(table, lambda raw, columns, limits: parse_table(NAME, raw, columns, limits, path=file, diagnose=diagnose))
+    file.write_bytes(table[0])
+    check_kernel_parse(table, file)
+
+
+def check_kernel_parse(table, file: Path) -> None:
+    raw, columns, limits, expected, _ = table
+    exact_header = raw.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r") == ",".join(columns).encode()
+    try:
+        result = read_csv(file, columns)
+    except UserError as exc:
+        message = str(exc)
+        assert message.startswith(f"{file}: ") and "\n" not in message and "\r" not in message, message
+        assert expected is None or not exact_header, f"valid table rejected by the kernel: {message}"
+        counts["kernel rejected"] += 1
+        return
+    assert result.dtype == np.uint8 and result.ndim == 2 and result.shape[1] == len(columns) and len(result)
+    assert (result <= np.array([limits[c] for c in columns])).all()
+    if expected is not None:
+        np.testing.assert_array_equal(result, expected)
+    counts["kernel parsed"] += 1
 
 
 def check_parse(table, parse) -> None:
@@ -148,7 +170,9 @@ def test_parse_table_never_fails_unexpectedly(tmp_path: Path):
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
         given(tables())(lambda table: check_one(table, tmp_path / "train.csv")))
     property_test()
-    total = (counts["parsed"] + counts["rejected"]) // 2
-    print(f"\nfuzz: {total} examples ran, each parsed from bytes and from a file ({counts['parsed'] // 2} parsed "
-          f"exactly, {counts['rejected'] // 2} rejected with UserError)")
+    total = counts["parsed"] + counts["rejected"]
+    print(f"\nfuzz: {total} examples ran, each parsed strictly ({counts['parsed']} parsed exactly, "
+          f"{counts['rejected']} rejected with UserError) and by the kernel ({counts['kernel parsed']} parsed, "
+          f"{counts['kernel rejected']} rejected)")
     assert total >= EXAMPLES // 2 and counts["parsed"] > EXAMPLES // 5 and counts["rejected"] > EXAMPLES // 5
+    assert counts["kernel parsed"] > EXAMPLES // 5 and counts["kernel rejected"] > EXAMPLES // 10

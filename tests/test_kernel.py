@@ -13,7 +13,8 @@ from digit_recognizer.bundle import KERNEL_FILE
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.main import default_output, locate_input
+from digit_recognizer.core.data import locate_input
+from digit_recognizer.core.main import default_output
 from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.core.pipeline import run_training
 
@@ -195,3 +196,57 @@ def test_settings_are_the_flags_defaults_and_a_flag_overrides_its_setting():
     settings = {"folds": 5, "weight_decay": "auto", "refit": True, "lr": 0.01}
     cfg = config_from_args(parse_kernel_args(["--lr", "0.02"], settings))
     assert (cfg.folds, cfg.weight_decay, cfg.refit, cfg.lr) == (5, "auto", True, 0.02)
+
+
+def sample_csv_lines(name: str, rows: int) -> list[str]:
+    return gzip.decompress((SAMPLE_DIR / f"{name}.csv.gz").read_bytes()).decode().splitlines()[:rows + 1]
+
+
+def with_cell(lines: list[str], row: int, column: int, value: str) -> list[str]:
+    cells = lines[row].split(",")
+    cells[column] = value
+    return [*lines[:row], ",".join(cells), *lines[row + 1:]]
+
+
+TRAIN_LINES, TEST_LINES = sample_csv_lines("train", 50), sample_csv_lines("test", 5)
+NOT_DIGITS = "not a Kaggle digit CSV with rows of integers 0-255"
+COLUMNS = "expected exactly the columns label,...,pixel783, in that order"
+# What the kernel's one parse (core/data.read_csv) refuses in Kaggle's CSVs: file, bytes, fragment of the line.
+BAD_CSVS = {
+    "a wrong column": ("train.csv", "\n".join([TRAIN_LINES[0].replace("pixel5,", "pixelx,"), *TRAIN_LINES[1:]]),
+                       COLUMNS),
+    "a repeated column": ("train.csv", "\n".join([TRAIN_LINES[0].replace("pixel6,", "pixel5,"), *TRAIN_LINES[1:]]),
+                          COLUMNS),
+    "train.csv given as test.csv": ("test.csv", "\n".join(TRAIN_LINES), "the columns pixel0,...,pixel783"),
+    "a pixel of 256": ("train.csv", "\n".join(with_cell(TRAIN_LINES, 3, 100, "256")), NOT_DIGITS),
+    "a negative pixel": ("test.csv", "\n".join(with_cell(TEST_LINES, 2, 5, "-1")), NOT_DIGITS),
+    "a pixel of 5000 digits": ("train.csv", "\n".join(with_cell(TRAIN_LINES, 3, 100, "9" * 5000)), NOT_DIGITS),
+    "a word for a pixel": ("train.csv", "\n".join(with_cell(TRAIN_LINES, 3, 100, "abc")), NOT_DIGITS),
+    "an empty cell": ("train.csv", "\n".join(with_cell(TRAIN_LINES, 3, 100, "")), NOT_DIGITS),
+    "a label of 12": ("train.csv", "\n".join(with_cell(TRAIN_LINES, 3, 0, "12")), "a label above 9"),
+    "a short row": ("train.csv", "\n".join([*TRAIN_LINES[:4], TRAIN_LINES[4].rsplit(",", 1)[0], *TRAIN_LINES[5:]]),
+                    NOT_DIGITS),
+    "a long row": ("train.csv", "\n".join([*TRAIN_LINES[:4], TRAIN_LINES[4] + ",0", *TRAIN_LINES[5:]]), NOT_DIGITS),
+    # pandas would take a first row one cell longer than the header as the index, and so drop a column.
+    "every row one cell too long": ("train.csv", "\n".join([TRAIN_LINES[0], *(r + ",0" for r in TRAIN_LINES[1:])]),
+                                    COLUMNS),
+    "a header only": ("train.csv", TRAIN_LINES[0] + "\n", NOT_DIGITS),
+    "an empty file": ("test.csv", "", NOT_DIGITS),
+    "UTF-16": ("train.csv", "\n".join(TRAIN_LINES).encode("utf-16"), NOT_DIGITS),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CSVS))
+def test_a_bad_csv_is_one_line_naming_the_file_and_what_was_expected(tmp_path, capsys, case):
+    from digit_recognizer.core.main import main
+
+    name, content, fragment = BAD_CSVS[case]
+    data = tmp_path / "input"
+    data.mkdir()
+    (data / "train.csv").write_text("\n".join(TRAIN_LINES) + "\n")
+    (data / "test.csv").write_text("\n".join(TEST_LINES) + "\n")
+    (data / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["--input", str(data), "--output", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"digit_recognizer_kernel.py: error: {data / name}: ") and fragment in captured.err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .core.config import Config
 from .core.errors import UserError
-from .core.fileio import write_text
+from .local_io import write_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "core"
 ENTRY = "main"  # core/main.py defines main(), the kernel's entry point
@@ -37,7 +37,7 @@ READING_ORDER = (
     ("L-BFGS", ("lbfgs",)),
     ("Cross-validation", ("cv",)),
     ("Pictures", ("pictures",)),
-    ("Helpers", ("optimizer", "checks", "ignored", "metrics", "report", "csvtable", "fileio")),
+    ("Helpers", ("optimizer", "checks", "ignored", "report", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).

@@ -104,7 +104,7 @@ def cached_table(path: Path, columns: list[str], parse) -> "np.ndarray":
     the entry always describes exactly what was parsed: no file-system clock (1-second or 2-second
     timestamps, a jiffy-coarse ctime, a network mount's own clock) can make it stale.
     """
-    from .core.csvtable import read_raw
+    from .csv_bytes import read_raw
 
     raw = read_raw(path)  # a missing, unreadable or non-regular file is one UserError line here
     key = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}

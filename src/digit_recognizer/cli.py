@@ -23,8 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
     start = clock = time.perf_counter()
-    from .core.data import find_kaggle_input
-    from .local_data import load_data
+    from .local_data import find_kaggle_input, load_data
 
     timings = {"import": time.perf_counter() - clock}  # kept apart from the data's load time
     clock = time.perf_counter()
@@ -57,6 +56,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = args.out or args.model.parent / "predict-submission.csv"
     if out.exists() and not args.force:  # before any work: nothing earlier is overwritten by surprise
         raise UserError(f"{out}: already exists; pass --out with a new name or --force to replace it")
+    if not out.parent.is_dir():  # before any work too, not after the predictions
+        raise UserError(f"{out}: cannot write it: the folder {out.parent} does not exist")
     if not args.model.is_file():  # before torch is imported: a mistyped path is answered at once
         raise UserError(f"{args.model}: no such model file")
     from .core.submission import write_submission
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(argv: list[str] | None) -> int:
-    from .core.fileio import describe_os_error
+    from .local_io import describe_os_error
     from .interrupts import interrupt_exit_code
 
     for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is shown escaped, not a crash

@@ -1,6 +1,6 @@
 """The slow scan that names the exact line and column of a bad Kaggle CSV.
 
-It runs only after the fast path (core/csvtable.parse_table) has failed, so it is kept out of the kernel.
+It runs only after the fast path (csv_bytes.parse_table) has failed, so it is kept out of the kernel.
 """
 from .core.errors import UserError
 

@@ -1,21 +1,32 @@
 """Loading data on the user's machine: the embedded sample, Kaggle's zip, and cached parses.
 
-The kernel reads Kaggle's plain CSVs with core/data.py alone; what is here only runs locally.
+The kernel reads Kaggle's plain CSVs with core/data.py alone; what is here only runs locally: the bytes of
+each CSV are checked first (csv_bytes.py), so that a bad file is named down to its line and column.
 """
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .cache import cached_table
-from .core.csvtable import MAX_CSV_BYTES, TEST_COLUMNS, TRAIN_COLUMNS, gunzip, parse_table, read_bytes
-from .core.data import PIXEL_LIMITS, TRAIN_LIMITS, DigitData, checked, find_csv, load_folder
+from .core.data import DigitData, locate_input
 from .core.errors import UserError
+from .csv_bytes import (MAX_CSV_BYTES, PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, gunzip, parse_table,
+                        read_bytes)
 from .csv_diagnosis import diagnose
 from .runs import SAMPLE_SOURCE
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
+
+
+def find_kaggle_input() -> Path | None:
+    """The competition data under /kaggle/input, found as the kernel finds it; None where there is none."""
+    try:
+        return locate_input(None)
+    except UserError:
+        return None
 
 
 def load_data(data: Path | None, cache: bool = True) -> DigitData:
@@ -49,15 +60,43 @@ def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
     return load_data(data, cache).test_images
 
 
+def load_folder(folder: Path, read_table) -> DigitData:
+    """Load the folder holding train.csv and test.csv (or their .gz) with read_table(path, columns, limits)."""
+    train_path, test_path = find_csv(folder, "train"), find_csv(folder, "test")
+    train = read_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS)
+    return checked(str(folder), str(train_path), train, read_table(test_path, TEST_COLUMNS, PIXEL_LIMITS))
+
+
+def find_csv(folder: Path, stem: str) -> Path:
+    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
+        # A folder, FIFO or broken link of that name: read_bytes says which.
+        if os.path.lexists(folder / name):
+            return folder / name
+    zipped = folder / "digit-recognizer.zip"
+    hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
+    raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and "
+                    f"test.csv{hint}")
+
+
+def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
+    """The data, once train.csv is known to hold every digit (the kernel leaves that to the split's check,
+    which says a digit has 0 examples; here the file is named)."""
+    labels = train[:, 0]
+    absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
+    if absent:
+        raise UserError(f"{train_name}: no examples of digit{'s' if len(absent) > 1 else ''} "
+                        f"{', '.join(map(str, absent))}; training needs all ten digits 0-9")
+    return DigitData(source, np.ascontiguousarray(train[:, 1:]), labels.copy(), test)
+
+
 def table_reader(cache: bool):
-    """read_table(path, columns, limits) for core/data.py: exact diagnosis of bad files, and the cache."""
+    """read_table(path, columns, limits) for load_folder: exact diagnosis of bad files, and the cache."""
     def parse(path: Path, columns: list[str], limits: dict[str, int], raw: bytes | None = None) -> np.ndarray:
-        if raw is None:  # uncached: pandas reads a plain file itself, a little faster than from bytes
-            plain = path if path.suffix != ".gz" else None
-            return parse_table(str(path), read_bytes(path), columns, limits, path=plain, diagnose=diagnose)
-        # The bytes the cache hashed: parsing exactly them keeps the entry true to its key.
-        data = gunzip(str(path), raw) if path.suffix == ".gz" else raw
-        return parse_table(str(path), data, columns, limits, diagnose=diagnose)
+        if raw is None:
+            raw = read_bytes(path)
+        elif path.suffix == ".gz":  # the bytes the cache hashed: parsing exactly them keeps the entry true
+            raw = gunzip(str(path), raw)
+        return parse_table(str(path), raw, columns, limits, diagnose=diagnose)
 
     if not cache:
         return parse

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
+from .core.data import TEST_COLUMNS, TRAIN_COLUMNS
 from .local_data import load_data
 from .core.fileio import atomic_write
 

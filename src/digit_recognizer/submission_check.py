@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.csvtable import read_bytes
+from .csv_bytes import read_bytes
 from .core.errors import UserError
 from .core.submission import HEADER
 from .csv_diagnosis import count_fields

@@ -1,13 +1,14 @@
-"""Where Kaggle's data is, and loading its two CSVs as uint8 arrays."""
+"""Where Kaggle's data is, and its two CSVs as uint8 arrays (pandas refuses any other value)."""
 from dataclasses import dataclass
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .csvtable import PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table, read_bytes
 from .errors import UserError
 from .flags import KAGGLE_INPUT
+
+TEST_COLUMNS = [f"pixel{i}" for i in range(784)]
+TRAIN_COLUMNS = ["label", *TEST_COLUMNS]
 
 
 @dataclass
@@ -19,48 +20,34 @@ class DigitData:
     test_images: np.ndarray   # (m, 784) uint8
 
 
-def find_kaggle_input(root: Path = KAGGLE_INPUT) -> Path | None:
-    """The folder under /kaggle/input holding both train.csv and test.csv, wherever it is mounted."""
-    if not root.is_dir():
-        return None
-    for train in sorted(root.rglob("train.csv")):
+def locate_input(given: Path | None) -> Path:
+    """The shallowest folder in --input (default /kaggle/input) holding both train.csv and test.csv."""
+    root = given or KAGGLE_INPUT
+    for train in sorted(root.rglob("train.csv"), key=lambda train: (len(train.parts), train)):
         if (train.parent / "test.csv").is_file():
             return train.parent
-    return None
+    looked = "no such folder" if given and not given.is_dir() else "looked in it and every folder below it"
+    raise UserError(f"{root}: {looked}; expected a folder holding both train.csv and test.csv: attach the "
+                    f"competition's data on Kaggle (Add Input), elsewhere pass --input with that folder")
 
 
-def load_folder(folder: Path, read_table=None) -> DigitData:
-    """Load the folder holding train.csv and test.csv (or their .gz).
-
-    `read_table(path, columns, limits)` parses one file; locally it is the cached reader.
-    """
-    read_table = read_table or load_table
-    train_path, test_path = find_csv(folder, "train"), find_csv(folder, "test")
-    train = read_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS)
-    return checked(str(folder), str(train_path), train, read_table(test_path, TEST_COLUMNS, PIXEL_LIMITS))
+def load_folder(folder: Path) -> DigitData:
+    train = read_csv(folder / "train.csv", TRAIN_COLUMNS)
+    test = read_csv(folder / "test.csv", TEST_COLUMNS)
+    return DigitData(str(folder), np.ascontiguousarray(train[:, 1:]), train[:, 0].copy(), test)
 
 
-def find_csv(folder: Path, stem: str) -> Path:
-    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        # A folder, FIFO or broken link of that name: read_bytes says which.
-        if os.path.lexists(folder / name):
-            return folder / name
-    zipped = folder / "digit-recognizer.zip"
-    hint = f" (unzip {zipped} there, or pass the zip itself as --data)" if zipped.is_file() else ""
-    raise UserError(f"{folder / (stem + '.csv')}: no such file; the folder needs train.csv and "
-                    f"test.csv{hint}")
-
-
-def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
-    labels = train[:, 0]
-    absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
-    if absent:
-        raise UserError(f"{train_name}: no examples of digit{'s' if len(absent) > 1 else ''} "
-                        f"{', '.join(map(str, absent))}; training needs all ten digits 0-9")
-    return DigitData(source, np.ascontiguousarray(train[:, 1:]), labels.copy(), test)
-
-
-def load_table(path: Path, columns: list[str], limits: dict[str, int]) -> np.ndarray:
-    """Parse one CSV (pandas reads a plain file itself, which is faster than from bytes)."""
-    return parse_table(str(path), read_bytes(path), columns, limits,
-                       path=path if path.suffix != ".gz" else None)
+def read_csv(path: Path, columns: list[str]) -> np.ndarray:
+    """The rows of a CSV whose header is exactly `columns`, as a uint8 array."""
+    import pandas as pd  # here, not at the top: the local CLI imports this module for much less
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+        table = pd.read_csv(path, skiprows=1, header=None, dtype=np.uint8, engine="c", na_filter=False)
+    except (OSError, ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
+        reason = " ".join(str(exc).split())  # pandas' own words, on one line
+        raise UserError(f"{path}: not a Kaggle digit CSV with rows of integers 0-255 ({reason})") from None
+    if header != columns or table.shape[1] != len(columns):
+        raise UserError(f"{path}: expected exactly the columns {columns[0]},...,{columns[-1]}, in that order")
+    if columns[0] == "label" and table[0].max() > 9:
+        raise UserError(f"{path}: a label above 9; expected the digits 0-9")
+    return np.ascontiguousarray(table.to_numpy())

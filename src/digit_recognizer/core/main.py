@@ -1,21 +1,18 @@
-"""The kernel's entry point: find the competition data, train, write the outputs, show the pictures.
+"""The kernel's entry point: find the data, train, write the outputs, show the pictures.
 
-With no arguments on Kaggle it reads the attached competition data under /kaggle/input and writes
-/kaggle/working/submission.csv; --input and --output let it run anywhere. Each output is written
-whole (a temporary file, then a rename) and metrics.json last, so a metrics.json is a finished run's;
-a run replaces the files it writes in the output folder and touches nothing else there.
+On Kaggle it reads the data attached under /kaggle/input and writes /kaggle/working; --input and
+--output let it run anywhere, where it replaces only the files it writes, each one whole.
 """
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .data import find_kaggle_input, load_folder
+from .data import load_folder, locate_input
 from .errors import UserError
-from .fileio import describe_os_error, make_folder, os_reason
-from .flags import KAGGLE_INPUT, KAGGLE_WORKING, KERNEL_PROG, config_from_args, parse_kernel_args
+from .fileio import os_reason
+from .flags import KAGGLE_WORKING, KERNEL_PROG, config_from_args, parse_kernel_args
 from .pipeline import run_training
 from .report import report_lines
 
@@ -23,50 +20,28 @@ from .report import report_lines
 def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
     args = parse_kernel_args(argv, settings)
     try:
-        return run_kernel(args)
+        cfg = config_from_args(args)
+        start = time.perf_counter()
+        found, out = locate_input(args.input), args.output or default_output()
+        check_output(out)  # before minutes of training, not after them
+        data = load_folder(found)
+        print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
+        metrics = run_training(cfg, data, out, {"load": time.perf_counter() - start})
+        print(*report_lines(metrics, out, "output folder", time.perf_counter() - start), sep="\n")
+        if "ipykernel" in sys.modules:  # in a notebook each picture appears under the cell that ran it, too
+            from IPython.display import Image, display
+            for name in metrics.get("pictures", []):
+                display(Image(filename=str(out / name)))
+        return 0
     except (UserError, OSError) as exc:
         if args.debug:
             raise
-        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"{KERNEL_PROG}: error: {message}", file=sys.stderr)
+        print(f"{KERNEL_PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they "
               f"were", file=sys.stderr)
         return 130
-
-
-def run_kernel(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    start = time.perf_counter()
-    found = locate_input(args.input)
-    out = args.output or default_output()
-    check_output(out)  # before the training, not after it
-    data = load_folder(found)
-    print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    metrics = run_training(cfg, data, out, {"load": time.perf_counter() - start})
-    for line in report_lines(metrics, out, "output folder", time.perf_counter() - start):
-        print(line)
-    show_pictures(out, metrics.get("pictures", []))
-    return 0
-
-
-def locate_input(given: Path | None) -> Path:
-    """--input when it holds the data itself, else the folder below it (default /kaggle/input) that does."""
-    if given is not None and not given.exists():
-        raise UserError(f"{given}: no such folder; --input takes the folder holding train.csv and test.csv")
-    if given is not None and given.is_file():
-        raise UserError(f"{given}: --input takes the folder holding train.csv and test.csv, not a file")
-    if given is not None and any((given / name).is_file() for name in ("train.csv", "train.csv.gz")):
-        return given
-    root = given or KAGGLE_INPUT
-    found = find_kaggle_input(root)
-    if found is None:
-        hint = "pass --input with the folder holding them" if given else "on Kaggle, attach the " \
-            "digit-recognizer competition data (Add Input); elsewhere pass --input FOLDER"
-        raise UserError(f"{root}: looked in it and every folder below it, and none holds both train.csv and "
-                        f"test.csv; {hint}")
-    return found
 
 
 def default_output() -> Path:
@@ -76,21 +51,10 @@ def default_output() -> Path:
 
 
 def check_output(folder: Path) -> None:
-    """The output folder exists and takes files: said before minutes of training, not after them."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: not a folder; --output takes the folder the outputs go in")
-    make_folder(folder, "--output takes the folder the outputs go in")
     try:
-        with tempfile.TemporaryFile(dir=folder):  # an unnamed file where the OS can: it leaves no trace
-            pass
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # an unnamed file where the OS can: it leaves no trace
     except OSError as exc:
-        raise UserError(f"{folder}: cannot write the outputs there ({os_reason(exc)})") from None
-
-
-def show_pictures(folder: Path, names: list[str]) -> None:
-    """In a notebook, every picture the run wrote appears under the cell that ran it (it stays a file too)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for name in names:
-            display(Image(filename=str(folder / name)))
+        doing = "write the outputs there" if folder.is_dir() else "create it"
+        raise UserError(f"{folder}: cannot {doing} ({os_reason(exc)}); --output takes the folder the outputs "
+                        f"go in") from None

@@ -1,4 +1,5 @@
 """One training run from data to outputs: split, fit, validate, predict, write."""
+import json
 import platform
 import time
 from dataclasses import asdict
@@ -12,13 +13,13 @@ from .config import Config
 from .cv import cross_validate
 from .data import DigitData
 from .features import image_features
-from .metrics import confusion_matrix, per_class_accuracy
+from .report import confusion_matrix, per_class_accuracy
 from .model import save_model
 from .pictures import write_run_pictures
 from .split import stratified_split
 from .submission import write_submission
 from .train import by_optimum, fit, predict, resolve_device, to_device
-from .fileio import atomic_write, write_json
+from .fileio import atomic_write
 
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
@@ -61,7 +62,7 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
                                       val_probabilities, metrics["confusion_matrix"], metrics["history"],
                                       metrics.get("cv")))
     timings["pictures"] = time.perf_counter() - clock
-    write_json(out_dir / "metrics.json", metrics)
+    atomic_write(out_dir / "metrics.json", lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics
 
 

@@ -1,54 +1,60 @@
-"""What a finished run prints, the same after `digit-recognizer train` and at the end of the kernel's log."""
+"""Scores, and the summary a run prints (here as after `digit-recognizer train`), the key lines last."""
 from pathlib import Path
 
 import numpy as np
 
 from .cv import summary_line
-from .metrics import format_confusion
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Rows are true digits, columns predicted digits."""
+    return np.bincount(truth.astype(np.int64) * 10 + predicted, minlength=100).reshape(10, 10)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float]:
+    totals = confusion.sum(1)  # a digit with no validation image has no accuracy: nan
+    return np.divide(confusion.diagonal(), totals, out=np.full(10, np.nan), where=totals > 0).tolist()
+
+
+def format_confusion(confusion: np.ndarray) -> str:
+    """A text table: true digits down, predictions across, per-class accuracy on the right."""
+    lines = ["true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"]
+    for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
+        lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
+    return "\n".join(lines)
 
 
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
-    """The run's summary; last the submission, the validation accuracy and (with --folds) the CV
-    estimate: what one looks for first.
-
-    `folder_kind` names where the outputs went: "run folder" locally, "output folder" in the kernel.
-    """
+    """The run's summary; `folder_kind` is "run folder" locally, "output folder" in the kernel."""
+    cv, config = metrics.get("cv"), metrics["config"]
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in metrics["timings_seconds"].items())
-    if metrics.get("cv"):
-        fitted = f"{metrics['cv']['folds']}-fold CV"
-    elif metrics["config"].get("optimizer") == "lbfgs":
+    if cv:
+        fitted = f"{cv['folds']}-fold CV"
+    elif config.get("optimizer") == "lbfgs":
         fitted = f"fitted to the optimum by L-BFGS in {metrics['best_epoch']} iterations"
-    else:
-        fitted = fitted_epochs(metrics)
+    else:  # the best epoch, and whether early stopping ended the run before its last epoch
+        best, planned, ran = metrics["best_epoch"], config["epochs"], len(metrics.get("history") or [])
+        fitted = f"best epoch {best} of {planned}"
+        if 0 < ran < planned:
+            fitted = (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({ran - best} "
+                      f"epoch{'s' if ran - best != 1 else ''} without a better validation accuracy, "
+                      f"--patience {config['patience']})")
     lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
              format_confusion(np.array(metrics["confusion_matrix"]))]
-    if metrics.get("cv"):  # no hold-out split to refit over: the CV says how its model was made
-        lines.append(f"predictions from the {metrics['cv']['model']}")
+    if cv:  # no hold-out split to refit over: the CV says how its model was made
+        lines.append(f"predictions from the {cv['model']}")
     elif metrics["refit"]:
-        epochs = metrics['refit']['epochs']
+        epochs = metrics["refit"]["epochs"]
         lines.append(f"predictions from a refit on train+validation ({metrics['refit']['examples']} images, "
                      f"{epochs if isinstance(epochs, str) else f'{epochs} epochs'})")
     lines.append(f"{folder_kind}: {folder}")
     if metrics.get("pictures"):
         lines.append(f"pictures: {', '.join(metrics['pictures'])} in the {folder_kind}")
     lines.append(f"submission: {folder / 'submission.csv'}")
-    kind = "out-of-fold: each image validated by the fold fit that did not see it" if metrics.get("cv") else \
-        "held out"
+    kind = "out-of-fold: each image validated by the fold fit that did not see it" if cv else "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
-    if metrics.get("cv"):
-        lines.append(summary_line(metrics["cv"]))
-    return lines
+    return [*lines, summary_line(cv)] if cv else lines
 
-
-def fitted_epochs(metrics: dict) -> str:
-    """The best epoch, and whether early stopping ended the run before its last epoch."""
-    best, planned, ran = metrics["best_epoch"], metrics["config"]["epochs"], len(metrics.get("history") or [])
-    if 0 < ran < planned:
-        waited = ran - best
-        return (f"best epoch {best}; stopped early after epoch {ran} of {planned} ({waited} epoch"
-                f"{'s' if waited != 1 else ''} without a better validation accuracy, --patience "
-                f"{metrics['config']['patience']})")
-    return f"best epoch {best} of {planned}"

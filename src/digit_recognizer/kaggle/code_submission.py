@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..invocation import command
-from ..core.fileio import write_json
+from ..local_io import write_json
 from ..run_folders import publish_name, run_folder
 from .client import COMPETITION, connect, find_credentials, http_status
 from .kernels import KERNEL_DONE, Version, kernels_cli, kernel_state, origin_record, resolve_version

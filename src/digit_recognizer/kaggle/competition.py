@@ -16,8 +16,9 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
-from ..core.fileio import make_folder, os_reason
+from ..core.fileio import os_reason
 from ..interrupt_hold import interrupts_deferred
+from ..local_io import make_folder
 from .client import COMPETITION, connect, find_credentials, wait_timeout_flag
 from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, prepare_records, read_json_object,
                       read_records, score_value, submission_target, trained_on_sample, update_record, utc_now)
@@ -31,7 +32,7 @@ SUBMIT_FAILED = "Could not submit to competition"  # what the client returns whe
 # ---- download ---------------------------------------------------------------------------------
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS
+    from ..core.data import TEST_COLUMNS, TRAIN_COLUMNS
 
     folder: Path = args.to
     if folder.exists() and not folder.is_dir():
@@ -93,8 +94,7 @@ def install_as_one(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
 
 def _competition_files(temp: Path) -> dict[str, bytes]:
     """The expected CSVs from what the client downloaded (Kaggle's zip), each checked in full."""
-    from ..core.csvtable import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
-    from ..core.data import PIXEL_LIMITS, TRAIN_LIMITS
+    from ..csv_bytes import PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table
     from ..core.submission import HEADER
     from ..local_data import read_zip
 

@@ -21,7 +21,7 @@ from ..core.flags import add_config_arguments
 from ..core.errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
-from ..core.fileio import write_json, write_text
+from ..local_io import write_json, write_text
 from ..run_folders import publish_name, run_folder
 from .client import (COMPETITION, KaggleSession, RenamedFlag, connect, find_credentials, http_status,
                      kaggle_config_dir, poll, scrub, wait_timeout_flag)

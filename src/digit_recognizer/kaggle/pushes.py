@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import UserError
-from ..core.fileio import write_json
+from ..local_io import write_json
 
 PUSHES_NAME = "kernel-pushes.json"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..config_changes import config_changes
 from ..core.errors import UserError
-from ..core.fileio import os_reason, write_json
+from ..core.fileio import os_reason
+from ..local_io import write_json
 from ..invocation import command
 from ..run_folders import RUN_ID_PATTERN, published_runs
 from ..runs import SAMPLE_SOURCE, float_sized_int, read_run_json, score_value

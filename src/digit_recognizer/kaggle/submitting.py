@@ -14,7 +14,7 @@ from shlex import quote
 from typing import Iterator
 
 from ..core.errors import UserError
-from ..core.fileio import describe_os_error
+from ..local_io import describe_os_error
 from ..interrupt_hold import interrupts_deferred
 from ..invocation import command
 from ..runs import SAMPLE_SOURCE
@@ -32,7 +32,7 @@ def count_rows(raw: bytes) -> int:
 
 def count_test_rows(data: Path) -> int:
     """Rows in --data's test.csv (a folder holding test.csv or test.csv.gz, or Kaggle's zip)."""
-    from ..core.csvtable import read_bytes
+    from ..csv_bytes import read_bytes
     from ..local_data import read_zip
 
     if data.is_file() and data.suffix == ".zip":

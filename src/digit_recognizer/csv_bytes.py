@@ -1,8 +1,11 @@
-"""Strict, fast parsing of Kaggle's digit CSVs into integer arrays.
+"""Reading a CSV the user points the local CLI at: its bytes checked before pandas parses them.
 
-The fast path hands the file to pandas' C parser with a fixed integer dtype. Only when that
-fails (the header included), or a value is out of range, does the caller's slower scan (csv_diagnosis,
-run locally) name the exact line and column.
+The kernel reads Kaggle's own files with core/data.read_csv alone. Locally a CSV may be anything, so
+here it must be a regular file (a folder, FIFO or device is one line, not a hang) of at most
+MAX_CSV_BYTES, also once unpacked (a gz bomb is refused); UTF-16, a lone carriage return and any byte
+but digits, commas and line breaks are refused by name; then pandas' C parser reads the checked rows
+with the kernel's settings (uint8), and whenever anything fails the slow scan (csv_diagnosis) names
+the exact line and column.
 """
 import io
 import re
@@ -10,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .core.data import TEST_COLUMNS, TRAIN_COLUMNS
+from .core.errors import UserError
 
-PIXELS = [f"pixel{i}" for i in range(784)]
-TRAIN_COLUMNS = ["label", *PIXELS]
-TEST_COLUMNS = PIXELS
+__all__ = ["PIXELS", "TEST_COLUMNS", "TRAIN_COLUMNS", "PIXEL_LIMITS", "TRAIN_LIMITS", "MAX_CSV_BYTES", "parse_table",
+           "read_bytes", "read_raw", "gunzip"]
+PIXELS = TEST_COLUMNS
 PIXEL_LIMITS = {name: 255 for name in PIXELS}  # each column's largest value
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}
 BOM = b"\xef\xbb\xbf"
@@ -25,12 +29,10 @@ _NOT_CSV_BYTE = re.compile(rb"[^0-9,\r\n]")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
 
-def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], path: Path | None = None,
-                diagnose=None) -> np.ndarray:
+def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int], diagnose=None) -> np.ndarray:
     """Parse CSV bytes with exactly `columns` into an (rows, columns) uint8 array.
 
-    `limits` maps a column name to its largest allowed value (pixels: 255, label: 9). `path`, when
-    the bytes are that plain file's, lets pandas read the file itself, which is faster than a buffer.
+    `limits` maps a column name to its largest allowed value (pixels: 255, label: 9).
     Raises UserError naming the file and what is wrong; `diagnose(name, text, columns, limits)`, when
     given, is called first on a bad header or row to name the exact column, line and cell.
     """
@@ -55,10 +57,9 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
                         f"ending in LF or CRLF")
     try:
         # uint8 makes pandas itself refuse values above 255; any refusal is then located exactly.
-        source, skip = (path, 1) if path is not None else (io.BytesIO(body), 0)
         import pandas as pd  # here, not at the top: a run whose parses are cached never pays its import
 
-        table = pd.read_csv(source, skiprows=skip, header=None, dtype=np.uint8, engine="c", na_filter=False)
+        table = pd.read_csv(io.BytesIO(body), header=None, dtype=np.uint8, engine="c", na_filter=False)
     except (ValueError, OverflowError) as exc:  # pandas' ParserError is a ValueError
         diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
