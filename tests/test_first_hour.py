@@ -210,7 +210,7 @@ def test_folds_on_two_digits_each_is_taken_by_train_and_kernel_alike_and_says_wh
     assert trained.returncode == 0, trained.stderr
     assert trained.stderr.splitlines() == [notice]
     assert "refit on train+validation" not in trained.stdout
-    assert "predictions from the average of the 2 fold models' weights" in trained.stdout
+    assert "predictions from the refit on all 20 training images at weight decay 0.003" in trained.stdout
     kernel = subprocess.run([sys.executable, str(ROOT / "kernel/digit_recognizer_kernel.py"), "--input", str(data),
                              "--output", str(tmp_path / "out"), *flags], capture_output=True, text=True, timeout=300)
     assert kernel.returncode == 0, kernel.stderr

@@ -3,8 +3,8 @@
 Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
 scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
 last: the public score should fall within about two standard errors of it. Fitted to the optimum
-(L-BFGS, or `--weight-decay auto`), strengths are compared at their optima, and the model submitted
-is the optimum on all the training images at the chosen strength.
+(L-BFGS, or `--weight-decay auto`), strengths are compared at their optima. The model submitted is
+the fit on all the training images at the chosen strength.
 """
 import math
 import time
@@ -15,10 +15,10 @@ import torch
 
 from .config import WEIGHT_DECAY_GRID, Config
 from .features import image_features
-from .model import N_CLASSES, SoftmaxRegression, standardiser
+from .model import N_CLASSES
 from .optimizer import scores
 from .split import stratified_folds
-from .train import Folds, by_optimum, fit
+from .train import by_optimum, fit
 
 
 def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: dict) -> dict:
@@ -31,20 +31,15 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     logits, accuracy, _ = scores(folds, folds.weight, folds.bias)  # accuracy: (folds, strengths)
     mean, stderr = accuracy.mean(0), accuracy.std(0) / math.sqrt(cfg.folds)
     chosen = int(torch.argmax(mean))  # the first of equals: the grid runs from weak to strong
-    if by_optimum(cfg) or cfg.refit:
-        # The optimum at the chosen strength on all the data (what CV chose the strength for), not an
-        # average of fold optima: one more model at 1/(folds x strengths) of the CV's cost; on the
-        # sample it scored 0.946 against the average's 0.944 (README).
-        optimizer = "lbfgs" if by_optimum(cfg) else cfg.optimizer
-        refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer=optimizer)
-        model = fit(refit_cfg, prepared, labels, [(np.arange(n), np.arange(0))], desc="refit").model()
-        how = f"refit{' to the optimum' if by_optimum(cfg) else ''} on all {n} training images at weight " \
-              f"decay {decays[chosen]:g}"
-        refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
-    else:
-        block = slice(chosen * N_CLASSES, (chosen + 1) * N_CLASSES)
-        model = averaged_model(folds, folds.weight[..., block], folds.bias[..., block])
-        how, refit = f"average of the {cfg.folds} fold models' weights (in pixel space)", None
+    # The model submitted: the fit on all the data at the chosen strength (what CV chose it for), not
+    # an average of the fold models: one more model at 1/(folds x strengths) of the CV's cost; at the
+    # optimum on the sample it scored 0.946 against the average's 0.944 (README).
+    optimizer = "lbfgs" if by_optimum(cfg) else cfg.optimizer
+    refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer=optimizer)
+    model = fit(refit_cfg, prepared, labels, [(np.arange(n), np.arange(0))], desc="refit").model()
+    how = f"refit{' to the optimum' if by_optimum(cfg) else ''} on all {n} training images at weight decay " \
+          f"{decays[chosen]:g}"
+    refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
     timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": accuracy[:, chosen].tolist(), "weight_decay": decays[chosen], "model": how,
@@ -65,20 +60,3 @@ def summary_line(cv: dict) -> str:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"
     return line
 
-
-@torch.no_grad()
-def averaged_model(folds: Folds, weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
-    """One model whose logits are the mean of the fold models' logits.
-
-    Fold f computes W_f (x - m_f) / s_f + b_f: linear in x, so the average is again linear, and it is
-    written back in terms of a standardiser fitted on all the training examples.
-    """
-    raw = weight.transpose(1, 2) / folds.std[:, None, :]  # (folds, 10, d): on unstandardised features
-    raw_weight, raw_bias = raw.mean(0), (bias[:, 0, :] - torch.einsum("fkp,fp->fk", raw, folds.mean)).mean(0)
-    model = SoftmaxRegression(folds.features).to(folds.prepared.device)
-    mean, std = standardiser(folds.prepared, folds.features)
-    model.mean.copy_(mean)
-    model.std.copy_(std)
-    model.linear.weight.copy_(raw_weight * model.std)
-    model.linear.bias.copy_(raw_bias + raw_weight @ model.mean)
-    return model.eval()

@@ -6,6 +6,8 @@
 NOT_APPLYING = (
     (lambda c: bool(c.folds), ("val_fraction", "patience"),
      "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
+    (lambda c: bool(c.folds), ("refit",), "with --folds the model submitted is always the refit on all of "
+     "train.csv at the strength CV chose"),
     (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
      "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
     (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
