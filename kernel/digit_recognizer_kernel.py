@@ -481,19 +481,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
                         "use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() and cuda_starts() else "cpu"
-    return torch.device(name)
-
-def cuda_starts() -> bool:
-    """Whether an attached GPU takes work: a broken driver must not cost a Kaggle run its submission."""
-    try:
-        torch.zeros(1, device="cuda").add_(1).item()
-        return True
-    except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
-        print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
-        return False
+    if name == "auto" and torch.cuda.is_available():
+        try:  # whether the GPU takes work: a broken driver must not cost a Kaggle run its submission
+            torch.zeros(1, device="cuda").add_(1).item()
+            name = "cuda"
+        except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
+            print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
+    return torch.device("cpu" if name == "auto" else name)
 
 def by_optimum(cfg: Config) -> bool:
     return cfg.optimizer == "lbfgs" or cfg.weight_decay == "auto"
