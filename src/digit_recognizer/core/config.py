@@ -44,8 +44,8 @@ class Config:
     features: str = option("orientations", "what the linear layer sees: raw pixels; deskewed; normalised "
                            "(deskewed, one height, blurred); orientations (normalised + 392 pooled "
                            "gradient-direction planes)", FEATURE_RUNGS)
-    refit: bool = option(False, "retrain on all of train.csv for the predictions (at the best epoch; with "
-                         "--folds instead of averaging the fold models; --weight-decay auto always does)")
+    refit: bool = option(False, "retrain on all of train.csv for the predictions, at the best epoch (with "
+                         "--folds always done)")
     folds: int = option(0, "K >= 2: K-fold cross-validation, the expected public score +- its standard "
                         "error; 0: none")
     device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
