@@ -186,8 +186,7 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # %% [markdown]
 # ## 2. Reading the CSVs
 #
-# **`core/data.py`**: Where Kaggle's data is, and its two CSVs as uint8 arrays (pandas refuses any other
-# value).
+# **`core/data.py`**: Where Kaggle's data is; pandas parses its CSVs as uint8, refusing any other value.
 
 # %%
 from dataclasses import dataclass
@@ -1306,8 +1305,7 @@ def ignored_notice(cfg) -> str | None:
            f"{'is' if one else 'are'} ignored: {'; '.join(reasons)}"
 
 # %% [markdown]
-# **`core/report.py`**: Scores, and the summary a run prints (here as after `digit-recognizer train`), the key
-# lines last.
+# **`core/report.py`**: Scores, and the run summary that `digit-recognizer train` prints too, key lines last.
 
 # %%
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -1360,8 +1358,7 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     return [*lines, summary_line(cv)] if cv else lines
 
 # %% [markdown]
-# **`core/fileio.py`**: Each output written whole (a temporary name, then a rename), or one line saying why it
-# could not be.
+# **`core/fileio.py`**: Each output written whole (a temporary name, then a rename), or one line on why not.
 
 # %%
 from contextlib import suppress

@@ -1,4 +1,4 @@
-"""Where Kaggle's data is, and its two CSVs as uint8 arrays (pandas refuses any other value)."""
+"""Where Kaggle's data is; pandas parses its CSVs as uint8, refusing any other value."""
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Each output written whole (a temporary name, then a rename), or one line saying why it could not be."""
+"""Each output written whole (a temporary name, then a rename), or one line on why not."""
 import os
 from contextlib import suppress
 from pathlib import Path

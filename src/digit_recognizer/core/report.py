@@ -1,4 +1,4 @@
-"""Scores, and the summary a run prints (here as after `digit-recognizer train`), the key lines last."""
+"""Scores, and the run summary that `digit-recognizer train` prints too, key lines last."""
 from pathlib import Path
 
 import numpy as np
