@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from digit_recognizer import cache
 from digit_recognizer.config_changes import config_changes
+from digit_recognizer.core.checks import check_config
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
@@ -50,7 +51,7 @@ from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.scale import write_kaggle_size
 from digit_recognizer.core.split import stratified_split
 from digit_recognizer.submission_check import score
-from digit_recognizer.core.train import resolve_device
+from digit_recognizer.core.device import resolve_device
 
 C_GRID = [0.01, 0.1, 1.0, 10.0]
 # On the kit's standardised features the useful C are smaller (its pixels have unit scale, not 1/255).
@@ -517,7 +518,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
-    cfg = replace(Config(), device=args.device).check()
+    cfg = replace(Config(), device=args.device)
+    check_config(cfg)
     command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["compare.py", *argv])
     env = environment(cfg)
     print(f"command: {command}")

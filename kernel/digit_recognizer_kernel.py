@@ -1,25 +1,21 @@
 # %% [markdown]
 # # Kaggle Digit Recognizer: softmax regression in PyTorch
 #
-# One linear layer from fixed features of each image to 10 digit scores, trained with cross-entropy:
+# One linear layer from fixed features of each image to 10 digit scores, with cross-entropy: each digit
+# deskewed, scaled to one height and blurred, plus pooled gradient-direction planes (section 3),
+# standardised (4) and fitted to the optimum of its L2-penalised loss by L-BFGS (5, 7), or by epochs of
+# Adam with early stopping on a stratified hold-out (10); with `folds`, k-fold cross-validation estimates
+# the public score (8). `submission.csv`, `metrics.json`, `model.pt` and the pictures go to /kaggle/working.
 #
-# 1. Features (section 3): each digit deskewed, scaled to one height and blurred, plus pooled
-#    gradient-direction planes; standardised on the training split (section 4).
-# 2. Fitted to the optimum of its L2-penalised loss by L-BFGS (sections 5 and 7), or, with
-#    `optimizer = "adam"`, for epochs, keeping the best on a stratified 10% hold-out.
-# 3. With `folds`, k-fold cross-validation estimates the public score (section 8).
-# 4. `submission.csv`, `metrics.json`, `model.pt` and the pictures go to `/kaggle/working`.
-#
-# Edit the settings below after *Copy & Edit*, then *Run All*. As a script: `python digit_recognizer_kernel.py
-# --input DATA --output OUT [--folds 5 ...]` (`--help` lists every option). GENERATED from the
-# digit_recognizer package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that
-# runs here.
+# Edit the settings below after *Copy & Edit*, then *Run All*; as a script, `python digit_recognizer_kernel.py
+# --input DATA --output OUT [--folds 5 ...]` (`--help` lists the flags). GENERATED from the digit_recognizer
+# package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that runs here.
 
 # %% [markdown]
 # ## Settings
 #
-# The run's options; `digit-recognizer kernels push --folds 5 --weight-decay auto ...` writes them into
-# the copy it pushes. Run as a script, a command-line flag overrides its setting.
+# The run's options (`digit-recognizer kernels push --folds 5 ...` writes them into the copy it pushes);
+# run as a script, a command-line flag overrides its setting.
 
 # %%
 SETTINGS = dict(
@@ -53,17 +49,13 @@ class UserError(Exception):
 import os
 from dataclasses import dataclass, field
 
-# Set here because this module loads before torch, in the package and in the kernel: libgomp reads
-# it when torch loads it. torch's OpenMP threads spin at every barrier by default, which on a busy
-# machine steals the time the working thread needs (with one of two cores busy, `train` at Kaggle
-# size took twice as long; see benchmarks/README.md); sleeping instead costs a quiet machine almost
-# nothing for work this size. A user's own OpenMP wait settings are left alone.
+# Before torch loads: its OpenMP threads spin at every barrier, stealing a busy machine's time (one of two
+# cores busy, `train` at Kaggle size took twice as long; benchmarks/README.md). A user's own setting stays.
 if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-# L2 strengths that --weight-decay auto tries (see README: the sample's optimum, 0.003, sits inside it).
-# 0.1 lost 0.7 points of CV on the sample's orientation features, and more data only favours weaker
-# penalties, so it is not tried: a fifth of the CV's cost.
+# L2 strengths --weight-decay auto tries: the sample's optimum, 0.003, sits inside. 0.1 lost 0.7 points of
+# CV on the sample, and more data only favours weaker penalties (README).
 WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 # The feature ladder (core/features.py), from what the tutorials feed a linear model to the default.
 FEATURE_RUNGS = ("pixels", "deskew", "normalised", "orientations")
@@ -97,11 +89,6 @@ class Config:
                         "error; 0: none")
     device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
 
-    def check(self, train_labels=None) -> "Config":
-        """Raise UserError for a value no run could use (core/checks.py); return the config."""
-        check_config(self, train_labels)
-        return self
-
     def batch_size_for(self, n_examples: int) -> int:
         """Auto: 256, or more on big data to keep 32 steps an epoch (fewer, larger steps reach the same
         validation accuracy there with less per-step overhead; README)."""
@@ -125,10 +112,14 @@ KAGGLE_WORKING = Path("/kaggle/working")
 KERNEL_PROG = "digit_recognizer_kernel.py"
 
 def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = None) -> argparse.Namespace:
-    if argv is None:
-        # Run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours.
-        argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
-    parser = kernel_parser()
+    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
+                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
+    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
+                        f"to search below (default: search {KAGGLE_INPUT})")
+    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
+                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
+    add_config_arguments(parser)
     unknown = sorted(set(settings or {}) - {f.name for f in fields(Config)})
     if unknown:
         parser.error(f"SETTINGS has no option {unknown[0]!r}; the options are those of --help, "
@@ -138,21 +129,11 @@ def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = Non
     for name, value in (settings or {}).items():
         flag = "--" + name.replace("_", "-")
         given += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    if argv is None:  # in a notebook cell sys.argv holds the Jupyter launcher's flags, not ours
+        argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
     return parser.parse_args(given + argv)
 
-def kernel_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
-                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
-    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
-                        f"to search below (default: search {KAGGLE_INPUT})")
-    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
-                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
-    add_config_arguments(parser)
-    return parser
-
 def weight_decay_value(text: str) -> float | str:
-    """--weight-decay takes a number or the word auto."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -174,7 +155,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
-    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
+    check_config(cfg)
     notice = ignored_notice(cfg)
     if notice:
         print(notice, file=sys.stderr)
@@ -186,7 +168,7 @@ if __name__ == "__main__":  # answers --help and a bad flag before torch and pan
 # %% [markdown]
 # ## 2. Reading the CSVs
 #
-# **`core/data.py`**: Where Kaggle's data is; pandas parses its CSVs as uint8, refusing any other value.
+# **`core/data.py`**: Kaggle's two CSVs: pandas parses them as uint8, refusing any other value.
 
 # %%
 from dataclasses import dataclass
@@ -203,16 +185,6 @@ class DigitData:
     train_images: np.ndarray  # (n, 784) uint8
     train_labels: np.ndarray  # (n,) uint8
     test_images: np.ndarray   # (m, 784) uint8
-
-def locate_input(given: Path | None) -> Path:
-    """The shallowest folder in --input (default /kaggle/input) holding both train.csv and test.csv."""
-    root = given or KAGGLE_INPUT
-    for train in sorted(root.rglob("train.csv"), key=lambda train: (len(train.parts), train)):
-        if (train.parent / "test.csv").is_file():
-            return train.parent
-    looked = "no such folder" if given and not given.is_dir() else "looked in it and every folder below it"
-    raise UserError(f"{root}: {looked}; expected a folder holding both train.csv and test.csv: attach the "
-                    f"competition's data on Kaggle (Add Input), elsewhere pass --input with that folder")
 
 def load_folder(folder: Path) -> DigitData:
     train = read_csv(folder / "train.csv", TRAIN_COLUMNS)
@@ -283,20 +255,19 @@ def upright_grid(images: torch.Tensor, size: float | None = None) -> torch.Tenso
     return torch.stack((x_in, y_in[:, :, None].expand(-1, -1, SIDE)), dim=-1)
 
 # %% [markdown]
-# **`core/features.py`**: What the one linear layer sees: a ladder of fixed features of each image, computed
-# per image (an
-# image's features are the same alone or in any batch). On the sample, 5-fold CV at each rung's L2 optimum
-# (README): pixels 0.896, deskew 0.940, normalised 0.950, orientations 0.982.
+# **`core/features.py`**: What the one linear layer sees: a ladder of fixed features, computed per image.
+#
+# An image's features are the same alone or in any batch. On the sample, 5-fold CV at each rung's L2
+# optimum (README): pixels 0.896, deskew 0.940, normalised 0.950, orientations 0.982.
 #
 # - `pixels`: the raw 784 pixels as ink in [0, 1], what the tutorials feed it;
-# - `deskew`: each digit sheared upright by its second moments and centred (section 3's first cell);
-# - `normalised`: the same one resampling also scales the ink's vertical standard deviation to 5.55 px,
+# - `deskew`: each digit sheared upright by its second moments and centred (the cell above);
+# - `normalised`: the same resampling also scales the ink's vertical standard deviation to 5.55 px,
 #   then a Gaussian blur (sigma 1 px), so a stroke a pixel off still overlaps the template it matches;
-# - `orientations` (the default): the normalised pixels plus 8 x 7 x 7 direction planes. On the upright,
-#   unblurred image each pixel's Sobel gradient magnitude is shared between the two nearest of 8
-#   directions, and each plane is pooled by a Gaussian (sigma 2 px) every 4 px. A linear model cannot
-#   compute "a horizontal edge near here" from pixels; handed it, it tells strokes apart by direction,
-#   which is most of what tells a 4 from a 9.
+# - `orientations` (the default): the normalised pixels plus 8 x 7 x 7 direction planes: each pixel's
+#   Sobel gradient magnitude on the upright, unblurred image, shared between the two nearest of 8
+#   directions, each plane pooled by a Gaussian (sigma 2 px) every 4 px. A linear model cannot compute
+#   "a horizontal edge near here" from pixels; handed it, it tells strokes apart by direction.
 
 # %%
 import math
@@ -309,8 +280,7 @@ DIRECTIONS = 8
 POOL_SIGMA, POOL_STRIDE = 2.0, 4
 POOL_TAPS = 12  # an even kernel centres each sample between pixels: 1.5, 5.5, ..., 25.5 in a 28-pixel frame
 POOLED = (SIDE + 2 * 4 - POOL_TAPS) // POOL_STRIDE + 1  # 7 samples a side with 4 pixels of zero padding
-# Features are computed this many images at a time: the intermediates stay small and cache-warm.
-CHUNK = 2048
+CHUNK = 2048  # images at a time: the intermediates stay small and cache-warm
 
 def feature_count(rung: str) -> int:
     return N_PIXELS + (DIRECTIONS * POOLED * POOLED if rung == "orientations" else 0)
@@ -369,12 +339,8 @@ def gaussian(sigma: float, taps: int) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 def band(kernel: list[float], size: int, stride: int, padding: int, like: torch.Tensor) -> torch.Tensor:
-    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded by `padding`, every
-    `stride`-th output.
-
-    Filters as matrices: a separable 2-D filter is then two small matmuls, which run many times
-    faster on the CPU than conv2d does on one-channel 28x28 images.
-    """
+    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded, every `stride`-th output: a
+    separable 2-D filter is then two small matmuls, many times faster on the CPU than conv2d on 28x28."""
     out = (size + 2 * padding - len(kernel)) // stride + 1
     matrix = torch.zeros(out, size + 2 * padding, dtype=like.dtype)
     for o in range(out):
@@ -438,10 +404,9 @@ def save_model(model: SoftmaxRegression, path: Path, extra: dict) -> None:
 # %% [markdown]
 # ## 5. Training
 #
-# **`core/split.py`**: Seeded, stratified validation: one hold-out split, or K folds.
+# **`core/split.py`**: A seeded hold-out split, stratified: each digit is held out in its own proportion.
 #
-# Stratified, so that each digit is held out in its own proportion: a skewed split would score a
-# skewed mix of digits. (Config.check has asked first whether the labels allow the split.)
+# A skewed split would score a skewed mix of digits. (Config.check has asked whether the labels allow it.)
 
 # %%
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -455,18 +420,6 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         train.append(members[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
-def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
-    rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(labels), dtype=np.int64)
-    start = 0
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
-        fold_of[members] = (start + np.arange(len(members))) % folds
-        start += len(members)
-    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]
-
 # %% [markdown]
 # **`core/train.py`**: Training: all of a run's models fitted at once, each fold standardised on its own rows.
 #
@@ -476,30 +429,14 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
 # `--optimizer adam` or `sgd` fits by epochs instead and keeps the hold-out's best epoch (section 10).
 
 # %%
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
-                        "use --device cpu or auto")
-    if name == "auto" and torch.cuda.is_available():
-        try:  # whether the GPU takes work: a broken driver must not cost a Kaggle run its submission
-            torch.zeros(1, device="cuda").add_(1).item()
-            name = "cuda"
-        except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
-            print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
-    return torch.device("cpu" if name == "auto" else name)
-
 def by_optimum(cfg: Config) -> bool:
     return cfg.optimizer == "lbfgs" or cfg.weight_decay == "auto"
 
 class Folds:
-    """Each fold's training and validation rows of the prepared images, its standardiser, and (once
-    fitted) the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias
-    (folds, 1, strengths * 10), the history and the best epoch (L-BFGS: its iterations).
-
-    Each side's rows are padded to one length, so that the folds stack into one batched tensor: a
-    fold a few rows short repeats a few of its own, and the masks mark its own.
-    """
+    """Each fold's training and validation rows of the prepared images, padded to one length so that the
+    folds stack into one batched tensor (the masks mark a fold's own rows), and its standardiser; once
+    fitted, the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias (folds, 1,
+    strengths * 10), the history and the best epoch (L-BFGS: its iterations)."""
 
     def __init__(self, cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list):
         device, targets = prepared.device, labels.long()
@@ -572,9 +509,8 @@ import time
 from dataclasses import asdict
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
-    """Train with validation; write submission.csv, model.pt, the pictures and (last) metrics.json into
-    out_dir; return the metrics."""
-    cfg.check(data.train_labels)  # the split or folds it asks for can be made from these labels
+    """Train, validate, write submission.csv, model.pt, the pictures and (last) metrics.json; the metrics."""
+    check_config(cfg, data.train_labels)  # the split or folds it asks for can be made from these labels
     timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -587,16 +523,10 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     clock = time.perf_counter()
     test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
     timings["predict"] = time.perf_counter() - clock
-    described = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
-        f"cpu ({torch.get_num_threads()} threads)"
-    truth, predicted = data.train_labels[val_idx], val_probabilities.argmax(1).cpu().numpy()
-    loss = F.nll_loss(val_probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long()).item()
-    confusion = confusion_matrix(truth, predicted)
-    metrics = {"data": data.source, **trained, "val_accuracy": float((predicted == truth).mean()),
-               "val_loss": loss, "per_class_accuracy": per_class_accuracy(confusion),
-               "confusion_matrix": confusion.tolist(), "config": asdict(cfg), "device": described,
-               "torch_version": torch.__version__, "python_version": platform.python_version(),
-               "timings_seconds": timings}
+    scores = validation_scores(data.train_labels[val_idx], val_probabilities)
+    metrics = {"data": data.source, **trained, **scores,
+               "config": asdict(cfg), "device": describe_device(device), "torch_version": torch.__version__,
+               "python_version": platform.python_version(), "timings_seconds": timings}
     metrics["examples"]["test"] = len(test_labels)
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -637,12 +567,10 @@ def held_out(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timings: d
 # %% [markdown]
 # **`core/main.py`**: The kernel's entry point: find the data, train, write the outputs, show the pictures.
 #
-# On Kaggle it reads the data attached under /kaggle/input and writes /kaggle/working; --input and
-# --output let it run anywhere, where it replaces only the files it writes, each one whole.
+# On Kaggle from /kaggle/input to /kaggle/working; elsewhere from --input to --output, where it replaces
+# only the files it writes, each one whole.
 
 # %%
-import tempfile
-
 def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
     args = parse_kernel_args(argv, settings)
     try:
@@ -668,20 +596,6 @@ def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
         print(f"{KERNEL_PROG}: interrupted; each output written so far is complete, the others are as they "
               f"were", file=sys.stderr)
         return 130
-
-def default_output() -> Path:
-    """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
-    on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
-    return KAGGLE_WORKING if on_kaggle else Path("output")
-
-def check_output(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()  # an unnamed file where the OS can: it leaves no trace
-    except OSError as exc:
-        doing = "write the outputs there" if folder.is_dir() else "create it"
-        raise UserError(f"{folder}: cannot {doing} ({os_reason(exc)}); --output takes the folder the outputs "
-                        f"go in") from None
 
 # %% [markdown]
 # ## 7. L-BFGS
@@ -890,6 +804,18 @@ def summary_line(cv: dict) -> str:
     if len(cv.get("grid", [])) > 1:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"
     return line
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start += len(members)
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]
 
 # %% [markdown]
 # ## 9. Pictures
@@ -1198,6 +1124,61 @@ class Progress:
             print(f"{self.desc} {step}: {status}", flush=True)
 
 # %% [markdown]
+# **`core/device.py`**: Where a run trains: CUDA when a GPU is attached and works, else the CPU, and how that
+# is described.
+
+# %%
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
+                        "use --device cpu or auto")
+    if name == "auto" and torch.cuda.is_available():
+        try:  # whether the GPU takes work: a broken driver must not cost a Kaggle run its submission
+            torch.zeros(1, device="cuda").add_(1).item()
+            name = "cuda"
+        except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
+            print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
+    return torch.device("cpu" if name == "auto" else name)
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+# %% [markdown]
+# **`core/paths.py`**: Where the data and the outputs are: the CSVs found below /kaggle/input (or --input),
+# and
+# /kaggle/working (or --output) checked before minutes of training rather than after them.
+
+# %%
+import tempfile
+
+def locate_input(given: Path | None) -> Path:
+    """The shallowest folder in --input (default /kaggle/input) holding both train.csv and test.csv."""
+    root = given or KAGGLE_INPUT
+    for train in sorted(root.rglob("train.csv"), key=lambda train: (len(train.parts), train)):
+        if (train.parent / "test.csv").is_file():
+            return train.parent
+    looked = "no such folder" if given and not given.is_dir() else "looked in it and every folder below it"
+    raise UserError(f"{root}: {looked}; expected a folder holding both train.csv and test.csv: attach the "
+                    f"competition's data on Kaggle (Add Input), elsewhere pass --input with that folder")
+
+def default_output() -> Path:
+    """Kaggle offers the files in /kaggle/working for submission; elsewhere a folder under the current one."""
+    on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
+    return KAGGLE_WORKING if on_kaggle else Path("output")
+
+def check_output(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # an unnamed file where the OS can: it leaves no trace
+    except OSError as exc:
+        doing = "write the outputs there" if folder.is_dir() else "create it"
+        raise UserError(f"{folder}: cannot {doing} ({os_reason(exc)}); --output takes the folder the outputs "
+                        f"go in") from None
+
+# %% [markdown]
 # **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather
 # than after.
 #
@@ -1308,6 +1289,14 @@ def ignored_notice(cfg) -> str | None:
 # **`core/report.py`**: Scores, and the run summary that `digit-recognizer train` prints too, key lines last.
 
 # %%
+def validation_scores(truth: np.ndarray, probabilities) -> dict:
+    """metrics.json's accuracy, loss, per-class accuracy and confusion matrix of held-out probabilities."""
+    predicted = probabilities.argmax(1).cpu().numpy()
+    confusion = confusion_matrix(truth, predicted)
+    loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long())
+    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss.item(),
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Rows are true digits, columns predicted digits."""
     return np.bincount(truth.astype(np.int64) * 10 + predicted, minlength=100).reshape(10, 10)

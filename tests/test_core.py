@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_cli
+from digit_recognizer.core.checks import check_config
 from digit_recognizer.core.config import Config
 from digit_recognizer.csv_bytes import PIXELS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table
 from digit_recognizer.csv_diagnosis import diagnose
@@ -120,7 +121,7 @@ def test_stratified_split_is_stratified_disjoint_and_seeded():
     other, _ = stratified_split(labels, 0.1, seed=4)
     assert np.array_equal(train, again) and not np.array_equal(train, other)
     with pytest.raises(UserError, match="no validation example"):  # asked before any split is made
-        Config(val_fraction=0.001).check(labels)
+        check_config(Config(val_fraction=0.001), labels)
 
 
 def test_model_round_trip_predicts_identically(tmp_path):

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from conftest import run_cli
+from digit_recognizer.core.checks import check_config
 from digit_recognizer.core.config import Config
 from digit_recognizer.core.cv import cross_validate
 from digit_recognizer.core.features import image_features
 from digit_recognizer.core.lbfgs import minimise
 from digit_recognizer.local_data import load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.split import stratified_folds
+from digit_recognizer.core.cv import stratified_folds
 from digit_recognizer.core.train import Folds, fit
 
 
@@ -41,7 +42,7 @@ def test_folds_are_stratified_disjoint_complete_and_seeded():
     assert all(np.array_equal(v, w) for (_, v), (_, w) in zip(splits, stratified_folds(labels, 5, seed=3)))
     assert not np.array_equal(splits[0][1], stratified_folds(labels, 5, seed=4)[0][1])
     with pytest.raises(UserError, match="--folds 5: digit 3 has only 4 examples"):  # asked before any fold is made
-        Config(folds=5).check(np.array([d for d in range(10) for _ in range(4 if d == 3 else 9)]))
+        check_config(Config(folds=5), np.array([d for d in range(10) for _ in range(4 if d == 3 else 9)]))
 
 
 ADAM = dataclasses.replace(Config(), features="deskew", optimizer="adam")

@@ -10,7 +10,7 @@ from digit_recognizer.core.deskew import SIDE, upright
 from digit_recognizer.core.features import (BLUR_SIGMA, CHUNK, DIRECTIONS, N_PIXELS, POOLED, SIZE, blur,
                                             feature_blocks, feature_count, image_features, orientation_planes)
 from digit_recognizer.core.model import standardiser
-from digit_recognizer.core.split import stratified_folds
+from digit_recognizer.core.cv import stratified_folds
 from digit_recognizer.core.train import Folds, fit
 from digit_recognizer.local_data import load_data
 

@@ -13,8 +13,7 @@ from digit_recognizer.bundle import KERNEL_FILE
 from digit_recognizer.core.config import Config
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
 from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.data import locate_input
-from digit_recognizer.core.main import default_output
+from digit_recognizer.core.paths import default_output, locate_input
 from digit_recognizer.core.pictures import PICTURES
 from digit_recognizer.core.pipeline import run_training
 
@@ -163,7 +162,7 @@ def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(mo
     torch: the kernel says so in one line and trains on the CPU, so the run still ends with a submission."""
     import torch
 
-    from digit_recognizer.core.train import resolve_device
+    from digit_recognizer.core.device import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("CUDA starts on this machine")

@@ -37,7 +37,7 @@ READING_ORDER = (
     ("L-BFGS", ("lbfgs",)),
     ("Cross-validation", ("cv",)),
     ("Pictures", ("pictures",)),
-    ("Helpers", ("optimizer", "checks", "ignored", "report", "fileio")),
+    ("Helpers", ("optimizer", "device", "paths", "checks", "ignored", "report", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).
@@ -56,24 +56,20 @@ if __name__ == "__main__":
 INTRO = """\
 # Kaggle Digit Recognizer: softmax regression in PyTorch
 
-One linear layer from fixed features of each image to 10 digit scores, trained with cross-entropy:
+One linear layer from fixed features of each image to 10 digit scores, with cross-entropy: each digit
+deskewed, scaled to one height and blurred, plus pooled gradient-direction planes (section 3),
+standardised (4) and fitted to the optimum of its L2-penalised loss by L-BFGS (5, 7), or by epochs of
+Adam with early stopping on a stratified hold-out (10); with `folds`, k-fold cross-validation estimates
+the public score (8). `submission.csv`, `metrics.json`, `model.pt` and the pictures go to /kaggle/working.
 
-1. Features (section 3): each digit deskewed, scaled to one height and blurred, plus pooled
-   gradient-direction planes; standardised on the training split (section 4).
-2. Fitted to the optimum of its L2-penalised loss by L-BFGS (sections 5 and 7), or, with
-   `optimizer = "adam"`, for epochs, keeping the best on a stratified 10% hold-out.
-3. With `folds`, k-fold cross-validation estimates the public score (section 8).
-4. `submission.csv`, `metrics.json`, `model.pt` and the pictures go to `/kaggle/working`.
-
-Edit the settings below after *Copy & Edit*, then *Run All*. As a script: `python digit_recognizer_kernel.py
---input DATA --output OUT [--folds 5 ...]` (`--help` lists every option). GENERATED from the
-digit_recognizer package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that
-runs here."""
+Edit the settings below after *Copy & Edit*, then *Run All*; as a script, `python digit_recognizer_kernel.py
+--input DATA --output OUT [--folds 5 ...]` (`--help` lists the flags). GENERATED from the digit_recognizer
+package's `core/` by `digit-recognizer bundle`: the code tested locally is the code that runs here."""
 SETTINGS_TEXT = """\
 ## Settings
 
-The run's options; `digit-recognizer kernels push --folds 5 --weight-decay auto ...` writes them into
-the copy it pushes. Run as a script, a command-line flag overrides its setting."""
+The run's options (`digit-recognizer kernels push --folds 5 ...` writes them into the copy it pushes);
+run as a script, a command-line flag overrides its setting."""
 RUN_TEXT = """\
 ## Run
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .core.checks import check_config
 from .core.flags import add_config_arguments, config_from_args
 from .core.errors import UserError
 from .runs import SAMPLE_SOURCE, runs_flag
@@ -18,7 +19,7 @@ PROG = "digit-recognizer"
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.device == "cuda":  # say so before the data is parsed, not after
-        from .core.train import resolve_device
+        from .core.device import resolve_device
         resolve_device(cfg.device)
     if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
@@ -31,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if data.source != SAMPLE_SOURCE:  # kept in metrics.json and model.pt: `predict` and `runs` find it from anywhere
         data.source = os.path.abspath(data.source)
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    cfg.check(data.train_labels)  # folds or a split that cannot be made from this train.csv: say so now
+    check_config(cfg, data.train_labels)  # folds or a split that cannot be made from this train.csv: say so now
     timings["load"] = time.perf_counter() - clock
     # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
     clock = time.perf_counter()
@@ -61,7 +62,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.model.is_file():  # before torch is imported: a mistyped path is answered at once
         raise UserError(f"{args.model}: no such model file")
     from .core.submission import write_submission
-    from .core.train import predict, resolve_device, to_device
+    from .core.device import resolve_device
+    from .core.train import predict, to_device
     from .local_data import load_test_images
     from .saved_model import load_model, trained_on
 

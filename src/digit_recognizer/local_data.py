@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cached_table
-from .core.data import DigitData, locate_input
+from .core.data import DigitData
+from .core.paths import locate_input
 from .core.errors import UserError
 from .csv_bytes import (MAX_CSV_BYTES, PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, gunzip, parse_table,
                         read_bytes)

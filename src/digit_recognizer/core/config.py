@@ -2,19 +2,13 @@
 import os
 from dataclasses import dataclass, field
 
-from .checks import check_config
-
-# Set here because this module loads before torch, in the package and in the kernel: libgomp reads
-# it when torch loads it. torch's OpenMP threads spin at every barrier by default, which on a busy
-# machine steals the time the working thread needs (with one of two cores busy, `train` at Kaggle
-# size took twice as long; see benchmarks/README.md); sleeping instead costs a quiet machine almost
-# nothing for work this size. A user's own OpenMP wait settings are left alone.
+# Before torch loads: its OpenMP threads spin at every barrier, stealing a busy machine's time (one of two
+# cores busy, `train` at Kaggle size took twice as long; benchmarks/README.md). A user's own setting stays.
 if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-# L2 strengths that --weight-decay auto tries (see README: the sample's optimum, 0.003, sits inside it).
-# 0.1 lost 0.7 points of CV on the sample's orientation features, and more data only favours weaker
-# penalties, so it is not tried: a fifth of the CV's cost.
+# L2 strengths --weight-decay auto tries: the sample's optimum, 0.003, sits inside. 0.1 lost 0.7 points of
+# CV on the sample, and more data only favours weaker penalties (README).
 WEIGHT_DECAY_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 # The feature ladder (core/features.py), from what the tutorials feed a linear model to the default.
 FEATURE_RUNGS = ("pixels", "deskew", "normalised", "orientations")
@@ -49,11 +43,6 @@ class Config:
     folds: int = option(0, "K >= 2: K-fold cross-validation, the expected public score +- its standard "
                         "error; 0: none")
     device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
-
-    def check(self, train_labels=None) -> "Config":
-        """Raise UserError for a value no run could use (core/checks.py); return the config."""
-        check_config(self, train_labels)
-        return self
 
     def batch_size_for(self, n_examples: int) -> int:
         """Auto: 256, or more on big data to keep 32 steps an epoch (fewer, larger steps reach the same

@@ -17,7 +17,6 @@ from .config import WEIGHT_DECAY_GRID, Config
 from .features import image_features
 from .model import N_CLASSES
 from .optimizer import scores
-from .split import stratified_folds
 from .train import by_optimum, fit
 
 
@@ -60,3 +59,15 @@ def summary_line(cv: dict) -> str:
         line += f", weight decay {cv['weight_decay']:g} chosen by it"
     return line
 
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start += len(members)
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]

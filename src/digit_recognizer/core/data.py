@@ -1,11 +1,10 @@
-"""Where Kaggle's data is; pandas parses its CSVs as uint8, refusing any other value."""
+"""Kaggle's two CSVs: pandas parses them as uint8, refusing any other value."""
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .flags import KAGGLE_INPUT
 
 TEST_COLUMNS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *TEST_COLUMNS]
@@ -18,17 +17,6 @@ class DigitData:
     train_images: np.ndarray  # (n, 784) uint8
     train_labels: np.ndarray  # (n,) uint8
     test_images: np.ndarray   # (m, 784) uint8
-
-
-def locate_input(given: Path | None) -> Path:
-    """The shallowest folder in --input (default /kaggle/input) holding both train.csv and test.csv."""
-    root = given or KAGGLE_INPUT
-    for train in sorted(root.rglob("train.csv"), key=lambda train: (len(train.parts), train)):
-        if (train.parent / "test.csv").is_file():
-            return train.parent
-    looked = "no such folder" if given and not given.is_dir() else "looked in it and every folder below it"
-    raise UserError(f"{root}: {looked}; expected a folder holding both train.csv and test.csv: attach the "
-                    f"competition's data on Kaggle (Add Input), elsewhere pass --input with that folder")
 
 
 def load_folder(folder: Path) -> DigitData:

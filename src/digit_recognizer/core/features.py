@@ -1,21 +1,20 @@
-"""What the one linear layer sees: a ladder of fixed features of each image, computed per image (an
-image's features are the same alone or in any batch). On the sample, 5-fold CV at each rung's L2 optimum
-(README): pixels 0.896, deskew 0.940, normalised 0.950, orientations 0.982.
+"""What the one linear layer sees: a ladder of fixed features, computed per image.
+
+An image's features are the same alone or in any batch. On the sample, 5-fold CV at each rung's L2
+optimum (README): pixels 0.896, deskew 0.940, normalised 0.950, orientations 0.982.
 
 - `pixels`: the raw 784 pixels as ink in [0, 1], what the tutorials feed it;
-- `deskew`: each digit sheared upright by its second moments and centred (section 3's first cell);
-- `normalised`: the same one resampling also scales the ink's vertical standard deviation to 5.55 px,
+- `deskew`: each digit sheared upright by its second moments and centred (the cell above);
+- `normalised`: the same resampling also scales the ink's vertical standard deviation to 5.55 px,
   then a Gaussian blur (sigma 1 px), so a stroke a pixel off still overlaps the template it matches;
-- `orientations` (the default): the normalised pixels plus 8 x 7 x 7 direction planes. On the upright,
-  unblurred image each pixel's Sobel gradient magnitude is shared between the two nearest of 8
-  directions, and each plane is pooled by a Gaussian (sigma 2 px) every 4 px. A linear model cannot
-  compute "a horizontal edge near here" from pixels; handed it, it tells strokes apart by direction,
-  which is most of what tells a 4 from a 9.
+- `orientations` (the default): the normalised pixels plus 8 x 7 x 7 direction planes: each pixel's
+  Sobel gradient magnitude on the upright, unblurred image, shared between the two nearest of 8
+  directions, each plane pooled by a Gaussian (sigma 2 px) every 4 px. A linear model cannot compute
+  "a horizontal edge near here" from pixels; handed it, it tells strokes apart by direction.
 """
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .config import Config
 from .deskew import SIDE, upright
@@ -28,8 +27,7 @@ DIRECTIONS = 8
 POOL_SIGMA, POOL_STRIDE = 2.0, 4
 POOL_TAPS = 12  # an even kernel centres each sample between pixels: 1.5, 5.5, ..., 25.5 in a 28-pixel frame
 POOLED = (SIDE + 2 * 4 - POOL_TAPS) // POOL_STRIDE + 1  # 7 samples a side with 4 pixels of zero padding
-# Features are computed this many images at a time: the intermediates stay small and cache-warm.
-CHUNK = 2048
+CHUNK = 2048  # images at a time: the intermediates stay small and cache-warm
 
 
 def feature_count(rung: str) -> int:
@@ -96,12 +94,8 @@ def gaussian(sigma: float, taps: int) -> list[float]:
 
 
 def band(kernel: list[float], size: int, stride: int, padding: int, like: torch.Tensor) -> torch.Tensor:
-    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded by `padding`, every
-    `stride`-th output.
-
-    Filters as matrices: a separable 2-D filter is then two small matmuls, which run many times
-    faster on the CPU than conv2d does on one-channel 28x28 images.
-    """
+    """The matrix (out, size) of a 1-D correlation with `kernel`, zero-padded, every `stride`-th output: a
+    separable 2-D filter is then two small matmuls, many times faster on the CPU than conv2d on 28x28."""
     out = (size + 2 * padding - len(kernel)) // stride + 1
     matrix = torch.zeros(out, size + 2 * padding, dtype=like.dtype)
     for o in range(out):

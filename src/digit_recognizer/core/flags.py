@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import Config
+from .checks import check_config
 from .ignored import ignored_notice
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -16,10 +17,14 @@ KERNEL_PROG = "digit_recognizer_kernel.py"
 
 
 def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = None) -> argparse.Namespace:
-    if argv is None:
-        # Run as a notebook cell, sys.argv holds the Jupyter launcher's flags, not ours.
-        argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
-    parser = kernel_parser()
+    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
+                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
+    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
+                        f"to search below (default: search {KAGGLE_INPUT})")
+    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
+                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
+    add_config_arguments(parser)
     unknown = sorted(set(settings or {}) - {f.name for f in fields(Config)})
     if unknown:
         parser.error(f"SETTINGS has no option {unknown[0]!r}; the options are those of --help, "
@@ -29,23 +34,12 @@ def parse_kernel_args(argv: list[str] | None = None, settings: dict | None = Non
     for name, value in (settings or {}).items():
         flag = "--" + name.replace("_", "-")
         given += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    if argv is None:  # in a notebook cell sys.argv holds the Jupyter launcher's flags, not ours
+        argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
     return parser.parse_args(given + argv)
 
 
-def kernel_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=KERNEL_PROG, description="Train multinomial logistic regression on "
-                                     "Kaggle's Digit Recognizer data, validate it and write submission.csv.")
-    parser.add_argument("--input", type=Path, help="the folder holding train.csv and test.csv, or a folder "
-                        f"to search below (default: search {KAGGLE_INPUT})")
-    parser.add_argument("--output", type=Path, help="where submission.csv, model.pt and metrics.json go "
-                        f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
-    add_config_arguments(parser)
-    return parser
-
-
 def weight_decay_value(text: str) -> float | str:
-    """--weight-decay takes a number or the word auto."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -69,7 +63,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config the flags make, checked; a flag it will not use is said on stderr, not silently dropped."""
-    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)}).check()
+    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
+    check_config(cfg)
     notice = ignored_notice(cfg)
     if notice:
         print(notice, file=sys.stderr)

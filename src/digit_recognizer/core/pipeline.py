@@ -7,25 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .checks import check_config
 from .config import Config
 from .cv import cross_validate
 from .data import DigitData
 from .features import image_features
-from .report import confusion_matrix, per_class_accuracy
+from .report import validation_scores
 from .model import save_model
 from .pictures import write_run_pictures
 from .split import stratified_split
 from .submission import write_submission
-from .train import by_optimum, fit, predict, resolve_device, to_device
+from .device import describe_device, resolve_device
+from .train import by_optimum, fit, predict, to_device
 from .fileio import atomic_write
 
 
 def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | None = None) -> dict:
-    """Train with validation; write submission.csv, model.pt, the pictures and (last) metrics.json into
-    out_dir; return the metrics."""
-    cfg.check(data.train_labels)  # the split or folds it asks for can be made from these labels
+    """Train, validate, write submission.csv, model.pt, the pictures and (last) metrics.json; the metrics."""
+    check_config(cfg, data.train_labels)  # the split or folds it asks for can be made from these labels
     timings = dict(timings or {})  # the caller's own, e.g. import and load seconds
     clock = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -38,16 +38,10 @@ def run_training(cfg: Config, data: DigitData, out_dir: Path, timings: dict | No
     clock = time.perf_counter()
     test_labels = predict(model, test_pixels).argmax(1).cpu().numpy()
     timings["predict"] = time.perf_counter() - clock
-    described = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
-        f"cpu ({torch.get_num_threads()} threads)"
-    truth, predicted = data.train_labels[val_idx], val_probabilities.argmax(1).cpu().numpy()
-    loss = F.nll_loss(val_probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long()).item()
-    confusion = confusion_matrix(truth, predicted)
-    metrics = {"data": data.source, **trained, "val_accuracy": float((predicted == truth).mean()),
-               "val_loss": loss, "per_class_accuracy": per_class_accuracy(confusion),
-               "confusion_matrix": confusion.tolist(), "config": asdict(cfg), "device": described,
-               "torch_version": torch.__version__, "python_version": platform.python_version(),
-               "timings_seconds": timings}
+    scores = validation_scores(data.train_labels[val_idx], val_probabilities)
+    metrics = {"data": data.source, **trained, **scores,
+               "config": asdict(cfg), "device": describe_device(device), "torch_version": torch.__version__,
+               "python_version": platform.python_version(), "timings_seconds": timings}
     metrics["examples"]["test"] = len(test_labels)
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,19 @@
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .cv import summary_line
+
+
+def validation_scores(truth: np.ndarray, probabilities) -> dict:
+    """metrics.json's accuracy, loss, per-class accuracy and confusion matrix of held-out probabilities."""
+    predicted = probabilities.argmax(1).cpu().numpy()
+    confusion = confusion_matrix(truth, predicted)
+    loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long())
+    return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss.item(),
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -5,30 +5,14 @@ tried. By default each model is the optimum of its mean cross-entropy + weight_d
 by L-BFGS (section 7): the loss is convex, so there is one optimum and nothing to stop early.
 `--optimizer adam` or `sgd` fits by epochs instead and keeps the hold-out's best epoch (section 10).
 """
-import sys
 
 import numpy as np
 import torch
 
 from .config import Config
-from .errors import UserError
 from .lbfgs import fit_to_optimum
 from .model import SoftmaxRegression, standardiser
 from .optimizer import fit_epochs
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); "
-                        "use --device cpu or auto")
-    if name == "auto" and torch.cuda.is_available():
-        try:  # whether the GPU takes work: a broken driver must not cost a Kaggle run its submission
-            torch.zeros(1, device="cuda").add_(1).item()
-            name = "cuda"
-        except Exception as exc:  # noqa: BLE001  (RuntimeError, or AssertionError from a CPU-only build)
-            print(f"warning: a GPU is attached but CUDA failed to start ({type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training on the CPU", file=sys.stderr)
-    return torch.device("cpu" if name == "auto" else name)
 
 
 def by_optimum(cfg: Config) -> bool:
@@ -36,13 +20,10 @@ def by_optimum(cfg: Config) -> bool:
 
 
 class Folds:
-    """Each fold's training and validation rows of the prepared images, its standardiser, and (once
-    fitted) the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias
-    (folds, 1, strengths * 10), the history and the best epoch (L-BFGS: its iterations).
-
-    Each side's rows are padded to one length, so that the folds stack into one batched tensor: a
-    fold a few rows short repeats a few of its own, and the masks mark its own.
-    """
+    """Each fold's training and validation rows of the prepared images, padded to one length so that the
+    folds stack into one batched tensor (the masks mark a fold's own rows), and its standardiser; once
+    fitted, the weights (folds, d, strengths * 10: a 10-column block per L2 strength), the bias (folds, 1,
+    strengths * 10), the history and the best epoch (L-BFGS: its iterations)."""
 
     def __init__(self, cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list):
         device, targets = prepared.device, labels.long()
