@@ -3,7 +3,8 @@
 `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 """
 import math
-from collections import Counter
+
+import numpy as np
 
 from .errors import UserError
 
@@ -23,12 +24,21 @@ def check_config(cfg, train_labels=None) -> None:
         value = getattr(cfg, name)
         if not accepted(value):
             raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
-    if train_labels is not None:
-        counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-        problem = folds_problem(counts, cfg.folds) if cfg.folds else \
-            holdout_problem(counts, cfg.val_fraction)
-        if problem:
-            raise UserError(problem)
+    if train_labels is None:
+        return
+    counts = np.bincount(train_labels, minlength=10).tolist()  # examples of each digit
+    if cfg.folds:
+        digit = counts.index(min(counts))  # the rarest (the first of equals)
+        if counts[digit] < cfg.folds:
+            raise UserError(f"--folds {cfg.folds}: digit {digit} has only {counts[digit]} examples in "
+                            f"train.csv, so some fold would hold none; use fewer folds or a larger train.csv")
+        return
+    for digit, count in enumerate(counts):  # the stratified hold-out split of core/split.py
+        n_val = round(cfg.val_fraction * count)
+        if n_val in (0, count):
+            side = "validation" if n_val == 0 else "training"
+            raise UserError(f"--val-fraction {cfg.val_fraction} leaves digit {digit} ({count} examples in "
+                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
 
 
 # check_config's rules, in order: (field, whether a value is accepted, what it must be). NaN fails each.
@@ -47,24 +57,3 @@ RULES = (
     ("weight_decay", lambda v: v == "auto" or v <= FLOAT32_MAX,
      f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
 )
-
-
-def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
-    cannot."""
-    for digit in range(10):
-        n_val = int(round(val_fraction * counts[digit]))
-        if n_val == 0 or n_val == counts[digit]:
-            side = "validation" if n_val == 0 else "training"
-            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
-                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
-    return None
-
-
-def folds_problem(counts: Counter, folds: int) -> str | None:
-    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
-    digit = min(range(10), key=lambda d: counts[d])
-    if counts[digit] < folds:
-        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
-                f"fold would hold none; use fewer folds or a larger train.csv")
-    return None
