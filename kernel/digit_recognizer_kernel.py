@@ -624,8 +624,8 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     features, targets, std, mean = folds.train_features, folds.train_targets, folds.std, folds.mean
     (n_folds, n, d), strengths, classes = features.shape, len(decays), N_CLASSES
     decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
-    count = folds.train_mask.sum(1).to(features.dtype)  # (folds,)
-    weights = folds.train_mask.to(features.dtype)  # (folds, n): padding rows count zero
+    share = folds.train_mask.to(features.dtype)  # (folds, n): each row's share of its fold's mean loss
+    share = share / share.sum(1, keepdim=True)  # padding rows count zero
 
     def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
@@ -645,11 +645,10 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
         log_p = logits.log_softmax(-1)
         picked = targets[f][:, None, None].expand(n, s, 1)
-        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
-        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
+        value = -(share[f] @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
         residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
         # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
+        residual = residual.mul_(share[f][:, None, None]).view(n, -1)
         bias_grad = residual.sum(0)
         scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
         grad = torch.empty_like(part)
@@ -662,18 +661,15 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
                         f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
     history = []
-
-    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
-        # How far the largest gradient entry still is from the tolerance: there is no known end.
-        progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
-            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
-        if models == 1 and folds.val.numel():
-            history.append({"iteration": iteration, "train_loss": float(value.mean()),
-                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
-
     # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
     x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    for iterations, largest, moving, x, value in minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL):
+        # How far the largest gradient entry still is from the tolerance: there is no known end.
+        progress.update(f"L-BFGS iteration {iterations}", f"largest gradient {largest:.2e}" + (
+            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
+        if models == 1 and folds.val.numel():
+            history.append({"iteration": iterations, "train_loss": float(value.mean()),
+                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
     progress.bar.close()
     weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
     bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
@@ -682,11 +678,11 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
                     **validation(folds, weight, bias)}]
     return weight, bias, history, iterations
 
-def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
-             report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
+def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float):
     """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
-    gradient entry is at most `tol`; return x, the iterations and the values. `dims`: the dimensions of
-    one model's parameters (the others index the models); objective may skip the models not active."""
+    gradient entry is at most `tol`, yielding after each iteration (its number, the largest gradient entry,
+    the models still moving, x, the values). `dims`: the dimensions of one model's parameters (the others
+    index the models); objective may skip the models not active."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
 
@@ -697,7 +693,6 @@ def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, t
     value, grad = objective(x, everyone)
     value = value.view_as(everyone)
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / y.s), oldest first
-    iteration = 0
     for iteration in range(1, max_iter + 1):
         active = amax(grad) > tol
         direction = -two_loop(grad, pairs, dot)
@@ -732,11 +727,9 @@ def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, t
         left = amax(grad)
         # The one host sync an iteration besides the line search's.
         largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
-        if report is not None:
-            report(iteration, largest, int(moving), x, value)
+        yield iteration, largest, int(moving), x, value
         if not moving:
             break
-    return x, iteration, value
 
 def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
     """The inverse-Hessian estimate times grad, per model (Nocedal & Wright, algorithm 7.4)."""
@@ -1185,8 +1178,6 @@ def check_output(folder: Path) -> None:
 # `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 
 # %%
-from collections import Counter
-
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
 MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
@@ -1202,12 +1193,21 @@ def check_config(cfg, train_labels=None) -> None:
         value = getattr(cfg, name)
         if not accepted(value):
             raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
-    if train_labels is not None:
-        counts = Counter(train_labels.tolist() if hasattr(train_labels, "tolist") else train_labels)
-        problem = folds_problem(counts, cfg.folds) if cfg.folds else \
-            holdout_problem(counts, cfg.val_fraction)
-        if problem:
-            raise UserError(problem)
+    if train_labels is None:
+        return
+    counts = np.bincount(train_labels, minlength=10).tolist()  # examples of each digit
+    if cfg.folds:
+        digit = counts.index(min(counts))  # the rarest (the first of equals)
+        if counts[digit] < cfg.folds:
+            raise UserError(f"--folds {cfg.folds}: digit {digit} has only {counts[digit]} examples in "
+                            f"train.csv, so some fold would hold none; use fewer folds or a larger train.csv")
+        return
+    for digit, count in enumerate(counts):  # the stratified hold-out split of core/split.py
+        n_val = round(cfg.val_fraction * count)
+        if n_val in (0, count):
+            side = "validation" if n_val == 0 else "training"
+            raise UserError(f"--val-fraction {cfg.val_fraction} leaves digit {digit} ({count} examples in "
+                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
 
 # check_config's rules, in order: (field, whether a value is accepted, what it must be). NaN fails each.
 RULES = (
@@ -1225,25 +1225,6 @@ RULES = (
     ("weight_decay", lambda v: v == "auto" or v <= FLOAT32_MAX,
      f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
 )
-
-def holdout_problem(counts: Counter, val_fraction: float) -> str | None:
-    """Why the stratified hold-out split (core/split.py) cannot be made from these per-digit counts, if it
-    cannot."""
-    for digit in range(10):
-        n_val = int(round(val_fraction * counts[digit]))
-        if n_val == 0 or n_val == counts[digit]:
-            side = "validation" if n_val == 0 else "training"
-            return (f"--val-fraction {val_fraction} leaves digit {digit} ({counts[digit]} examples in "
-                    f"train.csv) with no {side} example; use a larger train.csv or another fraction")
-    return None
-
-def folds_problem(counts: Counter, folds: int) -> str | None:
-    """Why `folds` stratified folds cannot be made from these per-digit counts, if they cannot."""
-    digit = min(range(10), key=lambda d: counts[d])
-    if counts[digit] < folds:
-        return (f"--folds {folds}: digit {digit} has only {counts[digit]} examples in train.csv, so some "
-                f"fold would hold none; use fewer folds or a larger train.csv")
-    return None
 
 # %% [markdown]
 # **`core/ignored.py`**: The flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never

@@ -154,10 +154,10 @@ def test_lbfgs_solves_each_batched_problem_as_if_alone():
         asked.append(active.flatten().tolist())
         return objective(x, active)
 
-    x, iterations, _ = minimise(recorded, torch.zeros(3, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9)
+    iterations, _, _, x, _ = list(minimise(recorded, torch.zeros(3, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9))[-1]
     torch.testing.assert_close(x, torch.linalg.solve(hessians, targets), rtol=1e-7, atol=1e-7)
-    alone, alone_iterations, _ = minimise(lambda x, active: tuple(v[:1] for v in objective(x.expand(3, -1, -1), active)),
-                                          torch.zeros(1, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9)
+    alone_iterations, _, _, alone, _ = list(minimise(lambda x, active: tuple(v[:1] for v in objective(x.expand(3, -1, -1), active)),
+                                                     torch.zeros(1, 20, 1, dtype=torch.float64), (1, 2), 500, 1e-9))[-1]
     assert alone_iterations < iterations  # the best-conditioned one stops first; its iterates are its own
     torch.testing.assert_close(alone, x[:1], rtol=1e-9, atol=1e-9)
     # A converged model is dropped from the batch: asked for until it converges, never after.

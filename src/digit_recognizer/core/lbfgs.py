@@ -27,8 +27,8 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     features, targets, std, mean = folds.train_features, folds.train_targets, folds.std, folds.mean
     (n_folds, n, d), strengths, classes = features.shape, len(decays), N_CLASSES
     decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
-    count = folds.train_mask.sum(1).to(features.dtype)  # (folds,)
-    weights = folds.train_mask.to(features.dtype)  # (folds, n): padding rows count zero
+    share = folds.train_mask.to(features.dtype)  # (folds, n): each row's share of its fold's mean loss
+    share = share / share.sum(1, keepdim=True)  # padding rows count zero
 
     def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         value, grad = torch.zeros(n_folds, strengths, dtype=x.dtype, device=x.device), torch.zeros_like(x)
@@ -48,11 +48,10 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         logits = torch.addmm(part[d].reshape(-1) - mean[f] @ scaled, features[f], scaled).view(n, s, classes)
         log_p = logits.log_softmax(-1)
         picked = targets[f][:, None, None].expand(n, s, 1)
-        row_weight = weights[f] / count[f]  # (n,): the mean over a fold's own rows, padding at zero
-        value = -(row_weight @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
+        value = -(share[f] @ log_p.gather(-1, picked)[..., 0]) + decay / 2 * part[:d].square().sum((0, 2))
         residual = log_p.exp_().scatter_add_(-1, picked, torch.full_like(picked, -1, dtype=log_p.dtype))
         # d(mean loss)/d(logits): softmax minus one-hot, each row weighted.
-        residual = residual.mul_(row_weight[:, None, None]).view(n, -1)
+        residual = residual.mul_(share[f][:, None, None]).view(n, -1)
         bias_grad = residual.sum(0)
         scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
         grad = torch.empty_like(part)
@@ -65,18 +64,15 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     progress = Progress(desc, unit="it", every=3.0, intro=f"fitting {fitting} to the optimum by L-BFGS "
                         f"(stops when every gradient entry is at most {OPTIMUM_TOL:g})")
     history = []
-
-    def report(iteration: int, largest: float, moving: int, x: torch.Tensor, value: torch.Tensor) -> None:
-        # How far the largest gradient entry still is from the tolerance: there is no known end.
-        progress.update(f"L-BFGS iteration {iteration}", f"largest gradient {largest:.2e}" + (
-            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
-        if models == 1 and folds.val.numel():
-            history.append({"iteration": iteration, "train_loss": float(value.mean()),
-                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
-
     # One model's parameters: its d weight rows and its bias row (dim 1) by its 10 classes (dim 3).
     x = torch.zeros(n_folds, d + 1, strengths, classes, dtype=features.dtype, device=features.device)
-    x, iterations, value = minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL, report)
+    for iterations, largest, moving, x, value in minimise(objective, x, (1, 3), MAX_ITER, OPTIMUM_TOL):
+        # How far the largest gradient entry still is from the tolerance: there is no known end.
+        progress.update(f"L-BFGS iteration {iterations}", f"largest gradient {largest:.2e}" + (
+            f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
+        if models == 1 and folds.val.numel():
+            history.append({"iteration": iterations, "train_loss": float(value.mean()),
+                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
     progress.bar.close()
     weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
     bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
@@ -86,11 +82,11 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     return weight, bias, history, iterations
 
 
-def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float,
-             report=None) -> tuple[torch.Tensor, int, torch.Tensor]:
+def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float):
     """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
-    gradient entry is at most `tol`; return x, the iterations and the values. `dims`: the dimensions of
-    one model's parameters (the others index the models); objective may skip the models not active."""
+    gradient entry is at most `tol`, yielding after each iteration (its number, the largest gradient entry,
+    the models still moving, x, the values). `dims`: the dimensions of one model's parameters (the others
+    index the models); objective may skip the models not active."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
 
@@ -101,7 +97,6 @@ def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, t
     value, grad = objective(x, everyone)
     value = value.view_as(everyone)
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / y.s), oldest first
-    iteration = 0
     for iteration in range(1, max_iter + 1):
         active = amax(grad) > tol
         direction = -two_loop(grad, pairs, dot)
@@ -136,11 +131,9 @@ def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, t
         left = amax(grad)
         # The one host sync an iteration besides the line search's.
         largest, moving = torch.stack([left.max(), (left > tol).sum().to(left.dtype)]).tolist()
-        if report is not None:
-            report(iteration, largest, int(moving), x, value)
+        yield iteration, largest, int(moving), x, value
         if not moving:
             break
-    return x, iteration, value
 
 
 def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
