@@ -773,12 +773,12 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     # The model submitted: the fit on all the data at the chosen strength (what CV chose it for), not
     # an average of the fold models: one more model at 1/(folds x strengths) of the CV's cost; at the
     # optimum on the sample it scored 0.946 against the average's 0.944 (README).
-    optimizer = "lbfgs" if by_optimum(cfg) else cfg.optimizer
-    refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer=optimizer)
+    optimum = by_optimum(cfg)
+    refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer="lbfgs" if optimum else cfg.optimizer)
     model = fit(refit_cfg, prepared, labels, [(np.arange(n), np.arange(0))], desc="refit").model()
-    how = f"refit{' to the optimum' if by_optimum(cfg) else ''} on all {n} training images at weight decay " \
+    how = f"refit{' to the optimum' if optimum else ''} on all {n} training images at weight decay " \
           f"{decays[chosen]:g}"
-    refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
+    refit = {"epochs": "to the optimum (L-BFGS)" if optimum else cfg.epochs, "examples": n}
     timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": accuracy[:, chosen].tolist(), "weight_decay": decays[chosen], "model": how,
@@ -790,13 +790,6 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     return {"model": model, "val_idx": np.arange(n), "val_probabilities": out_of_fold,
             "examples": {"train": n, "validation": n}, "best_epoch": folds.best_epoch, "refit": refit,
             "history": folds.history, "cv": summary}
-
-def summary_line(cv: dict) -> str:
-    """The expected public score, the last line a cross-validated run prints."""
-    line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
-    if len(cv.get("grid", [])) > 1:
-        line += f", weight decay {cv['weight_decay']:g} chosen by it"
-    return line
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
@@ -1325,7 +1318,11 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     kind = "out-of-fold: each image validated by the fold fit that did not see it" if cv else "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
-    return [*lines, summary_line(cv)] if cv else lines
+    if cv:  # the expected public score, last
+        chosen = f", weight decay {cv['weight_decay']:g} chosen by it" if len(cv["grid"]) > 1 else ""
+        lines.append(f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold "
+                     f"CV){chosen}")
+    return lines
 
 # %% [markdown]
 # **`core/fileio.py`**: Each output written whole (a temporary name, then a rename), or one line on why not.

@@ -33,12 +33,12 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     # The model submitted: the fit on all the data at the chosen strength (what CV chose it for), not
     # an average of the fold models: one more model at 1/(folds x strengths) of the CV's cost; at the
     # optimum on the sample it scored 0.946 against the average's 0.944 (README).
-    optimizer = "lbfgs" if by_optimum(cfg) else cfg.optimizer
-    refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer=optimizer)
+    optimum = by_optimum(cfg)
+    refit_cfg = replace(cfg, weight_decay=decays[chosen], optimizer="lbfgs" if optimum else cfg.optimizer)
     model = fit(refit_cfg, prepared, labels, [(np.arange(n), np.arange(0))], desc="refit").model()
-    how = f"refit{' to the optimum' if by_optimum(cfg) else ''} on all {n} training images at weight decay " \
+    how = f"refit{' to the optimum' if optimum else ''} on all {n} training images at weight decay " \
           f"{decays[chosen]:g}"
-    refit = {"epochs": "to the optimum (L-BFGS)" if by_optimum(cfg) else cfg.epochs, "examples": n}
+    refit = {"epochs": "to the optimum (L-BFGS)" if optimum else cfg.epochs, "examples": n}
     timings["fit"] = time.perf_counter() - clock
     summary = {"folds": cfg.folds, "accuracy": float(mean[chosen]), "stderr": float(stderr[chosen]),
                "fold_accuracies": accuracy[:, chosen].tolist(), "weight_decay": decays[chosen], "model": how,
@@ -50,14 +50,6 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
     return {"model": model, "val_idx": np.arange(n), "val_probabilities": out_of_fold,
             "examples": {"train": n, "validation": n}, "best_epoch": folds.best_epoch, "refit": refit,
             "history": folds.history, "cv": summary}
-
-
-def summary_line(cv: dict) -> str:
-    """The expected public score, the last line a cross-validated run prints."""
-    line = f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold CV)"
-    if len(cv.get("grid", [])) > 1:
-        line += f", weight decay {cv['weight_decay']:g} chosen by it"
-    return line
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

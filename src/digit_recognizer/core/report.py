@@ -5,8 +5,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cv import summary_line
-
 
 def validation_scores(truth: np.ndarray, probabilities) -> dict:
     """metrics.json's accuracy, loss, per-class accuracy and confusion matrix of held-out probabilities."""
@@ -67,5 +65,9 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     kind = "out-of-fold: each image validated by the fold fit that did not see it" if cv else "held out"
     lines.append(f"validation accuracy: {metrics['val_accuracy']:.4f} ({metrics['examples']['validation']} "
                  f"images, {kind})")
-    return [*lines, summary_line(cv)] if cv else lines
+    if cv:  # the expected public score, last
+        chosen = f", weight decay {cv['weight_decay']:g} chosen by it" if len(cv["grid"]) > 1 else ""
+        lines.append(f"expected public score {cv['accuracy']:.3f} ± {cv['stderr']:.3f} ({cv['folds']}-fold "
+                     f"CV){chosen}")
+    return lines
 
