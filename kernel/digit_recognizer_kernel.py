@@ -619,8 +619,7 @@ MAX_ITER = 1000  # scikit-learn's cap in benchmarks/compare.py; the sample needs
 
 def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     """Every fold x strength model to the optimum of its mean cross-entropy + decay/2 |W|^2 (W on the
-    standardised features): weight (folds, d, strengths*10), bias (folds, 1, strengths*10), the history
-    (a lone model's, the hold-out's: every iterate; a batch's: its last) and the iterations."""
+    standardised features): weight (folds, d, s*10), bias (folds, 1, s*10), history, iterations."""
     features, targets, std, mean = folds.train_features, folds.train_targets, folds.std, folds.mean
     (n_folds, n, d), strengths, classes = features.shape, len(decays), N_CLASSES
     decay = torch.tensor(decays, dtype=features.dtype, device=features.device)
@@ -651,10 +650,8 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         residual = residual.mul_(share[f][:, None, None]).view(n, -1)
         bias_grad = residual.sum(0)
         scaled_grad = (residual.T @ features[f]).T - mean[f][:, None] * bias_grad
-        grad = torch.empty_like(part)
-        grad[:d] = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
-        grad[d] = bias_grad.view(s, classes)
-        return value, grad
+        weight_grad = (scaled_grad / std[f][:, None]).view(d, s, classes) + decay[:, None] * part[:d]
+        return value, torch.cat([weight_grad, bias_grad.view(1, s, classes)])
 
     models = n_folds * strengths
     fitting = f"{models} models" if models > 1 else "the model"
@@ -667,16 +664,14 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
         # How far the largest gradient entry still is from the tolerance: there is no known end.
         progress.update(f"L-BFGS iteration {iterations}", f"largest gradient {largest:.2e}" + (
             f", {moving} of {models} models still moving" if models > 1 else ""), last=not moving)
-        if models == 1 and folds.val.numel():
+        weight, bias = x[:, :d].reshape(n_folds, d, -1), x[:, d:].reshape(n_folds, 1, -1)
+        # A lone model records every iterate, a batch only its last: the line search only lowers each
+        # objective, so nothing diverges and one record is enough.
+        if folds.val.numel() and (models == 1 or not moving or iterations == MAX_ITER):
             history.append({"iteration": iterations, "train_loss": float(value.mean()),
-                            **validation(folds, x[:, :d].reshape(1, d, -1), x[:, d:].reshape(1, 1, -1))})
+                            **validation(folds, weight, bias)})
     progress.bar.close()
-    weight = x[:, :d].reshape(n_folds, d, -1).contiguous()
-    bias = x[:, d:].reshape(n_folds, 1, -1).contiguous()
-    if models > 1:  # the line search only lowers each objective: nothing diverges, one record is enough
-        history = [{"iteration": iterations, "train_loss": float(value.mean()),
-                    **validation(folds, weight, bias)}]
-    return weight, bias, history, iterations
+    return weight.contiguous(), bias.contiguous(), history, iterations
 
 def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float):
     """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
