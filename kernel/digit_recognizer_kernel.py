@@ -1161,11 +1161,15 @@ def check_output(folder: Path) -> None:
 
 # %% [markdown]
 # **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather
-# than after.
+# than after;
+# and naming the flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never
+# silently dropped.
 #
 # `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 
 # %%
+from collections import Counter
+
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_EPOCHS = 1_000_000  # far beyond any useful run; a bigger number would never finish
 MAX_SEED = 2**64 - 1  # the largest seed torch's and numpy's generators take
@@ -1183,7 +1187,8 @@ def check_config(cfg, train_labels=None) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
     if train_labels is None:
         return
-    counts = np.bincount(train_labels, minlength=10).tolist()  # examples of each digit
+    per_digit = Counter(train_labels.tolist())
+    counts = [per_digit[digit] for digit in range(10)]  # examples of each digit
     if cfg.folds:
         digit = counts.index(min(counts))  # the rarest (the first of equals)
         if counts[digit] < cfg.folds:
@@ -1214,11 +1219,6 @@ RULES = (
      f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
 )
 
-# %% [markdown]
-# **`core/ignored.py`**: The flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never
-# silently dropped.
-
-# %%
 # Which fields a config does not use: (when, those fields, why). The notice, `runs` and the submit message
 # read it, so a setting that was ignored is never shown as one that was used. A new field or mode adds its
 # row here.

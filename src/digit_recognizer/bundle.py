@@ -37,7 +37,7 @@ READING_ORDER = (
     ("L-BFGS", ("lbfgs",)),
     ("Cross-validation", ("cv",)),
     ("Pictures", ("pictures",)),
-    ("Helpers", ("optimizer", "device", "paths", "checks", "ignored", "report", "fileio")),
+    ("Helpers", ("optimizer", "device", "paths", "checks", "report", "fileio")),
 )
 # After the flags section, which imports only the standard library: --help and a mistyped flag are
 # answered there, before torch and pandas load. main() parses the flags again (it costs nothing).

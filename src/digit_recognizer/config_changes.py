@@ -2,7 +2,7 @@
 from dataclasses import fields, replace
 
 from .core.config import Config
-from .core.ignored import not_applying
+from .core.checks import not_applying
 
 
 def config_changes(values: dict) -> dict:

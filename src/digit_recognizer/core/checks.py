@@ -1,10 +1,11 @@
-"""Refusing, in one line, the options no run could use, before minutes of training rather than after.
+"""Refusing, in one line, the options no run could use, before minutes of training rather than after;
+and naming the flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never
+silently dropped.
 
 `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 """
 import math
-
-import numpy as np
+from collections import Counter
 
 from .errors import UserError
 
@@ -26,7 +27,8 @@ def check_config(cfg, train_labels=None) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
     if train_labels is None:
         return
-    counts = np.bincount(train_labels, minlength=10).tolist()  # examples of each digit
+    per_digit = Counter(train_labels.tolist())
+    counts = [per_digit[digit] for digit in range(10)]  # examples of each digit
     if cfg.folds:
         digit = counts.index(min(counts))  # the rarest (the first of equals)
         if counts[digit] < cfg.folds:
@@ -57,3 +59,41 @@ RULES = (
     ("weight_decay", lambda v: v == "auto" or v <= FLOAT32_MAX,
      f"at most {FLOAT32_MAX:.3g} (the weights are 32-bit floats)"),
 )
+
+
+# Which fields a config does not use: (when, those fields, why). The notice, `runs` and the submit message
+# read it, so a setting that was ignored is never shown as one that was used. A new field or mode adds its
+# row here.
+NOT_APPLYING = (
+    (lambda c: bool(c.folds), ("val_fraction", "patience"),
+     "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
+    (lambda c: bool(c.folds), ("refit",), "with --folds the model submitted is always the refit on all of "
+     "train.csv at the strength CV chose"),
+    (lambda c: c.weight_decay == "auto", ("epochs", "lr", "batch_size", "optimizer", "schedule", "patience"),
+     "--weight-decay auto fits each strength to its optimum by full-batch L-BFGS"),
+    (lambda c: c.optimizer == "lbfgs", ("epochs", "lr", "batch_size", "schedule", "patience"),
+     "--optimizer lbfgs fits the model to the optimum of its penalised loss: no epochs, rate, batches or "
+     "early stop"),
+)
+
+
+def not_applying(cfg) -> dict[str, str]:
+    """Each field `cfg` does not use (whatever its value), with why."""
+    moot = {}
+    for applies, names, why in NOT_APPLYING:
+        if applies(cfg):
+            moot.update({name: moot.get(name, why) for name in names})
+    return moot
+
+
+def ignored_notice(cfg) -> str | None:
+    """One line naming the flags set away from their defaults that this run does not use, or None."""
+    moot, default = not_applying(cfg), type(cfg)()
+    given = [name for name in moot if getattr(cfg, name) != getattr(default, name)]
+    if not given:
+        return None
+    flags = [f"--{name.replace('_', '-')} {getattr(cfg, name)}" for name in given]
+    reasons = list(dict.fromkeys(moot[name] for name in given))
+    one = len(flags) == 1
+    return f"note: {' and '.join(flags)} {'does' if one else 'do'} not apply here and " \
+           f"{'is' if one else 'are'} ignored: {'; '.join(reasons)}"

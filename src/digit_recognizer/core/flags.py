@@ -7,9 +7,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .checks import check_config, ignored_notice
 from .config import Config
-from .checks import check_config
-from .ignored import ignored_notice
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
