@@ -1160,10 +1160,8 @@ def check_output(folder: Path) -> None:
                         f"go in") from None
 
 # %% [markdown]
-# **`core/checks.py`**: Refusing, in one line, the options no run could use, before minutes of training rather
-# than after;
-# and naming the flags a run does not use: `--epochs 20` under L-BFGS is said to be ignored, never
-# silently dropped.
+# **`core/checks.py`**: Refusing, in one line, the options no run could use, before training, not after;
+# and naming the flags a run ignores (`--epochs 20` under L-BFGS), never silently dropping them.
 #
 # `train`, `kernels push` and the kernel all ask here, so one input is refused or taken by all alike.
 
@@ -1220,8 +1218,7 @@ RULES = (
 )
 
 # Which fields a config does not use: (when, those fields, why). The notice, `runs` and the submit message
-# read it, so a setting that was ignored is never shown as one that was used. A new field or mode adds its
-# row here.
+# read it, so an ignored setting is never shown as used; a new field or mode adds its row here.
 NOT_APPLYING = (
     (lambda c: bool(c.folds), ("val_fraction", "patience"),
      "with --folds every training image is validated once, by the folds, and each fold fit runs every epoch"),
