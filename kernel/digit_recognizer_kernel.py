@@ -746,11 +746,10 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 #
 # **`core/cv.py`**: K-fold cross-validation: K folds x each L2 strength tried, fitted at once (section 5).
 #
-# Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
-# scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
-# last: the public score should fall within about two standard errors of it. Fitted to the optimum
-# (L-BFGS, or `--weight-decay auto`), strengths are compared at their optima. The model submitted is
-# the fit on all the training images at the chosen strength.
+# The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed last: the
+# public score should fall within about two standard errors of it. Fits by epochs never stop early (a
+# held-out fold must not choose anything it then scores). The model submitted is the fit on all the
+# training images at the chosen strength.
 
 # %%
 from dataclasses import replace
@@ -964,10 +963,9 @@ def draw_centred(draw, centre: tuple[float, float], text: str, font, fill) -> No
 # **`core/optimizer.py`**: Epochs of Adam or SGD (`--optimizer adam`, `sgd`); every fit's scores and progress.
 #
 # The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
-# peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
-# then scores. The updates are written out, as torch.optim imports torch._dynamo on its first step
-# (about a second, more than a fit on the sample); they are torch's single-tensor Adam and Nesterov
-# SGD, step for step, with a weight decay per 10 columns (one per strength).
+# peaks within a few epochs (CV folds run every epoch). The updates are written out, as torch.optim
+# imports torch._dynamo on its first step (about a second, more than a fit on the sample); they are
+# torch's single-tensor Adam and Nesterov SGD, step for step, one weight decay per strength.
 
 # %%
 from tqdm import tqdm  # a bar only in a terminal, where tqdm.auto is this one
@@ -1033,8 +1031,7 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
                   "train_accuracy": float(correct / targets.numel())}
         if folds.val.numel():
             record.update(validation(folds, weight, bias))
-        broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
-                  if not math.isfinite(record.get(k, 0.0))]
+        broken = [k.replace("_", " ") for k, v in record.items() if not math.isfinite(v)]  # the losses
         if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
             broken.append("weights")
         if broken:  # such weights would predict nothing useful and must not be published

@@ -1,10 +1,9 @@
 """K-fold cross-validation: K folds x each L2 strength tried, fitted at once (section 5).
 
-Fits by epochs run every epoch (no early stopping: a held-out fold must not choose anything it then
-scores). The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed
-last: the public score should fall within about two standard errors of it. Fitted to the optimum
-(L-BFGS, or `--weight-decay auto`), strengths are compared at their optima. The model submitted is
-the fit on all the training images at the chosen strength.
+The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed last: the
+public score should fall within about two standard errors of it. Fits by epochs never stop early (a
+held-out fold must not choose anything it then scores). The model submitted is the fit on all the
+training images at the chosen strength.
 """
 import math
 import time

@@ -1,10 +1,9 @@
 """Epochs of Adam or SGD (`--optimizer adam`, `sgd`); every fit's scores and progress.
 
 The hold-out keeps its best epoch and stops once `patience` epochs bring nothing better, as big data
-peaks within a few epochs; CV folds run every epoch, as a held-out fold must not choose anything it
-then scores. The updates are written out, as torch.optim imports torch._dynamo on its first step
-(about a second, more than a fit on the sample); they are torch's single-tensor Adam and Nesterov
-SGD, step for step, with a weight decay per 10 columns (one per strength).
+peaks within a few epochs (CV folds run every epoch). The updates are written out, as torch.optim
+imports torch._dynamo on its first step (about a second, more than a fit on the sample); they are
+torch's single-tensor Adam and Nesterov SGD, step for step, one weight decay per strength.
 """
 import math
 import os
@@ -82,8 +81,7 @@ def fit_epochs(cfg: Config, folds, decays: list[float], epochs: int, desc: str) 
                   "train_accuracy": float(correct / targets.numel())}
         if folds.val.numel():
             record.update(validation(folds, weight, bias))
-        broken = [k.replace("_", " ") for k in ("train_loss", "val_loss")
-                  if not math.isfinite(record.get(k, 0.0))]
+        broken = [k.replace("_", " ") for k, v in record.items() if not math.isfinite(v)]  # the losses
         if not bool(torch.isfinite(weight).all() & torch.isfinite(bias).all()):
             broken.append("weights")
         if broken:  # such weights would predict nothing useful and must not be published
