@@ -970,9 +970,7 @@ def draw_centred(draw, centre: tuple[float, float], text: str, font, fill) -> No
 # %%
 from tqdm import tqdm  # a bar only in a terminal, where tqdm.auto is this one
 
-BETAS = (0.9, 0.999)
-EPS = 1e-8
-MOMENTUM = 0.9
+BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9  # torch's Adam defaults; the usual SGD momentum
 
 class Optimizer:
     """Adam, or Nesterov SGD, on [weight, bias] from their .grad; L2 `decay` (broadcast over the weight)

@@ -18,9 +18,7 @@ from .config import Config
 from .errors import UserError
 from .model import N_CLASSES
 
-BETAS = (0.9, 0.999)
-EPS = 1e-8
-MOMENTUM = 0.9
+BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9  # torch's Adam defaults; the usual SGD momentum
 
 
 class Optimizer:
