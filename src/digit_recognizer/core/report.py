@@ -9,28 +9,13 @@ import torch.nn.functional as F
 def validation_scores(truth: np.ndarray, probabilities) -> dict:
     """metrics.json's accuracy, loss, per-class accuracy and confusion matrix of held-out probabilities."""
     predicted = probabilities.argmax(1).cpu().numpy()
-    confusion = confusion_matrix(truth, predicted)
+    # Rows are true digits, columns predicted digits.
+    confusion = np.bincount(truth.astype(np.int64) * 10 + predicted, minlength=100).reshape(10, 10)
+    totals = confusion.sum(1)  # a digit with no validation image has no accuracy: nan
+    per_class = np.divide(confusion.diagonal(), totals, out=np.full(10, np.nan), where=totals > 0).tolist()
     loss = F.nll_loss(probabilities.cpu().clamp_min(1e-12).log(), torch.from_numpy(truth).long())
     return {"val_accuracy": float((predicted == truth).mean()), "val_loss": loss.item(),
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
-
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Rows are true digits, columns predicted digits."""
-    return np.bincount(truth.astype(np.int64) * 10 + predicted, minlength=100).reshape(10, 10)
-
-
-def per_class_accuracy(confusion: np.ndarray) -> list[float]:
-    totals = confusion.sum(1)  # a digit with no validation image has no accuracy: nan
-    return np.divide(confusion.diagonal(), totals, out=np.full(10, np.nan), where=totals > 0).tolist()
-
-
-def format_confusion(confusion: np.ndarray) -> str:
-    """A text table: true digits down, predictions across, per-class accuracy on the right."""
-    lines = ["true\\pred " + " ".join(f"{d:>5}" for d in range(len(confusion))) + f"{'acc':>8}"]
-    for digit, (row, acc) in enumerate(zip(confusion, per_class_accuracy(confusion))):
-        lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
-    return "\n".join(lines)
+            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
 
 
 def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: float) -> list[str]:
@@ -51,7 +36,9 @@ def report_lines(metrics: dict, folder: Path, folder_kind: str, total_seconds: f
     lines = [f"device: {metrics['device']}; {fitted}",
              f"timings: {timings}; total {total_seconds:.2f}s",
              "validation confusion matrix (rows: true digit, columns: predicted) and per-class accuracy:",
-             format_confusion(np.array(metrics["confusion_matrix"]))]
+             "true\\pred " + " ".join(f"{d:>5}" for d in range(10)) + f"{'acc':>8}"]
+    for digit, (row, acc) in enumerate(zip(metrics["confusion_matrix"], metrics["per_class_accuracy"])):
+        lines.append(f"{digit:>9} " + " ".join(f"{n:>5}" for n in row) + f"  {acc:6.1%}")
     if cv:  # no hold-out split to refit over: the CV says how its model was made
         lines.append(f"predictions from the {cv['model']}")
     elif metrics["refit"]:
