@@ -788,13 +788,10 @@ def cross_validate(cfg: Config, pixels: torch.Tensor, labels: torch.Tensor, timi
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, validation) indices of each fold: each digit's examples, shuffled, dealt round the folds."""
     rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == digit)) for digit in range(10)])
+    # One deal round the folds, digit after digit: the folds' sizes differ by at most one.
     fold_of = np.empty(len(labels), dtype=np.int64)
-    start = 0
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        # Continue the deal where the previous digit stopped, so the folds' sizes differ by at most one.
-        fold_of[members] = (start + np.arange(len(members))) % folds
-        start += len(members)
+    fold_of[order] = np.arange(len(order)) % folds
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(folds)]
 
 # %% [markdown]
