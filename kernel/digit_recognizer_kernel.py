@@ -674,10 +674,9 @@ def fit_to_optimum(folds, decays: list[float], desc: str) -> tuple:
     return weight.contiguous(), bias.contiguous(), history, iterations
 
 def minimise(objective, x: torch.Tensor, dims: tuple[int, ...], max_iter: int, tol: float):
-    """Minimise every model's objective(x, active) -> (values, gradient) from x, until each one's largest
-    gradient entry is at most `tol`, yielding after each iteration (its number, the largest gradient entry,
-    the models still moving, x, the values). `dims`: the dimensions of one model's parameters (the others
-    index the models); objective may skip the models not active."""
+    """Minimise every model's objective(x, active) -> (values, gradient) from x until each one's largest
+    gradient entry is at most `tol`, yielding (iteration, largest entry, models moving, x, values) each
+    iteration. `dims`: a model's parameter dimensions (others index models); objective may skip idle ones."""
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dims, keepdim=True)
 
