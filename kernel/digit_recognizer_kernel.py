@@ -747,8 +747,7 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 #
 # The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed last: the
 # public score should fall within about two standard errors of it. Fits by epochs never stop early (a
-# held-out fold must not choose anything it then scores). The model submitted is the fit on all the
-# training images at the chosen strength.
+# held-out fold must not choose anything it then scores).
 
 # %%
 from dataclasses import replace

@@ -2,8 +2,7 @@
 
 The mean of the folds' held-out accuracies ± its standard error is the CV estimate printed last: the
 public score should fall within about two standard errors of it. Fits by epochs never stop early (a
-held-out fold must not choose anything it then scores). The model submitted is the fit on all the
-training images at the chosen strength.
+held-out fold must not choose anything it then scores).
 """
 import math
 import time
