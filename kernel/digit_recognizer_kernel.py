@@ -42,8 +42,7 @@ class UserError(Exception):
     """A mistake the user can fix (bad file, bad flag): shown as one line, without a traceback."""
 
 # %% [markdown]
-# **`core/config.py`**: The one training configuration: every option of a run, with its default, and how
-# torch's threads wait.
+# **`core/config.py`**: The one training configuration: every option of a run, and how torch's threads wait.
 
 # %%
 import os
@@ -90,13 +89,12 @@ class Config:
     device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
 
     def batch_size_for(self, n_examples: int) -> int:
-        """Auto: 256, or more on big data to keep 32 steps an epoch (fewer, larger steps reach the same
-        validation accuracy there with less per-step overhead; README)."""
+        """Auto: 256, or 32 steps an epoch on big data (as accurate there, with less per-step overhead)."""
         return self.batch_size or max(256, -(-n_examples // 32))
 
 # %% [markdown]
-# **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and the outputs, and a flag for
-# each setting.
+# **`core/flags.py`**: The kernel's command line: where Kaggle keeps the data and outputs, and a flag per
+# setting.
 #
 # Only the standard library is imported up to here, so `--help` and a mistyped flag are answered before
 # torch and pandas load. A flag given on the command line overrides its setting.

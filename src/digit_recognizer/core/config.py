@@ -1,4 +1,4 @@
-"""The one training configuration: every option of a run, with its default, and how torch's threads wait."""
+"""The one training configuration: every option of a run, and how torch's threads wait."""
 import os
 from dataclasses import dataclass, field
 
@@ -45,6 +45,5 @@ class Config:
     device: str = option("auto", "where to train: auto picks CUDA when available", ("auto", "cpu", "cuda"))
 
     def batch_size_for(self, n_examples: int) -> int:
-        """Auto: 256, or more on big data to keep 32 steps an epoch (fewer, larger steps reach the same
-        validation accuracy there with less per-step overhead; README)."""
+        """Auto: 256, or 32 steps an epoch on big data (as accurate there, with less per-step overhead)."""
         return self.batch_size or max(256, -(-n_examples // 32))

@@ -1,4 +1,4 @@
-"""The kernel's command line: where Kaggle keeps the data and the outputs, and a flag for each setting.
+"""The kernel's command line: where Kaggle keeps the data and outputs, and a flag per setting.
 
 Only the standard library is imported up to here, so `--help` and a mistyped flag are answered before
 torch and pandas load. A flag given on the command line overrides its setting."""
