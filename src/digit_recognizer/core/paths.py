@@ -1,5 +1,6 @@
-"""Where the data and the outputs are: the CSVs found below /kaggle/input (or --input), and
-/kaggle/working (or --output) checked before minutes of training rather than after them."""
+"""Where the data is (below --input, default /kaggle/input) and where the outputs go.
+
+The output folder is checked before minutes of training, not after them."""
 import os
 import tempfile
 from pathlib import Path
