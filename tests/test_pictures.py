@@ -33,10 +33,14 @@ def default_run(tmp_path_factory):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """What each draw_* hands the layout (title, tiles, names), instead of drawing it."""
-    calls = []
-    monkeypatch.setattr(pictures, "titled_grid",
-                        lambda title, tiles, names, *_, **__: calls.append((title, tiles, names)))
+    """What each draw_* hands the layout (title, tiles, names), recorded on the way: it still draws."""
+    calls, layout = [], pictures.titled_grid
+
+    def recorded(title, tiles, names, *args, **kwargs):
+        calls.append((title, tiles, names))
+        return layout(title, tiles, names, *args, **kwargs)
+
+    monkeypatch.setattr(pictures, "titled_grid", recorded)
     return calls
 
 
