@@ -43,10 +43,8 @@ class Folds:
     def model(self) -> SoftmaxRegression:
         """The first fold's (the hold-out's) one model."""
         model = SoftmaxRegression(self.features).to(self.prepared.device)
-        model.mean.copy_(self.mean[0])
-        model.std.copy_(self.std[0])
-        model.linear.weight.copy_(self.weight[0].T)
-        model.linear.bias.copy_(self.bias[0, 0])
+        model.load_state_dict({"mean": self.mean[0], "std": self.std[0], "linear.weight": self.weight[0].T,
+                               "linear.bias": self.bias[0, 0]})
         return model.eval()
 
 
@@ -61,11 +59,9 @@ def fit(cfg: Config, prepared: torch.Tensor, labels: torch.Tensor, splits: list[
         decays: list[float] | None = None, epochs: int | None = None, desc: str = "train") -> Folds:
     """Fit one model per (train, validation) split and L2 strength, all at once, on prepared features."""
     folds, decays = Folds(cfg, prepared, labels, splits), decays or [float(cfg.weight_decay)]
-    if by_optimum(cfg):
-        folds.weight, folds.bias, folds.history, folds.best_epoch = fit_to_optimum(folds, decays, desc)
-    else:
-        fitted = fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc)
-        folds.weight, folds.bias, folds.history, folds.best_epoch = fitted
+    fitted = fit_to_optimum(folds, decays, desc) if by_optimum(cfg) else \
+        fit_epochs(cfg, folds, decays, epochs or cfg.epochs, desc)
+    folds.weight, folds.bias, folds.history, folds.best_epoch = fitted
     return folds
 
 
