@@ -29,7 +29,10 @@ class SoftmaxRegression(nn.Module):
         self.register_buffer("std", torch.ones(n_features))
 
     def features_of(self, pixels: torch.Tensor) -> torch.Tensor:
-        return image_features(pixels, self.features).sub_(self.mean).div_(self.std)
+        return self.standardised(image_features(pixels, self.features))
+
+    def standardised(self, prepared: torch.Tensor) -> torch.Tensor:  # in place: prepared is always fresh
+        return prepared.sub_(self.mean).div_(self.std)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.linear(self.features_of(pixels))
