@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import digit_recognizer.core.config  # noqa: F401  (before torch loads, as the kit itself does: its thread wait policy)
+import digit_recognizer  # noqa: F401  (before torch loads, as the kit itself does: its thread wait policy)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tests' made-up runs and records are dated at fixed offsets from one midnight long past (so every

@@ -1,4 +1,4 @@
-"""The core pipeline on real data: parsing, split, model, submission, full runs."""
+"""The training kernel and the CLI on real data: parsing, split, model, submission, full runs."""
 import gzip
 import json
 import os
@@ -11,16 +11,12 @@ import pytest
 import torch
 
 from conftest import ROOT, run_cli
-from digit_recognizer.core.checks import check_config
-from digit_recognizer.core.config import Config
 from digit_recognizer.csv_bytes import PIXELS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table
 from digit_recognizer.csv_diagnosis import diagnose
+from digit_recognizer import kernel
+from digit_recognizer.errors import UserError
+from digit_recognizer.kernel import Config, predict, run, save_model, stratified_split
 from digit_recognizer.local_data import SAMPLE_DIR, load_data, table_reader
-from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.model import save_model
-from digit_recognizer.core.pipeline import run_training
-from digit_recognizer.core.split import stratified_split
-from digit_recognizer.core.train import predict
 from digit_recognizer.saved_model import load_model
 from digit_recognizer.submission_check import check_submission, score
 
@@ -120,15 +116,15 @@ def test_stratified_split_is_stratified_disjoint_and_seeded():
     again, _ = stratified_split(labels, 0.1, seed=3)
     other, _ = stratified_split(labels, 0.1, seed=4)
     assert np.array_equal(train, again) and not np.array_equal(train, other)
-    with pytest.raises(UserError, match="no validation example"):  # asked before any split is made
-        check_config(Config(val_fraction=0.001), labels)
+    with pytest.raises(kernel.UserError, match="leaves digit 0 .400 examples in train.csv. with no validation example"):
+        stratified_split(labels, 0.001, seed=3)
 
 
 def test_model_round_trip_predicts_identically(tmp_path):
     data = load_data(None)
-    metrics = run_training(Config(epochs=3), data, tmp_path)
+    record = run(Config(weight_decay=0.01), data, tmp_path)
     model, saved = load_model(tmp_path / "model.pt")
-    assert saved["config"]["epochs"] == 3 and saved["val_accuracy"] == metrics["val_accuracy"]
+    assert saved["config"]["weight_decay"] == 0.01 and saved["val_accuracy"] == record.val_accuracy
     labels = predict(model, torch.from_numpy(data.test_images)).argmax(1).numpy()
     assert (tmp_path / "submission.csv").read_text() == submission_text(labels)
 
@@ -146,10 +142,11 @@ def test_submission_format_and_score(tmp_path):
 
 
 def test_same_seed_same_predictions(tmp_path):
+    """The seed picks the hold-out split, and with it the training images: the same seed, the same model."""
     data = load_data(None)
-    run_training(Config(epochs=4, seed=7), data, tmp_path / "a")
-    run_training(Config(epochs=4, seed=7), data, tmp_path / "b")
-    run_training(Config(epochs=4, seed=8), data, tmp_path / "c")
+    run(Config(seed=7), data, tmp_path / "a")
+    run(Config(seed=7), data, tmp_path / "b")
+    run(Config(seed=8), data, tmp_path / "c")
     a, b, c = ((tmp_path / x / "submission.csv").read_bytes() for x in "abc")
     assert a == b and a != c
 
@@ -192,27 +189,24 @@ def trained(tmp_path: Path, *flags: str) -> tuple[Path, dict, str]:
     return run, json.loads((run / "metrics.json").read_text()), result.stdout
 
 
-def test_sgd_with_refit_end_to_end(tmp_path):
-    """--optimizer sgd reaches the optimiser (the run differs from Adam's at the same settings), and
-    --refit retrains on all 4,000 images for the best epoch's count; predict reproduces the submission."""
-    run, metrics, stdout = trained(tmp_path, "--optimizer", "sgd", "--lr", "0.03", "--epochs", "3", "--refit")
-    assert metrics["config"]["optimizer"] == "sgd" and metrics["config"]["refit"] is True
-    best = metrics["best_epoch"]
-    assert metrics["refit"] == {"epochs": best, "examples": 4000} and "refit" in metrics["timings_seconds"]
-    assert [line.split(":")[0] for line in stdout.splitlines() if line.startswith("refit epoch ")] == \
-        [f"refit epoch {e}/{best}" for e in range(1, best + 1)]
-    adam = run_training(Config(optimizer="adam", lr=0.03, epochs=3, refit=True), load_data(None), tmp_path / "adam")
-    sgd_losses = [h["train_loss"] for h in metrics["history"]]
-    assert all(a["train_loss"] != pytest.approx(b, rel=1e-3) for a, b in zip(adam["history"], sgd_losses))
-    scored = run_cli("score", str(run / "submission.csv"), cwd=tmp_path)
-    assert scored.returncode == 0 and float(scored.stdout.split()[1]) > 0.9, scored.stdout
-    predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
+def test_refit_end_to_end(tmp_path):
+    """--refit fits the optimum again on all 4,000 images after validating; predict reproduces its submission."""
+    run_folder, metrics, stdout = trained(tmp_path, "--refit")
+    assert metrics["config"]["refit"] is True and metrics["refit"] == {"examples": 4000}
+    assert "refit: fitting the model to the optimum by L-BFGS" in stdout
+    assert "predictions from a refit to the optimum on train+validation (4000 images)" in stdout
+    held_out = run(Config(), load_data(None), tmp_path / "held-out")
+    assert held_out.val_accuracy == metrics["val_accuracy"]  # validated before the refit, by the same fit
+    assert (tmp_path / "held-out" / "submission.csv").read_bytes() != (run_folder / "submission.csv").read_bytes()
+    scored = run_cli("score", str(run_folder / "submission.csv"), cwd=tmp_path)
+    assert scored.returncode == 0 and float(scored.stdout.split()[1]) > 0.97, scored.stdout
+    predicted = run_cli("predict", "--model", str(run_folder / "model.pt"), "--out", str(tmp_path / "again.csv"))
     assert predicted.returncode == 0, predicted.stderr
-    assert (tmp_path / "again.csv").read_bytes() == (run / "submission.csv").read_bytes()  # the refit model
+    assert (tmp_path / "again.csv").read_bytes() == (run_folder / "submission.csv").read_bytes()  # the refit model
 
 
 def test_kaggle_size_folder_trains(kaggle_size, tmp_path):
-    result = run_cli("train", "--data", str(kaggle_size), "--out", str(tmp_path), "--optimizer", "adam", "--epochs", "3")
+    result = run_cli("train", "--data", str(kaggle_size), "--out", str(tmp_path), "--features", "deskew")
     assert result.returncode == 0, result.stderr
     [run] = tmp_path.iterdir()
     rows = (run / "submission.csv").read_text().splitlines()
@@ -220,35 +214,38 @@ def test_kaggle_size_folder_trains(kaggle_size, tmp_path):
 
 
 def test_predict_from_a_saved_model_needs_only_test_csv(tmp_path):
-    run = tmp_path / "run"
-    run_training(Config(epochs=2), load_data(None), run)
+    run_folder = tmp_path / "run"
+    run(Config(features="pixels", weight_decay=0.03), load_data(None), run_folder)
     only_test = tmp_path / "only_test"
     only_test.mkdir()
     (only_test / "test.csv.gz").write_bytes((SAMPLE_DIR / "test.csv.gz").read_bytes())
-    done = run_cli("predict", "--model", str(run / "model.pt"), "--data", str(only_test), cwd=tmp_path)
+    done = run_cli("predict", "--model", str(run_folder / "model.pt"), "--data", str(only_test), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert (run / "predict-submission.csv").read_bytes() == (run / "submission.csv").read_bytes()
-    again = run_cli("predict", "--model", str(run / "model.pt"), "--data", str(only_test), cwd=tmp_path)
+    assert (run_folder / "predict-submission.csv").read_bytes() == (run_folder / "submission.csv").read_bytes()
+    again = run_cli("predict", "--model", str(run_folder / "model.pt"), "--data", str(only_test), cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_piped_train_prints_one_plain_line_per_epoch_and_no_carriage_returns(tmp_path):
-    result = run_cli("train", "--out", str(tmp_path), "--optimizer", "adam", "--epochs", "4", "--patience", "0")
+def test_piped_train_prints_plain_progress_lines_and_no_carriage_returns(tmp_path):
+    result = run_cli("train", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout + result.stderr
-    epochs = [line for line in result.stdout.splitlines() if line.startswith("train epoch ")]
-    assert [line.split(":")[0] for line in epochs] == [f"train epoch {e}/4" for e in range(1, 5)]
-    assert all("train loss " in line and "val loss " in line and "val accuracy 0." in line for line in epochs)
+    progress = [line for line in result.stdout.splitlines() if line.startswith("train")]
+    assert progress[0] == "train: fitting the model to the optimum by L-BFGS (stops when every gradient entry " \
+                          "is at most 0.0001)"
+    # The last line of the fit is always printed: the iteration it stopped at, and its gradient.
+    assert re.fullmatch(r"train L-BFGS iteration \d+: largest gradient \d\.\d\de-0[5-9]", progress[-1]), progress
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--optimizer", "adam", "--lr", "1e30"], "--lr 1e+30: training diverged in epoch 1 (train loss, val loss, weights not finite); "
-                       "try a smaller --lr"),
     (["--seed", "-1"], "--seed must be an integer from 0 to 2**64-1, got -1"),
-    (["--optimizer", "adam", "--epochs", "10000000"], "--epochs must be at most 1000000, got 10000000"),
-    (["--lr", "1e39"], "--lr must be at most 3.4e+38 (the weights are 32-bit floats), got 1e+39"),
+    (["--weight-decay", "-1e-3"], "--weight-decay must be 'auto' or a number from 0 to 10000"),
+    (["--weight-decay", "1e39"], "--weight-decay must be 'auto' or a number from 0 to 10000"),
+    (["--val-fraction", "nan"], "--val-fraction must be a number between 0 and 1 (exclusive), got nan"),
+    (["--folds", "101"], "--folds must be 0 (one hold-out split) or an integer from 2 to 100, got 101"),
+    (["--epochs", "10"], "--epochs no longer exists: the model is fitted to the optimum of its loss"),
 ])
-def test_diverging_or_unusable_settings_stop_with_one_line_and_no_run_folder(tmp_path, flags, expected):
+def test_unusable_settings_stop_with_one_line_and_no_run_folder(tmp_path, flags, expected):
     result = run_cli("train", "--out", str(tmp_path / "runs"), *flags)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -283,13 +280,12 @@ def test_a_terminal_still_gets_the_progress_bar(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
-    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path), "--optimizer", "adam",
-                           "--optimizer", "adam", "--epochs", "3"],
+    done = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--out", str(tmp_path)],
                           stdout=subprocess.PIPE, stderr=follower, env=env, timeout=300)
     os.close(follower)
     reader.join(timeout=10)
     os.close(leader)
     drawn = b"".join(terminal)
     assert done.returncode == 0
-    assert b"train:" in drawn and b"\r" in drawn, drawn  # tqdm drew its bar on the terminal
-    assert b"train epoch " not in done.stdout  # and no plain per-epoch lines
+    assert b"train:" in drawn and b"\r" in drawn and b"largest gradient" in drawn, drawn  # tqdm drew its bar
+    assert b"L-BFGS iteration" not in done.stdout  # and no plain progress lines

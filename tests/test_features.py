@@ -1,17 +1,11 @@
 """The feature ladder, rung by rung, on synthetic strokes whose answer is known, and on the sample."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from digit_recognizer.core.config import FEATURE_RUNGS, Config
-from digit_recognizer.core.deskew import SIDE, upright
-from digit_recognizer.core.features import (BLUR_SIGMA, CHUNK, DIRECTIONS, N_PIXELS, POOLED, SIZE, blur,
-                                            feature_blocks, feature_count, image_features, orientation_planes)
-from digit_recognizer.core.model import standardiser
-from digit_recognizer.core.cv import stratified_folds
-from digit_recognizer.core.train import Folds, fit
+from digit_recognizer.kernel import (BLUR_SIGMA, CHUNK, DIRECTIONS, FEATURE_RUNGS, N_PIXELS, POOLED, SIDE, SIZE, Folds,
+                                     blur, feature_blocks, feature_count, fit_to_optimum, image_features,
+                                     orientation_planes, standardiser, stratified_folds, upright)
 from digit_recognizer.local_data import load_data
 
 
@@ -138,10 +132,10 @@ def test_each_blocks_statistics_come_from_the_training_split_only(rung):
     data = load_data(None)
     pixels, labels = torch.from_numpy(data.train_images[:600]), torch.from_numpy(data.train_labels[:600])
     val_pixels = torch.full((50, 784), 255, dtype=torch.uint8)  # nothing like the training digits
-    cfg = dataclasses.replace(Config(), features=rung)
     splits = [(np.arange(600), np.arange(600, 650))]
-    model = fit(cfg, image_features(torch.cat([pixels, val_pixels]), rung), torch.cat([labels, labels[:50]]),
-                splits).model()
+    folds = Folds(rung, image_features(torch.cat([pixels, val_pixels]), rung), torch.cat([labels, labels[:50]]), splits)
+    fit = fit_to_optimum(folds, [0.003], "train")
+    model = folds.model(fit.weight, fit.bias)
     prepared = image_features(pixels, rung)
     torch.testing.assert_close(model.mean, prepared.mean(0))
     for block in feature_blocks(rung):
@@ -159,7 +153,7 @@ def test_each_folds_block_scales_come_from_its_own_training_part():
     pixels, labels = torch.from_numpy(data.train_images[:900]), torch.from_numpy(data.train_labels[:900])
     prepared = image_features(pixels, "orientations")
     splits = stratified_folds(labels.numpy(), 3, 0)
-    folds = Folds(Config(), prepared, labels, splits)
+    folds = Folds("orientations", prepared, labels, splits)
     for f, (train, _) in enumerate(splits):
         mean, std = standardiser(prepared[train], "orientations")
         torch.testing.assert_close(folds.mean[f], mean)

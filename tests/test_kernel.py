@@ -1,4 +1,5 @@
-"""The committed kernel, alone and without the package, trains and writes the package's own submission."""
+"""The kernel's script form, alone and without the package, trains and writes the package's own submission;
+its settings, command line, data search and device choice."""
 import gzip
 import json
 import shutil
@@ -8,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from digit_recognizer.bundle import KERNEL_FILE
-from digit_recognizer.core.config import Config
+from digit_recognizer import kernel
+from digit_recognizer.kernel import Config, default_output, find_data, main, parse_command_line, run
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
-from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.paths import default_output, locate_input
-from digit_recognizer.core.pictures import PICTURES
-from digit_recognizer.core.pipeline import run_training
+from digit_recognizer.notebook import SCRIPT_NAME, SOURCE
 
 # Runs the kernel file as __main__ in a process where the package provably cannot be imported.
 BLOCKED_RUN = """
@@ -37,7 +34,7 @@ else:
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-EPOCHS, SEED = 3, 3
+SEED = 3
 
 
 def kaggle_input(root: Path) -> Path:
@@ -50,10 +47,11 @@ def kaggle_input(root: Path) -> Path:
 
 
 def run_kernel_alone(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """The source file, as a push sends its script form, run alone in a folder of its own."""
     folder.mkdir()
-    shutil.copy(ROOT / KERNEL_FILE, folder)
-    assert [p.name for p in folder.iterdir()] == [KERNEL_FILE.name]
-    return subprocess.run([sys.executable, "-c", BLOCKED_RUN, KERNEL_FILE.name, *args], cwd=folder,
+    shutil.copy(SOURCE, folder / SCRIPT_NAME)
+    assert [p.name for p in folder.iterdir()] == [SCRIPT_NAME]
+    return subprocess.run([sys.executable, "-c", BLOCKED_RUN, SCRIPT_NAME, *args], cwd=folder,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -64,12 +62,13 @@ def test_kernel_alone_writes_the_packages_submission(tmp_path):
     (working / "submission.csv").write_text("stale\n", encoding="utf-8")
 
     done = run_kernel_alone(tmp_path / "kernel", "--input", str(tmp_path / "input"), "--output", str(working),
-                            "--epochs", str(EPOCHS), "--seed", str(SEED))
+                            "--seed", str(SEED))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "digit_recognizer cannot be imported here" in done.stdout
     assert f"data: {competition}" in done.stdout
     assert "device: cpu" in done.stdout and "validation accuracy: 0." in done.stdout and "timings: " in done.stdout
-    assert sorted(p.name for p in working.iterdir()) == sorted(["metrics.json", "model.pt", "submission.csv", *PICTURES])
+    assert sorted(p.name for p in working.iterdir()) == sorted(["metrics.json", "model.pt", "submission.csv",
+                                                                 *kernel.PICTURES])
 
     lines = (working / "submission.csv").read_text(encoding="utf-8").splitlines()
     n_test = len(load_data(competition, cache=False).test_images)
@@ -78,14 +77,12 @@ def test_kernel_alone_writes_the_packages_submission(tmp_path):
     assert [image_id for image_id, _ in rows] == list(range(1, n_test + 1))
     assert {label for _, label in rows} <= set(range(10))
 
-    cfg = Config(epochs=EPOCHS, seed=SEED)
-    (tmp_path / "package").mkdir()
-    expected = run_training(cfg, load_data(competition, cache=False), tmp_path / "package")
-    assert (working / "submission.csv").read_text(encoding="utf-8") == \
-        (tmp_path / "package" / "submission.csv").read_text(encoding="utf-8")
+    expected = run(Config(seed=SEED), load_data(competition, cache=False), tmp_path / "package")
+    assert (working / "submission.csv").read_bytes() == (tmp_path / "package" / "submission.csv").read_bytes()
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["val_accuracy"] == expected["val_accuracy"] and metrics["config"] == expected["config"]
-    assert f"validation accuracy: {expected['val_accuracy']:.4f}" in done.stdout
+    assert metrics["val_accuracy"] == expected.val_accuracy and metrics["config"] == expected.config
+    assert metrics["format"] == 2 and metrics["fit"]["converged"] is True
+    assert f"validation accuracy: {expected.val_accuracy:.4f}" in done.stdout
 
 
 def test_kernel_says_where_it_looked_when_there_is_no_data(tmp_path):
@@ -94,8 +91,8 @@ def test_kernel_says_where_it_looked_when_there_is_no_data(tmp_path):
     (empty / "digit-recognizer" / "train.csv").write_text("label\n", encoding="utf-8")  # no test.csv beside it
     done = run_kernel_alone(tmp_path / "kernel", "--input", str(empty), "--output", str(tmp_path / "out"))
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and str(empty) in done.stderr and "train.csv and test.csv" in done.stderr
-    assert not (tmp_path / "out").exists()
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"{SCRIPT_NAME}: error: {empty}: looked in it")
+    assert "train.csv and test.csv" in done.stderr
 
 
 @pytest.mark.parametrize("layout", ["competitions/digit-recognizer", "digit-recognizer"])
@@ -106,13 +103,13 @@ def test_input_is_found_in_either_kaggle_layout(tmp_path, layout):
     folder.mkdir(parents=True)
     for name in ("train.csv", "test.csv", "sample_submission.csv"):
         (folder / name).write_text("x\n")
-    assert locate_input(tmp_path) == folder
-    assert locate_input(folder) == folder
+    assert find_data(tmp_path) == folder
+    assert find_data(folder) == folder
 
 
 def test_input_that_does_not_exist_is_named(tmp_path):
-    with pytest.raises(UserError, match="no such folder"):
-        locate_input(tmp_path / "nowhere")
+    with pytest.raises(kernel.UserError, match="no such folder"):
+        find_data(tmp_path / "nowhere")
 
 
 def test_output_defaults_to_kaggle_working_on_kaggle(monkeypatch):
@@ -123,38 +120,28 @@ def test_output_defaults_to_kaggle_working_on_kaggle(monkeypatch):
         assert default_output() == Path("output")
 
 
-def test_kernel_runs_as_a_notebook_cell(monkeypatch, capsys):
-    """In a notebook cell there is no __file__, and sys.argv holds Jupyter's flags, which must be ignored."""
+def test_the_script_run_inside_a_notebook_cell_ignores_jupyters_flags(monkeypatch, capsys):
+    """The script form executed in a Jupyter kernel (Kaggle's "script in a notebook"): sys.argv holds
+    Jupyter's flags, which must not be taken for the kernel's."""
     if Path("/kaggle/input").exists():
         pytest.skip("needs a machine without /kaggle/input, so that the kernel's search finds nothing")
     monkeypatch.setitem(sys.modules, "ipykernel", type(sys)("ipykernel"))
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
-    code = compile((ROOT / KERNEL_FILE).read_text(encoding="utf-8"), "<cell>", "exec")
+    code = compile(SOURCE.read_text(encoding="utf-8"), "<cell>", "exec")
     with pytest.raises(SystemExit) as caught:
         exec(code, {"__name__": "__main__"})
     assert caught.value.code == 2
-    assert "/kaggle/input: looked in it" in capsys.readouterr().err
+    assert "/kaggle/input: no such folder" in capsys.readouterr().err
 
 
-HELP_RUN = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as exc:
-    print("exit", exc.code, "torch" in sys.modules, "pandas" in sys.modules, "numpy" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize("flag, code", [("--help", 0), ("--epochs=many", 2), ("--no-such-flag", 2)])
-def test_help_and_bad_flags_answer_before_torch_is_imported(tmp_path, flag, code):
-    """argparse exits at the gate after the flags section, before any heavy import."""
-    shutil.copy(ROOT / KERNEL_FILE, tmp_path)
-    done = subprocess.run([sys.executable, "-I", "-c", HELP_RUN, KERNEL_FILE.name, flag], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines()[-1] == f"exit {code} False False False", done.stdout + done.stderr
-    assert ("usage: digit_recognizer_kernel.py" in done.stdout) == (code == 0)
-    assert code == 0 or done.stderr.splitlines()[-1].startswith("digit_recognizer_kernel.py: error: ")
+@pytest.mark.parametrize("flag, code", [("--help", 0), ("--folds=many", 2), ("--no-such-flag", 2), ("--epochs", 2)])
+def test_help_and_bad_flags_of_the_script(tmp_path, flag, code):
+    shutil.copy(SOURCE, tmp_path / SCRIPT_NAME)
+    done = subprocess.run([sys.executable, "-I", SCRIPT_NAME, flag], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == code, done.stderr
+    assert (f"usage: {SCRIPT_NAME}" in done.stdout) == (code == 0)
+    assert code == 0 or done.stderr.splitlines()[-1].startswith(f"{SCRIPT_NAME}: error: ")
 
 
 def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(monkeypatch, capsys):
@@ -162,39 +149,41 @@ def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(mo
     torch: the kernel says so in one line and trains on the CPU, so the run still ends with a submission."""
     import torch
 
-    from digit_recognizer.core.device import resolve_device
-
     if torch.cuda.is_available():
         pytest.skip("CUDA starts on this machine")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == torch.device("cpu")
+    assert kernel.training_device("auto") == torch.device("cpu")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: a GPU is attached but CUDA failed to start (")
     assert err.rstrip().endswith("); training on the CPU")
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"epochs": 20.5}, "argument --epochs: invalid int value: '20.5'"),
-    ({"optimizer": "adamw"}, "argument --optimizer: invalid choice: 'adamw'"),
-    ({"epoch": 20}, "SETTINGS has no option 'epoch'"),
+    ({"refit": "False"}, "refit must be True or False, got 'False'"),
+    ({"folds": True}, "folds must be 0 (one hold-out split) or an integer from 2 to 100, got True"),
+    ({"folds": 5.0}, "folds must be 0 (one hold-out split) or an integer from 2 to 100, got 5.0"),
+    ({"weight_decay": "0.01"}, "weight_decay must be 'auto' or a number from 0 to 10000 (beyond it every weight "
+                               "stays zero), got '0.01'"),
+    ({"features": "hog"}, "features must be one of pixels, deskew, normalised, orientations, got 'hog'"),
+    ({"epochs": 20}, "SETTINGS has no setting 'epochs'; the settings are seed, val_fraction, weight_decay, "
+                     "features, refit, folds, device"),
 ])
-def test_a_bad_setting_in_the_settings_cell_is_one_line_like_a_bad_flag(capsys, settings, message):
-    from digit_recognizer.core.flags import parse_kernel_args
-
-    with pytest.raises(SystemExit) as caught:
-        parse_kernel_args([], settings)
-    assert caught.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("digit_recognizer_kernel.py: error: ") and message in err
+def test_a_bad_setting_in_the_settings_cell_is_one_line_naming_it_and_what_it_takes(monkeypatch, capsys, settings,
+                                                                                     message):
+    monkeypatch.setattr(sys, "argv", [SCRIPT_NAME])
+    assert main([], settings) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"{SCRIPT_NAME}: error: {message}\n"
+    with pytest.raises(kernel.UserError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        Config.from_settings(settings)  # as the notebook's settings step says it, in its one line
 
 
 def test_settings_are_the_flags_defaults_and_a_flag_overrides_its_setting():
-    from digit_recognizer.core.flags import config_from_args
-    from digit_recognizer.core.flags import parse_kernel_args
-
-    settings = {"folds": 5, "weight_decay": "auto", "refit": True, "lr": 0.01}
-    cfg = config_from_args(parse_kernel_args(["--lr", "0.02"], settings))
-    assert (cfg.folds, cfg.weight_decay, cfg.refit, cfg.lr) == (5, "auto", True, 0.02)
+    settings = {"folds": 5, "weight_decay": "auto", "refit": True}
+    _, config = parse_command_line(["--weight-decay", "0.01"], settings)
+    assert (config.folds, config.weight_decay, config.refit) == (5, 0.01, True)
+    with pytest.raises(kernel.UserError, match="^--weight-decay must be 'auto' or a number from 0 to 10000"):
+        parse_command_line(["--weight-decay", "-1e-3"], {})  # a negative number is the flag's value, refused
 
 
 def sample_csv_lines(name: str, rows: int) -> list[str]:
@@ -210,7 +199,7 @@ def with_cell(lines: list[str], row: int, column: int, value: str) -> list[str]:
 TRAIN_LINES, TEST_LINES = sample_csv_lines("train", 50), sample_csv_lines("test", 5)
 NOT_DIGITS = "not a Kaggle digit CSV with rows of integers 0-255"
 COLUMNS = "expected exactly the columns label,...,pixel783, in that order"
-# What the kernel's one parse (core/data.read_csv) refuses in Kaggle's CSVs: file, bytes, fragment of the line.
+# What the kernel's one parse (read_csv) refuses in Kaggle's CSVs: file, bytes, fragment of the line.
 BAD_CSVS = {
     "a wrong column": ("train.csv", "\n".join([TRAIN_LINES[0].replace("pixel5,", "pixelx,"), *TRAIN_LINES[1:]]),
                        COLUMNS),
@@ -236,9 +225,8 @@ BAD_CSVS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CSVS))
-def test_a_bad_csv_is_one_line_naming_the_file_and_what_was_expected(tmp_path, capsys, case):
-    from digit_recognizer.core.main import main
-
+def test_a_bad_csv_is_one_line_naming_the_file_and_what_was_expected(tmp_path, monkeypatch, capsys, case):
+    monkeypatch.setattr(sys, "argv", [SCRIPT_NAME])
     name, content, fragment = BAD_CSVS[case]
     data = tmp_path / "input"
     data.mkdir()
@@ -248,4 +236,4 @@ def test_a_bad_csv_is_one_line_naming_the_file_and_what_was_expected(tmp_path, c
     assert main(["--input", str(data), "--output", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err and captured.err.count("\n") == 1
-    assert captured.err.startswith(f"digit_recognizer_kernel.py: error: {data / name}: ") and fragment in captured.err
+    assert captured.err.startswith(f"{SCRIPT_NAME}: error: {data / name}: ") and fragment in captured.err

@@ -1,23 +1,27 @@
-"""The kernel as a Kaggle notebook: executed top to bottom in a real Jupyter kernel in Kaggle's layout,
-and pushed as a notebook (with the push's training options in its settings cell) to the stand-in Kaggle."""
+"""The kernel as a Kaggle notebook: jupytext's conversion of the source, executed step by step in a real
+Jupyter kernel in Kaggle's layout, and pushed (with the push's training options in its settings cell) to the
+stand-in Kaggle."""
 import gzip
+import hashlib
 import json
 import os
-import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import pytest
 
-from conftest import ROOT
-from digit_recognizer.core.config import WEIGHT_DECAY_GRID
-from digit_recognizer.bundle import KERNEL_FILE, NOTEBOOK_FILE
+from conftest import ROOT, run_cli
+from digit_recognizer.kernel import WEIGHT_DECAY_GRID
+from digit_recognizer.notebook import NOTEBOOK_FILE, SOURCE, staleness
 from kaggle_fixtures import SAMPLE, kaggle, one_error_line, project, run, user_env  # noqa: F401
 
-# Run as root inside `unshare -m`: a tmpfs on /kaggle holds Kaggle's layout only in this mount namespace
-# (an empty /kaggle is made first where the machine has none, as a mount needs a folder to cover).
+# Run as root inside `unshare -m`: a tmpfs on /kaggle holds Kaggle's layout only in this mount namespace.
+# A mount needs a folder to cover: where the machine has no /kaggle, an empty one is made for the mount
+# and removed again afterwards, so the machine is left as it was.
 DRIVER = r"""
 import shutil, subprocess, sys
 from pathlib import Path
@@ -27,18 +31,24 @@ from nbclient import NotebookClient
 
 notebook, data, result = map(Path, sys.argv[1:4])
 subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+made = not Path("/kaggle").exists()
 Path("/kaggle").mkdir(exist_ok=True)
 subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/kaggle"], check=True)
-competition = Path("/kaggle/input/competitions/digit-recognizer")
-shutil.copytree(data, competition)
-working = Path("/kaggle/working")
-working.mkdir()
-nb = nbformat.read(notebook, as_version=4)
 try:
-    NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(working)}}).execute()
+    competition = Path("/kaggle/input/competitions/digit-recognizer")
+    shutil.copytree(data, competition)
+    working = Path("/kaggle/working")
+    working.mkdir()
+    nb = nbformat.read(notebook, as_version=4)
+    try:
+        NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(working)}}).execute()
+    finally:
+        nbformat.write(nb, result / "executed.ipynb")
+        shutil.copytree(working, result / "working")
 finally:
-    nbformat.write(nb, result / "executed.ipynb")
-    shutil.copytree(working, result / "working")
+    subprocess.run(["umount", "/kaggle"], check=True)
+    if made:
+        Path("/kaggle").rmdir()
 """
 
 
@@ -76,43 +86,104 @@ def outputs(executed: dict) -> list[dict]:
     return [output for cell in executed["cells"] if cell["cell_type"] == "code" for output in cell["outputs"]]
 
 
-def printed(executed: dict) -> str:
-    return "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
-                   for o in outputs(executed) if o["output_type"] == "stream")
+def printed(cell_or_notebook: dict) -> str:
+    """The text a cell (or every cell of a notebook) printed."""
+    found = cell_or_notebook["outputs"] if "outputs" in cell_or_notebook else outputs(cell_or_notebook)
+    return "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                   for o in found if o["output_type"] == "stream")
 
 
-def code_cells(script: str) -> list[str]:
-    """The code of a percent-format script's cells, split at its own `# %%` lines."""
-    cells = re.split(r"^# %%.*\n", script, flags=re.MULTILINE)[1:]
-    markers = re.findall(r"^# %%.*$", script, flags=re.MULTILINE)
-    return [cell.strip("\n") for cell, marker in zip(cells, markers) if marker == "# %%"]
+def cell(executed: dict, starts: str) -> dict:
+    """The one code cell whose source starts with `starts`."""
+    (found,) = [c for c in executed["cells"] if c["cell_type"] == "code" and "".join(c["source"]).startswith(starts)]
+    return found
 
 
-def test_the_committed_notebook_runs_top_to_bottom_in_a_jupyter_kernel_on_kaggle(tmp_path):
+def shown(cell_: dict, kind: str) -> list[str]:
+    """The `kind` outputs ("image/png", "text/html", ...) a cell displayed, in order."""
+    return ["".join(o["data"][kind]) for o in cell_["outputs"] if kind in o.get("data", {})]
+
+
+def code_cells(text: str, fmt: str) -> list[str]:
+    """The code of every code cell of a notebook or percent-format script, as jupytext reads it."""
+    notebook = jupytext.reads(text, fmt=fmt)
+    return [c.source for c in notebook.cells if c.cell_type == "code"]
+
+
+def test_the_committed_notebook_is_jupytexts_conversion_of_the_source_and_the_stale_check_says_how_to_fix_it(
+        tmp_path):
+    assert staleness(ROOT) is None, staleness(ROOT)
+    project = tmp_path / "project"
+    (project / "kernel").mkdir(parents=True)
+    notebook = json.loads((ROOT / NOTEBOOK_FILE).read_text(encoding="utf-8"))
+    notebook["cells"][3]["source"] = "WEIGHT_DECAY_GRID = (0.5,)\n"  # an edit by hand, not from the source
+    (project / NOTEBOOK_FILE).write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+    message = staleness(project)
+    assert message.startswith(f"{project / NOTEBOOK_FILE} is not jupytext's conversion of ") and " run " in message
+    # The command it prints runs as printed, and makes the notebook jupytext's conversion again.
+    fix = message.split("; run ", 1)[1]
+    assert subprocess.run(shlex.split(fix), cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    assert staleness(project) is None
+    assert code_cells((project / NOTEBOOK_FILE).read_text(encoding="utf-8"), "ipynb") == \
+        code_cells(SOURCE.read_text(encoding="utf-8"), "py:percent")
+
+
+def test_the_notebook_runs_step_by_step_in_a_jupyter_kernel_on_kaggle_and_writes_trains_submission(tmp_path):
     executed, working = execute_on_kaggle((ROOT / NOTEBOOK_FILE).read_text(encoding="utf-8"), tmp_path)
     errors = [o for o in outputs(executed) if o["output_type"] == "error"]
     assert not errors, errors
+    # Each step shows what it did under the cell that did it.
+    settings = printed(cell(executed, "config = Config.from_settings(SETTINGS)"))
+    assert settings.startswith("Config(seed=0, val_fraction=0.1") and "training on cpu" in settings
+    data = cell(executed, "data = load_data(find_data())")
+    assert "data: /kaggle/input/competitions/digit-recognizer" in printed(data)
+    assert "train images (4000, 784) uint8, labels (4000,); test images (1000, 784)" in printed(data)
+    assert "images per digit: 0: 400, 1: 400" in printed(data) and len(shown(data, "image/png")) == 1
+    assert len(shown(cell(executed, "ladder = features_picture("), "image/png")) == 1
+    assert "Linear(in_features=1176, out_features=10" in "".join(shown(cell(executed, "SoftmaxRegression("),
+                                                                         "text/plain"))
+    fit = cell(executed, "training = train(config, data, device)")
+    assert "train: fitting the model to the optimum by L-BFGS" in printed(fit)
+    assert "the hold-out fit: fitted to the optimum by L-BFGS in " in printed(fit)
+    assert len(shown(fit, "image/png")) == 1  # the learning curve
+    validation = cell(executed, "truth = data.train_labels[training.validated]")
+    assert "validation accuracy: 0.9775 (400 images)" in printed(validation) and "true\\pred" in printed(validation)
+    assert len(shown(validation, "image/png")) == 1  # the confusion matrix
+    assert len(shown(cell(executed, "mistakes = mistakes_picture("), "image/png")) == 1
+    assert len(shown(cell(executed, "weights = weights_picture("), "image/png")) == 1
+    assert "set folds=5 in SETTINGS" in printed(cell(executed, "if training.cv:"))
+    head = shown(cell(executed, "test_labels = predict("), "text/plain")
+    assert len(head) == 1 and head[0].splitlines()[0].split() == ["ImageId", "Label"] and len(head[0].splitlines()) == 6
+    written = printed(cell(executed, "out = default_output()"))
+    assert f"output folder: {Path('/kaggle/working')}" in written and "validation accuracy: 0.9775" in written
+
     names = sorted(p.name for p in working.iterdir())
-    lines = (working / "submission.csv").read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "ImageId,Label" and len(lines) == 1001
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
-    pictures = metrics["pictures"]
-    assert len(pictures) >= 5 and set(pictures) <= set(names) and {"learning_curve.png", "features.png"} <= set(pictures)
-    assert {"submission.csv", "metrics.json", "model.pt"} <= set(names)
-    # Every picture the run wrote is shown inline, under the cell that ran the kernel, as a PNG.
-    inline = [o for o in outputs(executed) if "image/png" in o.get("data", {})]
-    assert len(inline) == len(pictures) >= 5
-    (run_cell,) = [c for c in executed["cells"] if c["cell_type"] == "code" and "main(settings=SETTINGS)" in
-                   "".join(c["source"])]
-    assert [o for o in run_cell["outputs"] if "image/png" in o.get("data", {})] == inline
-    text = printed(executed)
-    assert "train: fitting the model to the optimum by L-BFGS" in text and "validation accuracy: 0." in text
-    assert "true\\pred" in text and f"output folder: {Path('/kaggle/working')}" in text
-    # The same submission as the script run with the same options (the sample's default run).
-    assert metrics["config"]["epochs"] == 10 and metrics["data"] == "/kaggle/input/competitions/digit-recognizer"
+    assert sorted(metrics["pictures"]) == sorted(["weights.png", "errors.png", "confusion.png",
+                                                  "learning_curve.png", "features.png"])
+    assert sorted(["submission.csv", "metrics.json", "model.pt", *metrics["pictures"]]) == names
+    assert metrics["data"] == "/kaggle/input/competitions/digit-recognizer" and metrics["format"] == 2
+    # The pictures written are the very ones shown under their cells.
+    shown_pngs = {hashlib.sha256(__import__("base64").b64decode(png)).hexdigest()
+                  for png in (p for c in executed["cells"] if c["cell_type"] == "code" for p in shown(c, "image/png"))}
+    assert {hashlib.sha256((working / name).read_bytes()).hexdigest() for name in metrics["pictures"]} <= shown_pngs
+
+    # `digit-recognizer train` and the script form write the very same submission.csv on the same data.
+    trained = run_cli("train", "--data", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    [run_folder] = (tmp_path / "runs").iterdir()
+    script = tmp_path / "script"
+    script.mkdir()
+    shutil.copy(SOURCE, script / "digit_recognizer_kernel.py")
+    done = subprocess.run([sys.executable, "digit_recognizer_kernel.py", "--input", str(tmp_path / "data"),
+                           "--output", str(script / "out")], cwd=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    notebook_submission = (working / "submission.csv").read_bytes()
+    assert (run_folder / "submission.csv").read_bytes() == notebook_submission
+    assert (script / "out" / "submission.csv").read_bytes() == notebook_submission
 
 
-def test_push_sends_a_notebook_whose_code_cells_are_the_committed_scripts_code(kaggle, project):
+def test_push_sends_the_committed_notebook(kaggle, project):
     result = run("kernels", "push", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     assert "as a notebook, with the default options" in result.stdout
@@ -120,21 +191,28 @@ def test_push_sends_a_notebook_whose_code_cells_are_the_committed_scripts_code(k
     body = push.json()
     assert body["kernelType"] == "notebook" and body["language"] == "python"
     sent = json.loads(body["text"])
-    script = (project / KERNEL_FILE).read_text(encoding="utf-8")
-    sent_code = ["".join(cell["source"]) for cell in sent["cells"] if cell["cell_type"] == "code"]
-    assert sent_code == code_cells(script) and len(sent_code) > 15
+    assert code_cells(body["text"], "ipynb") == code_cells(SOURCE.read_text(encoding="utf-8"), "py:percent")
+    committed = json.loads((ROOT / NOTEBOOK_FILE).read_text(encoding="utf-8"))["cells"]
+    # The client joins each cell's list of lines into one string before sending; nothing else differs.
+    assert [{**c, "source": "".join(c["source"])} for c in sent["cells"]] == \
+        [{**c, "source": "".join(c["source"])} for c in committed]
     assert all(not cell.get("outputs") for cell in sent["cells"] if cell["cell_type"] == "code")
     assert sent["metadata"]["kernelspec"]["name"] == "python3"
     (record,) = json.loads((project / "kernel-pushes.json").read_text(encoding="utf-8"))
     assert record["kernel_type"] == "notebook" and record["options"] == {}
 
 
-def test_push_script_sends_the_committed_script_byte_for_byte(kaggle, project):
+def test_push_script_sends_the_script_form_of_the_same_notebook(kaggle, project, tmp_path):
     result = run("kernels", "push", "--script", env=kaggle.env, cwd=project)
     assert result.returncode == 0, result.stderr
     body = kaggle.calls("SaveKernel")[0].json()
     assert body["kernelType"] == "script"
-    assert body["text"] == (project / KERNEL_FILE).read_text(encoding="utf-8")
+    assert code_cells(body["text"], "py:percent") == code_cells(SOURCE.read_text(encoding="utf-8"), "py:percent")
+    # It runs as the script it is (here --help, which a push never passes: Kaggle passes no arguments).
+    (tmp_path / "pushed.py").write_text(body["text"], encoding="utf-8")
+    helped = subprocess.run([sys.executable, str(tmp_path / "pushed.py"), "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert helped.returncode == 0 and "--weight-decay" in helped.stdout, helped.stderr
 
 
 def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, project, tmp_path):
@@ -142,17 +220,20 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
     assert result.returncode == 0, result.stderr
     assert "as a notebook, with --weight-decay auto --folds 5" in result.stdout
     sent = kaggle.calls("SaveKernel")[0].json()["text"]
-    (settings,) = [c for c in json.loads(sent)["cells"] if "".join(c["source"]).startswith("SETTINGS = dict(")]
-    assert '    folds=5,\n' in "".join(settings["source"]) and '    weight_decay="auto",\n' in "".join(settings["source"])
-    # Only the pushed copy changed: the committed kernel keeps the defaults and is still current.
-    assert "    folds=0," in (project / KERNEL_FILE).read_text(encoding="utf-8")
-    assert run("bundle", "--check", env=kaggle.env, cwd=project).returncode == 0
+    committed = (project / NOTEBOOK_FILE).read_text(encoding="utf-8")
+    (settings,) = [c for c in json.loads(sent)["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert "".join(settings["source"]) == "SETTINGS = dict(weight_decay='auto', folds=5)"
+    # Only the settings cell differs from the committed notebook, which keeps the defaults and is still current.
+    sources = [["".join(c["source"]) for c in json.loads(text)["cells"]] for text in (sent, committed)]
+    assert [a for a, b in zip(*sources) if a != b] == ["SETTINGS = dict(weight_decay='auto', folds=5)"]
+    assert "SETTINGS = dict()" in committed and staleness(project) is None
     (record,) = json.loads((project / "kernel-pushes.json").read_text(encoding="utf-8"))
     assert record["options"] == {"weight_decay": "auto", "folds": 5}
 
     # Executed (on a 1,000-row train.csv, to keep the test short), it cross-validates with those options.
     executed, working = execute_on_kaggle(sent, tmp_path / "run", train_rows=1000)
     assert "expected public score 0." in printed(executed) and "(5-fold CV), weight decay" in printed(executed)
+    assert "5-fold CV: fitted to the optimum by L-BFGS" in printed(cell(executed, "training = train("))
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["folds"] == 5 and metrics["config"]["weight_decay"] == "auto"
     assert [g["weight_decay"] for g in metrics["cv"]["grid"]] == list(WEIGHT_DECAY_GRID)
@@ -175,7 +256,8 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
     assert "v1 (--weight-decay auto --folds 5)" in scores.stdout, scores.stdout + scores.stderr
 
 
-@pytest.mark.parametrize("flags", [["--folds", "1"], ["--epochs", "0"], ["--weight-decay", "auto"]])
+@pytest.mark.parametrize("flags", [["--folds", "1"], ["--weight-decay", "-1e-3"], ["--weight-decay", "auto"],
+                                   ["--epochs", "3"]])
 def test_push_or_run_with_a_bad_option_is_refused_before_any_request_with_trains_line(kaggle, project, flags):
     train = run("train", *flags, env=kaggle.env, cwd=project)
     expected = one_error_line(train).removeprefix("digit-recognizer: error: ")

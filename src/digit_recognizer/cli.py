@@ -1,4 +1,8 @@
-"""The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow)."""
+"""The `digit-recognizer` command: train, predict and score (plus the Kaggle workflow).
+
+Only the command asked for has its flags built, so `digit-recognizer --help`, `runs` or a Kaggle command
+never import the training kernel (kernel.py imports torch); `train` and `predict` do.
+"""
 import argparse
 import errno
 import importlib
@@ -8,23 +12,28 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core.checks import check_config
-from .core.flags import add_config_arguments, config_from_args
-from .core.errors import UserError
-from .runs import SAMPLE_SOURCE, runs_flag
+from .errors import UserError
+from .run_record import SAMPLE_SOURCE
+from .runs import runs_flag
 
 PROG = "digit-recognizer"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    if cfg.device == "cuda":  # say so before the data is parsed, not after
-        from .core.device import resolve_device
-        resolve_device(cfg.device)
+    from . import kernel  # loaded already: train's flags are the kernel's settings
+
+    config = kernel.config_from_flags(args)
+    note = kernel.unused_settings(config)
+    if note:
+        print(note, file=sys.stderr)
+    if config.device == "cuda":  # say so before the data is parsed, not after
+        kernel.training_device(config.device)
     if args.runs.exists() and not args.runs.is_dir():  # before the data is parsed, not after
         raise UserError(f"{args.runs}: not a folder; --runs takes the folder that run folders go in")
     start = clock = time.perf_counter()
     from .local_data import find_kaggle_input, load_data
+    from .next_steps import next_steps
+    from .run_folders import publish_name, run_folder
 
     timings = {"import": time.perf_counter() - clock}  # kept apart from the data's load time
     clock = time.perf_counter()
@@ -32,23 +41,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if data.source != SAMPLE_SOURCE:  # kept in metrics.json and model.pt: `predict` and `runs` find it from anywhere
         data.source = os.path.abspath(data.source)
     print(f"data: {data.source} ({len(data.train_labels)} train, {len(data.test_images)} test images)")
-    check_config(cfg, data.train_labels)  # folds or a split that cannot be made from this train.csv: say so now
     timings["load"] = time.perf_counter() - clock
-    # torch is imported only now, so that a bad flag or file is reported without its start-up cost.
-    clock = time.perf_counter()
-    from .core.pipeline import run_training
-    from .core.report import report_lines
-    from .run_folders import publish_name, run_folder
-
-    timings["import"] += time.perf_counter() - clock
     with run_folder(args.runs) as temp:
-        metrics = run_training(cfg, data, temp, timings)
+        record = kernel.run(config, data, temp, timings)
         final = publish_name(temp)
-    for line in report_lines(metrics, final, "run folder", time.perf_counter() - start):
+    for line in kernel.summary_lines(record, final, "run folder", time.perf_counter() - start):
         print(line)
-    from .next_steps import next_steps
-
-    for line in next_steps(cfg, data.source, args.data, len(data.test_images), final):
+    for line in next_steps(config, data.source, args.data, len(data.test_images), final):
         print(line)
     return 0
 
@@ -61,20 +60,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: cannot write it: the folder {out.parent} does not exist")
     if not args.model.is_file():  # before torch is imported: a mistyped path is answered at once
         raise UserError(f"{args.model}: no such model file")
-    from .core.submission import write_submission
-    from .core.device import resolve_device
-    from .core.train import predict, to_device
+    from . import kernel
     from .local_data import load_test_images
-    from .saved_model import load_model, trained_on
+    from .saved_model import load_model, predictions, trained_on
 
     model, saved = load_model(args.model)
     data = args.data if args.data is not None else trained_on(args.model, saved)
     if args.data is None:
         print(f"data: {data or SAMPLE_SOURCE} (what {args.model} was trained on; --data picks another)")
-    device = resolve_device(args.device)
+    device = kernel.training_device(args.device)
     images = load_test_images(data, cache=not args.no_cache)
-    labels = predict(model.to(device), to_device(images, device)).argmax(1).cpu().numpy()
-    write_submission(out, labels)
+    labels = predictions(args.model, model.to(device), kernel.to_device(images, device))
+    kernel.write_submission(out, labels)
     print(f"submission: {out} ({len(labels)} rows)")
     return 0
 
@@ -99,11 +96,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def trained_elsewhere(run: Path) -> str:
     """For a run folder trained on other data than the sample: what it was trained on, from its metrics.json."""
-    from .runs import data_shown, read_run_json
+    from .run_record import data_shown, read_run
 
-    metrics = read_run_json(run / "metrics.json", [])
-    trained = metrics.get("data") if isinstance(metrics, dict) else None
-    if not isinstance(trained, str) or trained in ("", SAMPLE_SOURCE):
+    trained = read_run(run).data
+    if not trained or trained == SAMPLE_SOURCE:
         return ""
     return f"; its run {run} was trained on {data_shown(trained)}, not on the sample"
 
@@ -129,11 +125,13 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def train_flags(train: argparse.ArgumentParser) -> None:
+    from . import kernel  # the kernel's settings are train's flags (importing it loads torch)
+
     train.add_argument("--data", type=Path, help="folder with train.csv and test.csv (or Kaggle's zip); "
                        "default: Kaggle's input when found, else the embedded sample")
     runs_flag(train, "--out")
     train.add_argument("--no-cache", action="store_true", help="parse the CSVs even when a cached parse is current")
-    add_config_arguments(train)
+    kernel.add_settings_flags(train)
     train.set_defaults(handler=cmd_train)
 
 
@@ -176,10 +174,6 @@ COMMANDS = (
      "kaggle.competition:submissions_flags"),
     ("leaderboard", "the public leaderboard's top and where you stand on it", "kaggle.leaderboard:leaderboard_flags"),
 )
-# For people changing the kit, not using it: runnable, but not listed among the commands in --help.
-DEVELOPER_COMMANDS = (
-    ("bundle", "write the Kaggle kernel kernel/digit_recognizer_kernel.py from core/", "bundle:bundle_flags"),
-)
 # `digit-recognizer kernels ...`, named as in the kaggle CLI (kaggle kernels push/status/output).
 KERNEL_COMMANDS = (
     ("push", "push the kernel (its notebook; --script: the script) as a new version, with any of train's "
@@ -192,34 +186,39 @@ KERNEL_COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.",
-                    epilog=f"changing the kit itself: '{PROG} bundle' rebuilds the Kaggle kernel from core/ (see README)")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; only `command`'s flags are built (every command is listed either way)."""
+    parser = Parser(prog=PROG, description="Kaggle Digit Recognizer with multinomial logistic regression.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
-    sub = add_commands(parser, "command", "COMMAND", COMMANDS)
-    for name, summary, where in DEVELOPER_COMMANDS:
-        add_command(sub, name, summary, where, listed=False)
+    add_commands(parser, "command", "COMMAND", COMMANDS, define=lambda name: name == command)
     return parser
 
 
-def add_commands(parser: argparse.ArgumentParser, dest: str, metavar: str, commands: tuple):
+def add_commands(parser: argparse.ArgumentParser, dest: str, metavar: str, commands: tuple,
+                 define=lambda name: True):
+    """The subcommands, each listed; the flags only of those `define(name)` says (all, by default)."""
     sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
     for name, summary, where in commands:
-        add_command(sub, name, summary, where)
+        add_command(sub, name, summary, where, define(name))
     return sub
 
 
-def add_command(sub, name: str, summary: str, where: str, listed: bool = True) -> None:
-    """One subcommand; --debug works after it too (`train --debug`), not only before it."""
+def add_command(sub, name: str, summary: str, where: str, define: bool) -> None:
+    """One subcommand; its flags only when `define`; --debug works after it too (`train --debug`)."""
+    command = sub.add_parser(name, description=summary, help=summary, formatter_class=HelpFormatter)
+    if not define:
+        return
     module, function = where.split(":")
-    define = getattr(importlib.import_module(f"{__package__}.{module}"), function)
-    listing = {"help": summary} if listed else {}  # argparse lists a subcommand only when given help
-    command = sub.add_parser(name, description=summary, formatter_class=HelpFormatter, **listing)
-    define(command)
+    getattr(importlib.import_module(f"{__package__}.{module}"), function)(command)
     if not command._subparsers:  # `kernels` itself: its own subcommands take the flag
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks for errors (default: off)")
+
+
+def chosen_command(argv: list[str]) -> str | None:
+    """The command named in argv: its first word that is not a flag (the top level's flags take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def run() -> None:
@@ -249,31 +248,58 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(argv: list[str] | None) -> int:
-    from .local_io import describe_os_error
     from .interrupts import interrupt_exit_code
+    from .local_io import describe_os_error
 
     for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is shown escaped, not a crash
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     debug = False
     stdout = sys.stdout = GuardedStdout(sys.stdout)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        command = chosen_command(argv)
+        if command == "train":  # `--weight-decay -1e-3` is a value, as the kernel's own command line takes it
+            from .kernel import joined_negative_numbers
+            argv = joined_negative_numbers(argv)
+        parser = build_parser(command)
+        args, extra = parser.parse_known_args(argv)
+        refuse_removed_flags(extra)
+        if extra and not getattr(args, "takes_training_flags", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra:  # `kernels push --folds 5`: train's flags, which that command reads with the kernel
+            args.training_flags = extra
         debug = args.debug
         return stdout.outcome(args.handler(args))
-    except UserError as exc:
-        if debug:
+    except Exception as exc:
+        if debug or not isinstance(exc, (*user_errors(), OSError)):
             raise
-        return report_error(str(exc))
-    except OSError as exc:  # not caught nearer its cause: still one line naming the path and the reason
-        if debug:
-            raise
-        return report_error(describe_os_error(exc))
+        return report_error(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
     except KeyboardInterrupt as exc:
         print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
         return interrupt_exit_code(exc)
     finally:
         sys.stdout = stdout.stream  # as it was (main() may be called again in one process)
+
+
+# Flags of the epoch-based fit, which left the kit: the model is fitted to its optimum instead.
+REMOVED_FLAGS = ("--epochs", "--patience", "--lr", "--batch-size", "--schedule", "--optimizer")
+
+
+def refuse_removed_flags(words: list[str]) -> None:
+    """One line that says why a flag of older kits is gone, rather than 'unrecognized arguments'."""
+    removed = [word.split("=")[0] for word in words if word.split("=")[0] in REMOVED_FLAGS]
+    if removed:
+        raise UserError(f"{removed[0]} no longer exists: the model is fitted to the optimum of its loss "
+                        f"by L-BFGS, with no epochs, learning rate, batches or early stopping (runs made with it "
+                        f"still list in 'runs', and their model.pt still predicts)")
+
+
+def user_errors() -> tuple[type, ...]:
+    """The mistakes reported as one line: the local UserError, and the kernel's once a command loaded it
+    (the kernel imports nothing of the package, so it has its own)."""
+    kernel = sys.modules.get(f"{__package__}.kernel")
+    return (UserError,) if kernel is None else (UserError, kernel.UserError)
 
 
 class GuardedStdout:
@@ -310,7 +336,7 @@ class GuardedStdout:
             return status
         if self.error.errno == errno.EPIPE:
             return 128 + 13  # SIGPIPE's status: the reader left, nothing to say to it
-        from .core.fileio import os_reason
+        from .errors import os_reason
         from .run_folders import PUBLISHED
 
         kept = f"; the run folder {PUBLISHED[-1]} is complete and kept" if PUBLISHED else ""

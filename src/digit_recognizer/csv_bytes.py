@@ -1,6 +1,6 @@
 """Reading a CSV the user points the local CLI at: its bytes checked before pandas parses them.
 
-The kernel reads Kaggle's own files with core/data.read_csv alone. Locally a CSV may be anything, so
+The kernel reads Kaggle's own files with its read_csv alone. Locally a CSV may be anything, so
 here it must be a regular file (a folder, FIFO or device is one line, not a hang) of at most
 MAX_CSV_BYTES, also once unpacked (a gz bomb is refused); UTF-16, a lone carriage return and any byte
 but digits, commas and line breaks are refused by name; then pandas' C parser reads the checked rows
@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.data import TEST_COLUMNS, TRAIN_COLUMNS
-from .core.errors import UserError
+from .errors import UserError
 
 __all__ = ["PIXELS", "TEST_COLUMNS", "TRAIN_COLUMNS", "PIXEL_LIMITS", "TRAIN_LIMITS", "MAX_CSV_BYTES", "parse_table",
            "read_bytes", "read_raw", "gunzip"]
+# Kaggle's columns, as the kernel's read_csv expects them too.
+TEST_COLUMNS = [f"pixel{i}" for i in range(784)]
+TRAIN_COLUMNS = ["label", *TEST_COLUMNS]
 PIXELS = TEST_COLUMNS
 PIXEL_LIMITS = {name: 255 for name in PIXELS}  # each column's largest value
 TRAIN_LIMITS = {"label": 9, **PIXEL_LIMITS}

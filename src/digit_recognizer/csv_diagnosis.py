@@ -2,7 +2,7 @@
 
 It runs only after the fast path (csv_bytes.parse_table) has failed, so it is kept out of the kernel.
 """
-from .core.errors import UserError
+from .errors import UserError
 
 
 def diagnose(name: str, text: bytes, columns: list[str], limits: dict[str, int]) -> None:

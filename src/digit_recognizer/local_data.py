@@ -1,22 +1,26 @@
 """Loading data on the user's machine: the embedded sample, Kaggle's zip, and cached parses.
 
-The kernel reads Kaggle's plain CSVs with core/data.py alone; what is here only runs locally: the bytes of
-each CSV are checked first (csv_bytes.py), so that a bad file is named down to its line and column.
+The kernel reads Kaggle's plain CSVs with its own read_csv; what is here only runs locally: the bytes of
+each CSV are checked first (csv_bytes.py), so that a bad file is named down to its line and column. The
+commands that talk to Kaggle read zips here too, so the kernel (and torch) is imported only by the
+functions that hand training its data.
 """
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cache import cached_table
-from .core.data import DigitData
-from .core.paths import locate_input
-from .core.errors import UserError
+from .errors import UserError
 from .csv_bytes import (MAX_CSV_BYTES, PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, gunzip, parse_table,
                         read_bytes)
 from .csv_diagnosis import diagnose
-from .runs import SAMPLE_SOURCE
+from .run_record import SAMPLE_SOURCE
+
+if TYPE_CHECKING:
+    from .kernel import DigitData
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
@@ -24,13 +28,15 @@ KAGGLE_FILES = ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz")
 
 def find_kaggle_input() -> Path | None:
     """The competition data under /kaggle/input, found as the kernel finds it; None where there is none."""
+    from . import kernel
+
     try:
-        return locate_input(None)
-    except UserError:
+        return kernel.find_data()
+    except kernel.UserError:
         return None
 
 
-def load_data(data: Path | None, cache: bool = True) -> DigitData:
+def load_data(data: Path | None, cache: bool = True) -> "DigitData":
     """Load --data (a folder, Kaggle's zip, or the embedded sample when None)."""
     if data is None:
         sample = load_folder(SAMPLE_DIR, table_reader(cache=False))
@@ -61,7 +67,7 @@ def load_test_images(data: Path | None, cache: bool = True) -> np.ndarray:
     return load_data(data, cache).test_images
 
 
-def load_folder(folder: Path, read_table) -> DigitData:
+def load_folder(folder: Path, read_table) -> "DigitData":
     """Load the folder holding train.csv and test.csv (or their .gz) with read_table(path, columns, limits)."""
     train_path, test_path = find_csv(folder, "train"), find_csv(folder, "test")
     train = read_table(train_path, TRAIN_COLUMNS, TRAIN_LIMITS)
@@ -79,9 +85,11 @@ def find_csv(folder: Path, stem: str) -> Path:
                     f"test.csv{hint}")
 
 
-def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> DigitData:
+def checked(source: str, train_name: str, train: np.ndarray, test: np.ndarray) -> "DigitData":
     """The data, once train.csv is known to hold every digit (the kernel leaves that to the split's check,
     which says a digit has 0 examples; here the file is named)."""
+    from .kernel import DigitData
+
     labels = train[:, 0]
     absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
     if absent:

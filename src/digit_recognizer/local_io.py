@@ -1,13 +1,27 @@
 """Files and operating-system errors on the user's machine, each failure one line naming the path.
 
-The kernel writes with core/fileio.py alone; here its atomic_write also says when the folder is missing.
+The kernel writes its own outputs whole (kernel.write_whole); this is the same for the commands that must
+not load the kernel (and torch): records, downloads, pushes. write_text also says when the folder is missing.
 """
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 
-from .core.errors import UserError
-from .core.fileio import atomic_write, os_reason
+from .errors import UserError, os_reason
+
+
+def atomic_write(path: Path, write) -> None:
+    """write(temporary path), then rename it to `path`: nothing half-written, or one line on why not."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write it ({os_reason(exc)}); nothing was written") from None
+    finally:
+        with suppress(OSError):  # nothing half-written is left, whatever happened
+            temp.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:

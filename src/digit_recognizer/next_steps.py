@@ -1,12 +1,10 @@
 """What `train` prints last: the command to run next, runnable exactly as printed (see invocation.py)."""
-from dataclasses import asdict
 from pathlib import Path
 from shlex import quote
 
-from .config_changes import config_changes
-from .core.config import Config
 from .invocation import command
-from .runs import SAMPLE_SOURCE
+from .kernel import Config, settings_changed
+from .run_record import SAMPLE_SOURCE
 
 SAME_WHEREVER = {"device"}  # where it trains is the machine's business, not an option to carry over
 
@@ -45,7 +43,7 @@ def push_takes(options: str) -> bool:
 def training_flags(cfg: Config) -> list[str]:
     """The flags that make `cfg` from the defaults (settings the run ignored left out)."""
     flags = []
-    for name, value in config_changes(asdict(cfg)).items():
+    for name, value in settings_changed(cfg).items():
         if name in SAME_WHEREVER:
             continue
         flag = "--" + name.replace("_", "-")

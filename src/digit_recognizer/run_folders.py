@@ -16,8 +16,8 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Iterator
 
-from .core.errors import UserError
-from .core.fileio import os_reason
+from .errors import UserError
+from .errors import os_reason
 
 INCOMPLETE_PREFIX = ".incomplete-"
 # Run folders published by this process, for an interrupt's truthful "what was kept" message.

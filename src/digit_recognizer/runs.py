@@ -7,22 +7,18 @@ run fetched from a Kaggle kernel (origin.json, maybe no metrics), or a damaged f
 note instead of stopping the table.
 """
 import argparse
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config_changes import config_changes
-from .core.errors import UserError
+from .errors import UserError
 from .run_folders import INCOMPLETE_PREFIX
+from .run_record import data_shown, read_json, read_run, settings_text
 
-# metrics.json's "data" for a run on the embedded sample, which Kaggle cannot score (submit refuses it).
-SAMPLE_SOURCE = "embedded sample"
 # A run id starts with the UTC time it started (run_folders.new_run_id).
 RUN_ID_DATE = re.compile(r"^(\d{8}T\d{6}Z)(?:-|$)")
-
 
 
 @dataclass
@@ -99,7 +95,7 @@ def estimate(summary: RunSummary) -> tuple[str, str, str]:
 
 def read_run_folder(folder: Path) -> RunSummary:
     summary = RunSummary(folder.name, run_folder_date(folder))
-    origin = read_run_json(folder / "origin.json", summary.notes)
+    origin = read_json(folder / "origin.json", summary.notes)
     if isinstance(origin, dict) and origin.get("origin") == "kaggle":
         version = origin.get("version")
         summary.notes.append(f"output of Kaggle kernel version {version}" if isinstance(version, int)
@@ -109,67 +105,19 @@ def read_run_folder(folder: Path) -> RunSummary:
         summary.notes.append(f"origin: {origin['origin']}")
     elif origin is not None:
         summary.notes.append("damaged origin.json")
-    metrics = read_run_json(folder / "metrics.json", summary.notes)
-    if isinstance(metrics, dict):
-        read_run_metrics(metrics, summary)
-    elif metrics is not None:
-        summary.notes.append("damaged metrics.json")
-    elif not (folder / "metrics.json").exists() and not (folder / "origin.json").exists():
+    run = read_run(folder)
+    summary.notes += run.notes
+    if run.present:
+        summary.val_accuracy, summary.validated = run.val_accuracy, run.validated
+        if run.cv is not None:
+            summary.cv, summary.folds = (run.cv.accuracy, run.cv.stderr), run.cv.folds
+        if run.data is not None:
+            summary.data = data_shown(run.data)
+        summary.changes = settings_text(run.settings)
+    elif not (folder / "origin.json").exists():
         summary.notes.append("no metrics.json (not a finished run?)")
-    read_run_submissions(read_run_json(folder / "kaggle_submissions.json", summary.notes), summary)
+    read_run_submissions(read_json(folder / "kaggle_submissions.json", summary.notes), summary)
     return summary
-
-
-def read_run_json(path: Path, notes: list[str]):
-    """The parsed file, or None when it is missing or damaged (then with a note saying so)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"), parse_int=float_sized_int)
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        value = None
-    if value is None:  # unreadable, or a bare `null`: no kit writes either
-        notes.append(f"damaged {path.name}")
-    return value
-
-
-def float_sized_int(text: str) -> int:
-    """A JSON integer, refused (the file is then damaged) when no float can hold it: no kit writes one."""
-    value = int(text)
-    try:
-        float(value)
-    except OverflowError:
-        raise ValueError(f"integer too large for a float: {text[:20]}...") from None
-    return value
-
-
-def read_run_metrics(metrics: dict, summary: RunSummary) -> None:
-    accuracy = metrics.get("val_accuracy")
-    if is_json_number(accuracy) and 0.0 <= accuracy <= 1.0:
-        summary.val_accuracy = float(accuracy)
-    else:
-        summary.notes.append("damaged metrics.json (val_accuracy)" if "val_accuracy" in metrics
-                             else "metrics.json has no val_accuracy")
-    cv = metrics.get("cv")
-    if isinstance(cv, dict) and is_json_number(cv.get("accuracy")) and is_json_number(cv.get("stderr")):
-        summary.cv = float(cv["accuracy"]), float(cv["stderr"])
-        summary.folds = cv["folds"] if isinstance(cv.get("folds"), int) and not isinstance(cv["folds"], bool) else None
-    examples = metrics.get("examples")
-    validated = examples.get("validation") if isinstance(examples, dict) else None
-    if isinstance(validated, int) and not isinstance(validated, bool) and validated > 0:
-        summary.validated = validated
-    if isinstance(metrics.get("data"), str):
-        summary.data = data_shown(metrics["data"])
-    config = metrics.get("config")
-    if isinstance(config, dict):
-        try:
-            changes = config_changes(config)
-        except (TypeError, ValueError, OverflowError):
-            summary.notes.append("damaged metrics.json (config)")
-        else:
-            summary.changes = " ".join(f"{k}={v}" for k, v in changes.items()) or "none"
-    elif config is not None:
-        summary.notes.append("damaged metrics.json (config)")
 
 
 def read_run_submissions(entries, summary: RunSummary) -> None:
@@ -187,17 +135,6 @@ def read_run_submissions(entries, summary: RunSummary) -> None:
         score = score_value(entry.get("public_score")) if isinstance(entry, dict) else None
         if score is not None and math.isfinite(score):
             summary.public_score = score
-
-
-def data_shown(source: str) -> str:
-    """The data a run was trained on as a person recognises it: its path (from here when it lies below)."""
-    if source == SAMPLE_SOURCE or not source:
-        return source or "?"
-    path = Path(source)
-    try:
-        return str(path.relative_to(Path.cwd())) if path.is_absolute() else source
-    except ValueError:
-        return source
 
 
 def run_folder_date(folder: Path) -> datetime | None:
@@ -220,13 +157,6 @@ def score_value(text) -> float | None:
         return float(text) if text not in (None, "") else None
     except (TypeError, ValueError, OverflowError):
         return None
-
-
-def is_json_number(value) -> bool:
-    try:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 RANKING = ("accuracy: the run's CV estimate where it has one (those rank first, best first), else its hold-out "

@@ -1,12 +1,12 @@
-"""Loading a run's model.pt (written by core/model.save_model), for `predict`; the kernel never loads one."""
+"""Loading a run's model.pt (written by kernel.save_model) for `predict`; the kernel never loads one."""
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .core.config import FEATURE_RUNGS
-from .core.errors import UserError
-from .core.model import MODEL_FORMAT, SoftmaxRegression
-from .runs import SAMPLE_SOURCE, read_run_json
+from .errors import UserError
+from .kernel import FEATURE_RUNGS, MODEL_FORMAT, SoftmaxRegression, predict
+from .run_record import SAMPLE_SOURCE, read_run
 
 
 def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
@@ -29,7 +29,21 @@ def load_model(path: Path) -> tuple[SoftmaxRegression, dict]:
     if broken:  # NaN weights would predict label 0 for every image, silently
         raise UserError(f"{path}: its {broken[0]} holds NaN or infinite values, so it cannot predict; train "
                         f"the model again (a run whose weights stop being finite is never saved by train)")
+    if not bool((model.std > 0).all()):  # a zero scale divides every feature by zero
+        raise UserError(f"{path}: its std holds zeros or negative values, so it cannot standardise the "
+                        f"features; train the model again")
     return model.eval(), saved
+
+
+def predictions(path: Path, model: SoftmaxRegression, pixels: torch.Tensor) -> np.ndarray:
+    """The most probable digit of each image; refused when the model's scores are not finite numbers
+    (finite but enormous weights overflow them, and every label would come out 0)."""
+    probabilities = predict(model, pixels)
+    if not bool(torch.isfinite(probabilities).all()):
+        raise UserError(f"{path}: its weights give scores that are not finite numbers for these images (the "
+                        f"largest weight is {float(model.linear.weight.abs().max()):.3g}), so it cannot predict; "
+                        f"train the model again")
+    return probabilities.argmax(1).cpu().numpy()
 
 
 def saved_rung(saved: dict) -> str:
@@ -49,13 +63,12 @@ def trained_on(path: Path, saved: dict) -> Path | None:
     """
     source = saved.get("data")
     if not isinstance(source, str):
-        metrics = read_run_json(path.parent / "metrics.json", [])
-        source = metrics.get("data") if isinstance(metrics, dict) else None
+        source = read_run(path.parent).data
     if source == SAMPLE_SOURCE:
         return None
     if not isinstance(source, str) or not source:
-        raise UserError(f"{path}: does not say what data it was trained on; pass --data DIR, the folder "
-                        f"holding the test.csv to predict")
+        raise UserError(f"{path}: does not say what data it was trained on; pass --data DIR, the "
+                        f"folder holding the test.csv to predict")
     if not Path(source).exists():
         raise UserError(f"{path}: was trained on {source}, which is not there any more; pass --data DIR, the "
                         f"folder holding the test.csv to predict")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.data import TEST_COLUMNS, TRAIN_COLUMNS
+from .csv_bytes import TEST_COLUMNS, TRAIN_COLUMNS
 from .local_data import load_data
-from .core.fileio import atomic_write
+from .local_io import atomic_write
 
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1), (2, 0), (0, 2), (-2, 0), (0, -2)]
 

@@ -1,15 +1,16 @@
 """Checking a submission file as Kaggle would, and scoring it: for `score`, `validate`, `submit`, `output`.
 
-Kept out of core/: the kernel only writes submissions (core/submission.py), it never reads one.
+The kernel only writes submissions (kernel.write_submission), it never reads one.
 """
 from pathlib import Path
 
 import numpy as np
 
 from .csv_bytes import read_bytes
-from .core.errors import UserError
-from .core.submission import HEADER
+from .errors import UserError
 from .csv_diagnosis import count_fields
+
+HEADER = "ImageId,Label"  # Kaggle's submission format, as kernel.write_submission writes it
 
 
 def check_submission(path: Path, n_rows: int | None) -> tuple[np.ndarray | None, list[str]]:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..errors import UserError
 
 COMPETITION = "digit-recognizer"
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"

@@ -11,7 +11,7 @@ import tempfile
 from shlex import quote
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..errors import UserError
 from ..invocation import command
 from ..local_io import write_json
 from ..run_folders import publish_name, run_folder

@@ -13,10 +13,11 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..errors import UserError
 from ..invocation import command
+from ..run_record import read_run
 from ..runs import runs_flag
-from ..core.fileio import os_reason
+from ..errors import os_reason
 from ..interrupt_hold import interrupts_deferred
 from ..local_io import make_folder
 from .client import COMPETITION, connect, find_credentials, wait_timeout_flag
@@ -32,7 +33,7 @@ SUBMIT_FAILED = "Could not submit to competition"  # what the client returns whe
 # ---- download ---------------------------------------------------------------------------------
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..core.data import TEST_COLUMNS, TRAIN_COLUMNS
+    from ..csv_bytes import TEST_COLUMNS, TRAIN_COLUMNS
 
     folder: Path = args.to
     if folder.exists() and not folder.is_dir():
@@ -95,7 +96,7 @@ def install_as_one(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
 def _competition_files(temp: Path) -> dict[str, bytes]:
     """The expected CSVs from what the client downloaded (Kaggle's zip), each checked in full."""
     from ..csv_bytes import PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS, parse_table
-    from ..core.submission import HEADER
+    from ..submission_check import HEADER
     from ..local_data import read_zip
 
     archives = sorted(temp.glob("*.zip"))
@@ -134,7 +135,7 @@ def _describe(name: str, raw: bytes) -> str:
 # ---- validate, submit, submissions ------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..core.submission import HEADER
+    from ..submission_check import HEADER
 
     file = args.file / "submission.csv" if args.file.is_dir() else args.file  # a run folder will do
     run = args.file if args.file.is_dir() else (file.parent if is_run_folder(file.parent) else None)
@@ -231,13 +232,8 @@ def _local_run(item, index: tuple, runs: Path) -> tuple[Path | None, tuple | Non
 
 def cv_estimate(run: Path | None) -> tuple[float, float] | None:
     """(accuracy, stderr) of the run's cross-validation, when metrics.json has one."""
-    cv = read_json_object(run / "metrics.json").get("cv") if run else None
-    if not isinstance(cv, dict):
-        return None
-    accuracy, stderr = cv.get("accuracy"), cv.get("stderr")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (accuracy, stderr)):
-        return None
-    return float(accuracy), float(stderr)
+    cv = read_run(run).cv if run else None
+    return (cv.accuracy, cv.stderr) if cv else None
 
 
 def cv_summary(gaps: list[tuple[float, float]]) -> str:

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 
-from ..core.errors import UserError
+from ..errors import UserError
 from .client import KaggleSession, explain, scrub
 
 TAIL_LINES = 20

@@ -1,8 +1,8 @@
 """`digit-recognizer kernels push | status | output | logs | run`: the Kaggle kernel from the terminal.
 
 A push starts a run on Kaggle's machines, so everything that can be checked locally is checked
-first: the committed kernel is current (bundle.kernel_staleness) and the metadata will not make the
-push fail or the kernel run without its data. Every later command is about one kernel *version*:
+first: the committed notebook is jupytext's conversion of today's kernel.py (notebook.staleness) and the
+metadata will not make the push fail or the kernel run without its data. Every later command is about one kernel *version*:
 the one the last push made (kernel-pushes.json), or --version N; asking Kaggle for the kernel's
 latest session instead answers with the previous run until the new one has started.
 """
@@ -13,15 +13,14 @@ import shutil
 import sys
 import tempfile
 from shlex import quote
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import KERNEL_FILE, NOTEBOOK_FILE, build_kernel, kernel_staleness
-from ..core.flags import add_config_arguments
-from ..core.errors import UserError
+from ..errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
 from ..local_io import write_json, write_text
+from ..notebook import NOTEBOOK_FILE, SCRIPT_NAME, pushed_copy, staleness
 from ..run_folders import publish_name, run_folder
 from .client import (COMPETITION, KaggleSession, RenamedFlag, connect, find_credentials, http_status,
                      kaggle_config_dir, poll, scrub, wait_timeout_flag)
@@ -68,14 +67,14 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     options = push_options(args)  # a bad value: the same line as `train` gives, before anything else
     credentials = find_credentials()  # no credentials: say so before anything else
     metadata = read_metadata(root)
-    stale = kernel_staleness(root)
+    stale = staleness(root)
     if stale:
         raise UserError(stale)
     if isinstance(metadata.get("code_file"), str) and (root / metadata["code_file"]).is_file():
         pushable_code_file(root, metadata["code_file"])  # never a file of the Kaggle config folder
     errors, warnings = metadata_problems(metadata, root, args.accelerator)
     if not errors and args.script:
-        metadata = {**metadata, "kernel_type": "script", "code_file": KERNEL_FILE.as_posix()}
+        metadata = {**metadata, "kernel_type": "script"}
     for line in warnings:
         print(f"digit-recognizer: warning: {root / METADATA_NAME}: {line}", file=sys.stderr)
     if errors:
@@ -91,11 +90,11 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
     if wants_gpu(metadata, args.accelerator) and not args.no_run:
         check_gpu_quota(session, args.ignore_quota)
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
-        # The committed kernel with the options in its settings cell (the stale check above made sure the
-        # committed one is what bundle builds); the client reads the code file's text itself.
-        code_file = Path(stage) / Path(metadata["code_file"]).name
-        kernel_text = build_kernel(settings=options)
-        write_text(code_file, kernel_text.notebook if metadata["kernel_type"] == "notebook" else kernel_text.text)
+        # The committed notebook with the options in its settings cell (the stale check above made sure it
+        # is today's kernel.py), or its script form; the client reads the code file's text itself.
+        script = metadata["kernel_type"] == "script"
+        code_file = Path(stage) / (SCRIPT_NAME if script else NOTEBOOK_FILE.name)
+        write_text(code_file, pushed_copy(root, options, script=script))
         write_json(Path(stage) / METADATA_NAME, {**metadata, "id": kernel, "code_file": code_file.name})
         code_sha256 = file_sha256(code_file)
         response = session.call("pushing the kernel", "kernels_push", stage, args.time_limit, args.accelerator,
@@ -122,20 +121,18 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
 
 
 def pushable_code_file(root: Path, code_file: str) -> Path:
-    """The file a push may send: a generated kernel file (the .py, or the notebook made from it), the
-    one 'bundle --check' vouched for, and never a file in the Kaggle config folder, whose kaggle.json
-    or access_token would otherwise be uploaded as kernel source (issue 20)."""
-    from ..bundle import KERNEL_FILE
-
+    """The file a push may send: the notebook jupytext makes of kernel.py (the one the stale check vouched
+    for), and never a file in the Kaggle config folder, whose kaggle.json or access_token would otherwise
+    be uploaded as kernel source (issue 20)."""
     path = (root / code_file).resolve()
-    generated = [KERNEL_FILE, KERNEL_FILE.with_suffix(".ipynb")]
+    generated = [NOTEBOOK_FILE]
     secrets = [kaggle_config_dir(), Path.home() / ".kaggle"]
     if any(path.is_relative_to(folder.resolve()) for folder in secrets):
         raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is in the Kaggle config folder, which "
                         f"holds your credentials; nothing was pushed: set \"code_file\": \"{NOTEBOOK_FILE}\"")
     if path not in [(root / name).resolve() for name in generated]:
-        raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is not the generated kernel; push sends "
-                        f"only the kernel 'digit-recognizer bundle --check' vouches for; nothing was pushed: "
+        raise UserError(f"{root / METADATA_NAME}: code_file {code_file!r} is not the kit's notebook; push sends "
+                        f"only the notebook jupytext makes of kernel.py; nothing was pushed: "
                         f"set \"code_file\": \"{NOTEBOOK_FILE}\"")
     return path
 
@@ -146,11 +143,21 @@ def kernels_cli() -> str:
 
 
 def push_options(args: argparse.Namespace) -> dict:
-    """The training options given to push or run that differ from the defaults, checked as `train` checks them."""
-    from ..config_changes import config_changes
-    from ..core.flags import config_from_args
+    """The training options given to push or run (any flag of `train`), checked as `train` checks them:
+    the settings they change, for the pushed copy's settings cell. Only these load the kernel (and torch)."""
+    if not args.training_flags:
+        return {}
+    from .. import kernel
+    from ..cli import Parser, refuse_removed_flags
 
-    return config_changes(asdict(config_from_args(args)))
+    refuse_removed_flags(args.training_flags)
+    parser = Parser(prog=f"digit-recognizer kernels {args.kernels_command}", add_help=False)
+    kernel.add_settings_flags(parser)
+    config = kernel.config_from_flags(parser.parse_args(kernel.joined_negative_numbers(args.training_flags)))
+    note = kernel.unused_settings(config)
+    if note:
+        print(note, file=sys.stderr)
+    return kernel.settings_changed(config)
 
 
 def option_flags(options: dict) -> str:
@@ -226,11 +233,10 @@ def metadata_problems(metadata: dict, root: Path, accelerator: str | None) -> tu
     code_file = metadata.get("code_file")
     if not isinstance(code_file, str) or not (root / code_file).is_file():
         errors.append(f"code_file {code_file!r} is not a file under {root}")
-    expected = {"notebook": NOTEBOOK_FILE.as_posix(), "script": KERNEL_FILE.as_posix()}
-    if metadata.get("language") != "python" or (expected.get(metadata.get("kernel_type")) != code_file
-                                                 and (root / str(code_file)).is_file()):
+    if metadata.get("language") != "python" or metadata.get("kernel_type") != "notebook" or (
+            code_file != NOTEBOOK_FILE.as_posix() and (root / str(code_file)).is_file()):
         errors.append(f"expected \"language\": \"python\" and \"kernel_type\": \"notebook\" with \"code_file\": "
-                      f"\"{NOTEBOOK_FILE.as_posix()}\" (or \"script\" with \"{KERNEL_FILE.as_posix()}\")")
+                      f"\"{NOTEBOOK_FILE.as_posix()}\" (`kernels push --script` sends its script form)")
     if COMPETITION not in (metadata.get("competition_sources") or []):
         errors.append(f"competition_sources lacks \"{COMPETITION}\"; the kernel would find no data")
     if not isinstance(metadata.get("enable_internet"), bool):
@@ -458,11 +464,11 @@ ACCURACY_IN_LOG = re.compile(r"validation accuracy:?\s*([01]\.\d+)", re.IGNORECA
 
 def reported_accuracy(folder: Path) -> float | None:
     """val_accuracy from the fetched metrics.json, else the last one the log printed."""
-    from .records import read_json_object
+    from ..run_record import read_run
 
-    value = read_json_object(folder / "metrics.json").get("val_accuracy")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    value = read_run(folder).val_accuracy
+    if value is not None:
+        return value
     for log in folder.glob("*.log"):
         found = ACCURACY_IN_LOG.findall(log.read_text(encoding="utf-8", errors="replace"))
         if found:
@@ -529,8 +535,11 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
                         help="push a GPU run even when the weekly GPU quota reads as used up (default: off)")
     parser.add_argument("--script", action="store_true",
                         help="push the kernel as a script instead of a notebook (default: off)")
-    # The version runs with these: they are written into the settings cell of the copy pushed.
-    add_config_arguments(parser.add_argument_group("training options (as for train; the kernel runs with them)"))
+    # The version runs with any of train's flags: they are written into the settings cell of the copy pushed.
+    parser.epilog = ("training options: any flag of 'digit-recognizer train' (--folds 5, --weight-decay auto, "
+                     "--features ...; 'digit-recognizer train --help' lists them), checked as train checks them "
+                     "and written into the SETTINGS cell of the copy pushed")
+    parser.set_defaults(training_flags=[], takes_training_flags=True)
 
 
 def _version_arguments(parser: argparse.ArgumentParser) -> None:

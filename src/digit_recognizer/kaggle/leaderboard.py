@@ -9,7 +9,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..errors import UserError
 from ..invocation import command
 from .client import COMPETITION, KaggleSession, connect
 from ..runs import score_value

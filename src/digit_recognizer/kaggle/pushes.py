@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..errors import UserError
 from ..local_io import write_json
 
 PUSHES_NAME = "kernel-pushes.json"

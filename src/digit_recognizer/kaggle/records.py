@@ -5,13 +5,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config_changes import config_changes
-from ..core.errors import UserError
-from ..core.fileio import os_reason
+from ..errors import UserError
+from ..errors import os_reason
 from ..local_io import write_json
 from ..invocation import command
 from ..run_folders import RUN_ID_PATTERN, published_runs
-from ..runs import SAMPLE_SOURCE, float_sized_int, read_run_json, score_value
+from ..run_record import SAMPLE_SOURCE, float_sized_int, read_json, read_run, settings_text
+from ..runs import score_value
 
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
@@ -48,30 +48,27 @@ def submission_target(target: Path | None, runs: Path) -> tuple[Path, Path | Non
 
 def read_json_object(path: Path) -> dict:
     """A JSON object from a run folder, or {} when the file is absent, damaged or not an object."""
-    value = read_run_json(path, [])  # the runs table's reader; its notes are not needed here
+    value = read_json(path, [])  # the runs table's reader; its notes are not needed here
     return value if isinstance(value, dict) else {}
 
 
 def validation_accuracy(run: Path | None) -> float | None:
-    value = read_json_object(run / "metrics.json").get("val_accuracy") if run else None
-    return float(value) if isinstance(value, (int, float)) else None
+    return read_run(run).val_accuracy if run else None
 
 
 def default_message(file: Path, run: Path | None) -> str:
     """Run id, validation accuracy and the config that differs from the defaults: enough to find the run again."""
     if run is None:
         return f"file {file.name}"
-    metrics = read_json_object(run / "metrics.json")
+    saved = read_run(run)
     kernel = read_json_object(run / ORIGIN_NAME).get("kernel")
     parts = [f"run {run.name}"]
     if file.name != "submission.csv":
         parts.append(f"file {file.name}")
-    accuracy = validation_accuracy(run)
-    if accuracy is not None:
-        parts.append(f"val acc {accuracy:.4f}")
-    if isinstance(metrics.get("config"), dict):
-        changes = config_changes(metrics["config"])
-        parts.append(" ".join(f"{k}={v}" for k, v in changes.items()) if changes else "default config")
+    if saved.val_accuracy is not None:
+        parts.append(f"val acc {saved.val_accuracy:.4f}")
+    if saved.settings is not None:
+        parts.append(settings_text(saved.settings) if saved.settings else "default config")
     if kernel:
         version = read_json_object(run / ORIGIN_NAME).get("version")
         parts.append(f"Kaggle kernel {kernel}" + (f" version {version}" if version else ""))
@@ -81,7 +78,7 @@ def default_message(file: Path, run: Path | None) -> str:
 
 
 def trained_on_sample(run: Path | None) -> bool:
-    return run is not None and read_json_object(run / "metrics.json").get("data") == SAMPLE_SOURCE
+    return run is not None and read_run(run).data == SAMPLE_SOURCE
 
 
 def kernel_run(runs: Path, kernel: str, version: int) -> Path | None:

@@ -13,13 +13,13 @@ from pathlib import Path
 from shlex import quote
 from typing import Iterator
 
-from ..core.errors import UserError
+from ..errors import UserError
 from ..local_io import describe_os_error
 from ..interrupt_hold import interrupts_deferred
 from ..invocation import command
-from ..runs import SAMPLE_SOURCE
+from ..run_record import SAMPLE_SOURCE
 from .client import COMPETITION, KaggleSession, NoAnswer, poll, scrub, wait_settings
-from .records import (SUBMITTED, keep_record, read_json_object, record_index, score_value, update_record, utc_now,
+from .records import (SUBMITTED, keep_record, record_index, score_value, update_record, utc_now,
                       validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
@@ -78,12 +78,11 @@ def check_file(file: Path, n_rows: int, data: Path | None, run: Path | None) -> 
 
 def row_count_cause(file: Path, data: Path | None, run: Path | None) -> str:
     """What the run folder says about the data its submission answers, and the command that checks it there."""
-    from ..runs import data_shown
+    from ..run_record import data_shown, read_run
 
-    metrics = read_json_object(run / "metrics.json") if run is not None else {}
-    trained = metrics.get("data")
-    tested = (metrics.get("examples") or {}).get("test") if isinstance(metrics.get("examples"), dict) else None
-    images = f" ({tested} test images)" if isinstance(tested, int) else ""
+    saved = read_run(run) if run is not None else None
+    trained = saved.data if saved else None
+    images = f" ({saved.test_images} test images)" if saved and saved.test_images else ""
     if trained == SAMPLE_SOURCE:
         return f"; its run {run} was trained on the embedded sample{images}; {sample_fix()}"
     if isinstance(trained, str) and trained:
