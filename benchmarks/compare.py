@@ -26,32 +26,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# The kit's per-epoch progress bar would interleave with the tables; it costs well under a
-# millisecond per refresh, so switching it off does not flatter the kit's timings.
+# The kit's progress lines would interleave with the tables; they cost well under a
+# millisecond per refresh, so switching them off does not flatter the kit's timings.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 # Before torch loads, as in the kit's own commands: its OpenMP threads then sleep instead of spinning.
-import digit_recognizer.core.config  # noqa: F401,E402
+import digit_recognizer  # noqa: F401,E402
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from digit_recognizer import cache
-from digit_recognizer.config_changes import config_changes
-from digit_recognizer.core.checks import check_config
-from digit_recognizer.core.config import Config
+from digit_recognizer import cache, kernel
+from digit_recognizer.errors import UserError
+from digit_recognizer.kernel import Config, settings_changed, stratified_split, training_device
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
-from digit_recognizer.core.errors import UserError
-from digit_recognizer.core.pipeline import run_training
 from digit_recognizer.scale import write_kaggle_size
-from digit_recognizer.core.split import stratified_split
 from digit_recognizer.submission_check import score
-from digit_recognizer.core.device import resolve_device
 
 C_GRID = [0.01, 0.1, 1.0, 10.0]
 # On the kit's standardised features the useful C are smaller (its pixels have unit scale, not 1/255).
@@ -127,14 +122,13 @@ def run_kit(case: Case, cfg: Config, work: Path) -> list[Row]:
             load_seconds = time.perf_counter() - start
             # A hit: the load found entries and rewrote none (a rewritten entry is a new file, a new inode).
             parse_cache = "hit" if cached_before and cache_entries() == cached_before else "miss"
-            metrics = run_training(cfg, data, out, {"load": load_seconds})
+            record = kernel.run(cfg, data, out, {"load": load_seconds})
             total = time.perf_counter() - start
-            timings = metrics["timings_seconds"]
-            rows.append(Row(f"kit, {label} ({what})", metrics["val_accuracy"],
-                            timings["fit"] + timings.get("refit", 0.0), total,
+            timings = record.timings_seconds
+            rows.append(Row(f"kit, {label} ({what})", record.val_accuracy, timings["fit"], total,
                             _test_accuracy(case, out / "submission.csv"),
-                            {"timings_seconds": timings, "device": metrics["device"], "parse_cache": parse_cache,
-                             "best_epoch": metrics["best_epoch"], "config": metrics["config"]}))
+                            {"timings_seconds": timings, "device": record.device, "parse_cache": parse_cache,
+                             "fit": record.fit, "config": record.config}))
     finally:
         if previous is None:
             os.environ.pop("DIGIT_RECOGNIZER_CACHE", None)
@@ -151,13 +145,13 @@ def run_kit_cv(case: Case, cfg: Config, work: Path, variants: list[dict]) -> lis
         out.mkdir()
         start = time.perf_counter()
         data = load_data(case.folder, cache=True)
-        metrics = run_training(replace(cfg, **changes), data, out, {"load": time.perf_counter() - start})
+        record = kernel.run(replace(cfg, **changes), data, out, {"load": time.perf_counter() - start})
         total = time.perf_counter() - start
-        cv = metrics["cv"]
+        cv = record.cv
         flags = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in changes.items())
         rows.append(Row(f"kit {flags} (CV {cv['accuracy']:.4f} ± {cv['stderr']:.4f}, wd {cv['weight_decay']:g})",
-                        cv["accuracy"], metrics["timings_seconds"]["fit"], total,
-                        _test_accuracy(case, out / "submission.csv"), {"cv": cv, "config": metrics["config"]}))
+                        cv["accuracy"], record.timings_seconds["fit"], total,
+                        _test_accuracy(case, out / "submission.csv"), {"cv": cv, "config": record.config}))
     return rows
 
 
@@ -169,8 +163,7 @@ def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[
     """
     from sklearn.linear_model import LogisticRegression
 
-    from digit_recognizer.core.features import image_features
-    from digit_recognizer.core.model import SoftmaxRegression, standardiser
+    from digit_recognizer.kernel import SoftmaxRegression, image_features, standardiser
 
     data = load_data(case.folder, cache=True)
     train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
@@ -181,7 +174,7 @@ def run_sklearn_on_kit_features(case: Case, cfg: Config, work: Path, grid: list[
         model.mean.copy_(mean)
         model.std.copy_(std)
         features = prepared.sub_(mean).div_(std).numpy()
-        test_features = model.features_of(torch.from_numpy(data.test_images)).numpy()
+        test_features = model.standardised(image_features(torch.from_numpy(data.test_images), cfg.features)).numpy()
     labels = data.train_labels
     searched = []
     for c in grid:
@@ -424,7 +417,7 @@ def run_case(case: Case, cfg: Config, work: Path, grid: list[float], fixed_c: fl
     if reference:
         feature_row, feature_search = run_sklearn_on_kit_features(case, cfg, work, FEATURE_C_GRID)
         rows.append(feature_row)
-    rows.append(run_tutorial(case, cfg, work, resolve_device(cfg.device)))
+    rows.append(run_tutorial(case, cfg, work, training_device(cfg.device)))
     return {"name": case.name, "title": case.title, "folder": str(case.folder), "rows": rows,
             "sklearn_c": sklearn_rows[0].details["C"], "c_search": searched, "feature_c_search": feature_search}
 
@@ -473,9 +466,9 @@ def environment(cfg: Config) -> dict:
             "cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "torch_threads": torch.get_num_threads(),
             "blas_threads": sorted({(p["internal_api"], p["num_threads"]) for p in threadpool_info()}),
-            "device": str(resolve_device(cfg.device)),
+            "device": str(training_device(cfg.device)),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "kit_config": config_changes(asdict(cfg)) or "defaults"}
+            "kit_config": settings_changed(cfg) or "defaults"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -507,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return run(args, argv)
-    except UserError as exc:
+    except kernel.SettingError as exc:
+        print(f"compare.py: error: {kernel.as_flag(exc)}", file=sys.stderr)
+        return 2
+    except (UserError, kernel.UserError) as exc:
         print(f"compare.py: error: {exc}", file=sys.stderr)
         return 2
 
@@ -519,7 +515,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
     cfg = replace(Config(), device=args.device)
-    check_config(cfg)
+    training_device(cfg.device)  # --device cuda without CUDA: one line before any work
     command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["compare.py", *argv])
     env = environment(cfg)
     print(f"command: {command}")

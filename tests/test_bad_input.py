@@ -18,7 +18,7 @@ import pytest
 from conftest import past_run_id, run_cli
 from kaggle_fixtures import kaggle, user_env  # noqa: F401  (the stand-in Kaggle, for submit)
 from digit_recognizer.local_data import SAMPLE_DIR, load_data
-from digit_recognizer.core.errors import UserError
+from digit_recognizer.errors import UserError
 from digit_recognizer.run_folders import RUN_ID_PATTERN, run_folder
 from digit_recognizer.submission_check import check_submission
 
@@ -182,20 +182,19 @@ CASES = {
                      [f"{TE}.gz: cannot be read"]),
     # flags
     "--out is a file": (flags("--out", "submissions/notes.txt"), ["submissions/notes.txt: not a folder"]),
-    "val-fraction 0": (flags("--val-fraction", "0"), ["--val-fraction must be between 0 and 1"]),
-    "val-fraction 1": (flags("--val-fraction", "1"), ["--val-fraction must be between 0 and 1"]),
-    "val-fraction nan": (flags("--val-fraction", "nan"), ["--val-fraction must be between 0 and 1"]),
+    "val-fraction 0": (flags("--val-fraction", "0"), ["--val-fraction must be a number between 0 and 1"]),
+    "val-fraction 1": (flags("--val-fraction", "1"), ["--val-fraction must be a number between 0 and 1"]),
+    "val-fraction nan": (flags("--val-fraction", "nan"), ["--val-fraction must be a number between 0 and 1"]),
     "val-fraction leaves a class without validation": (flags(),
                                                        ["--val-fraction 0.1 leaves digit 0", "no validation example"]),
     "val-fraction leaves a class without training": (flags("--val-fraction", "0.9", "--out", "fresh/runs"),
                                                      ["leaves digit 0", "no training example"]),
-    "epochs 0": (flags("--optimizer", "adam", "--epochs", "0"), ["--epochs must be a positive integer, got 0"]),
-    "epochs not a number": (flags("--epochs", "ten"), ["train: argument --epochs: invalid int value: 'ten'"]),
-    "batch size negative": (flags("--batch-size", "-5"), ["--batch-size must be a positive integer (or 0 for auto), got -5"]),
-    "lr 0": (flags("--lr", "0"), ["--lr must be a positive number, got 0.0"]),
-    "lr infinite": (flags("--lr", "inf"), ["--lr must be a positive number, got inf"]),
-    "weight decay negative": (flags("--weight-decay", "-1"), ["--weight-decay must be zero or a positive number"]),
-    "unknown optimizer": (flags("--optimizer", "rmsprop"), ["argument --optimizer: invalid choice: 'rmsprop'"]),
+    "folds not a number": (flags("--folds", "ten"), ["train: argument --folds: invalid int value: 'ten'"]),
+    "folds more than a digit has": (flags("--folds", "4"), ["--folds 4: digit 0 has only 3 examples in train.csv"]),
+    "weight decay negative": (flags("--weight-decay", "-1"), ["--weight-decay must be 'auto' or a number from 0"]),
+    "weight decay infinite": (flags("--weight-decay", "inf"), ["--weight-decay must be 'auto' or a number from 0"]),
+    "unknown features": (flags("--features", "hog"), ["argument --features: invalid choice: 'hog'"]),
+    "an option that left the kit": (flags("--epochs", "2"), ["--epochs no longer exists"]),
     "score: solution malformed": (score(submission(GOOD_ROWS), b"ImageId,Label\n1,x\n"),
                                   ["solution.csv: line 2: Label 'x'"]),
 }
@@ -371,7 +370,7 @@ def test_kaggle_zip_trains_end_to_end(work: Path):
     (work / "digit-recognizer.zip").write_bytes(zipped({"train.csv": b"\xef\xbb\xbf" + text(TRAIN_20, "\r\n"),
                                                         "test.csv": text(TEST, "\r\n")}))
     before = snapshot(work / "submissions")
-    result = run_cli("train", "--data", "digit-recognizer.zip", "--out", "submissions", "--optimizer", "adam", "--epochs", "2", cwd=work)
+    result = run_cli("train", "--data", "digit-recognizer.zip", "--out", "submissions", cwd=work)
     assert result.returncode == 0, result.stderr
     after = snapshot(work / "submissions")
     assert {k: v for k, v in after.items() if k in before} == before

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digit_recognizer.core.data import TEST_COLUMNS, TRAIN_COLUMNS
+from digit_recognizer.csv_bytes import TEST_COLUMNS, TRAIN_COLUMNS
 from digit_recognizer.local_data import load_data
 
 pytest.importorskip("sklearn")

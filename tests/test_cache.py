@@ -94,7 +94,7 @@ def test_no_temporary_file_is_left_and_stale_ones_are_swept(data):
 def test_an_unwritable_cache_costs_one_warning_line_and_nothing_else(tmp_path, data):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be\n")
-    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"), "--optimizer", "adam", "--epochs", "1",
+    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"),
                      env={"DIGIT_RECOGNIZER_CACHE": str(blocked / "cache")})
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("digit-recognizer:")]

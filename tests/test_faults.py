@@ -20,16 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, past_run_id, run_cli
-from digit_recognizer.bundle import KERNEL_FILE
-from digit_recognizer.core.pictures import PICTURES
+from conftest import past_run_id, run_cli
+from digit_recognizer.kernel import PICTURES
+from digit_recognizer.notebook import SCRIPT_NAME, SOURCE
 from digit_recognizer.run_folders import RUN_ID_PATTERN
 from test_bad_input import PREFIX, TEST, TRAIN_20, earlier_run, snapshot, text
 
-KERNEL_PREFIX = "digit_recognizer_kernel.py: error: "
+KERNEL_PREFIX = f"{SCRIPT_NAME}: error: "
 KERNEL_OUTPUTS = {"submission.csv", "model.pt", "metrics.json", *PICTURES}
 IS_ROOT = os.geteuid() == 0
-PROGRESS = re.compile(r"^(train|refit)\b.*epoch")  # training's progress lines, not messages
+PROGRESS = re.compile(r"^(train|refit|\d+-fold CV)\b.*(L-BFGS|by L-BFGS)")  # training's progress lines, not messages
+# A run that stays in its fit for seconds on any machine: 20 folds x 4 strengths of the 4,000-digit sample.
+SLOW = ("--folds", "20", "--weight-decay", "auto")
 
 
 def sha(path: Path) -> str:
@@ -120,9 +122,17 @@ def suppress_oserror():
 
 # ---------------------------------------------------------------- class 1: the kernel writes each output whole
 
+def kernel_script(folder: Path) -> Path:
+    """The script form, under the name a push gives it."""
+    script = folder / SCRIPT_NAME
+    if not script.exists():
+        shutil.copy(SOURCE, script)
+    return script
+
+
 def kernel_command(data: Path, out: Path, seed: int) -> list[str]:
-    return [sys.executable, str(ROOT / KERNEL_FILE), "--input", str(data), "--output", str(out),
-            "--optimizer", "adam", "--epochs", "1", "--seed", str(seed)]
+    return [sys.executable, str(kernel_script(data.parent)), "--input", str(data), "--output", str(out),
+            "--seed", str(seed)]
 
 
 def outputs_of_seed(out: Path, seed: int) -> bool:
@@ -179,7 +189,7 @@ def test_a_kernel_stopped_during_its_writes_leaves_each_output_whole_and_metrics
         assert name in tree(out)
     if signum == signal.SIGINT:
         assert "Traceback" not in stderr
-        assert stderr.strip().splitlines()[-1] == ("digit_recognizer_kernel.py: interrupted; each output written "
+        assert stderr.strip().splitlines()[-1] == (f"{SCRIPT_NAME}: interrupted; each output written "
                                                    "so far is complete, the others are as they were")
         assert not [p for p in out.iterdir() if p.name.endswith(".tmp")], "a temporary file was left"
     # A later run replaces every output and leaves nothing of its own behind.
@@ -210,7 +220,7 @@ def test_kernel_output_keeps_everything_it_did_not_write(tmp_path):
 # ---------------------------------------------------------------- class 2: operating-system errors are one line
 
 def run_kernel(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / KERNEL_FILE), *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, str(kernel_script(cwd)), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -234,7 +244,7 @@ def fill_leaving(folder: Path, free_bytes: int) -> None:
 
 def train_into_read_only_runs(work: Path, mounts: ExitStack):
     mounts.enter_context(read_only(work / "submissions"))
-    return run_cli("train", "--data", "data", "--out", "submissions", "--optimizer", "adam", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "submissions", cwd=work), \
         ["submissions: cannot write a run folder there", "read-only file system" if IS_ROOT else "permission denied"]
 
 
@@ -242,7 +252,7 @@ def train_into_a_full_disk(work: Path, mounts: ExitStack):
     disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
     earlier_run(disk / "runs")
     fill(disk)
-    return run_cli("train", "--data", "data", "--out", "disk/runs", "--optimizer", "adam", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "disk/runs", cwd=work), \
         ["disk/runs", "no space left on device"]
 
 
@@ -251,7 +261,7 @@ def model_save_on_a_full_disk(work: Path, mounts: ExitStack):
     disk = mounts.enter_context(small_tmpfs(work / "disk", "256k"))
     earlier_run(disk / "runs")
     fill_leaving(disk, 12 * 1024)
-    return run_cli("train", "--data", "data", "--out", "disk/runs", "--optimizer", "adam", "--epochs", "1", cwd=work), \
+    return run_cli("train", "--data", "data", "--out", "disk/runs", cwd=work), \
         ["/model.pt: cannot write it (no space left on device)"]
 
 
@@ -262,29 +272,20 @@ def predict_into_a_missing_folder(work: Path, mounts: ExitStack):
 
 def kernel_into_read_only_output(work: Path, mounts: ExitStack):
     mounts.enter_context(read_only(work / "output"))
-    return run_kernel("--input", "data", "--output", "output", "--optimizer", "adam", "--epochs", "1", cwd=work), \
+    return run_kernel("--input", "data", "--output", "output", cwd=work), \
         ["output: cannot write the outputs there", "read-only file system" if IS_ROOT else "permission denied"]
 
 
 def kernel_into_read_only_parent(work: Path, mounts: ExitStack):
     (work / "ro").mkdir()
     mounts.enter_context(read_only(work / "ro"))
-    return run_kernel("--input", "data", "--output", "ro/new/output", "--optimizer", "adam", "--epochs", "1",
-                      cwd=work), \
+    return run_kernel("--input", "data", "--output", "ro/new/output", cwd=work), \
         ["ro/new/output: cannot create it", "read-only file system" if IS_ROOT else "permission denied"]
-
-
-def bundle_into_read_only_root(work: Path, mounts: ExitStack):
-    (work / "repo" / "kernel").mkdir(parents=True)
-    (work / "repo" / "kernel" / KERNEL_FILE.name).write_text("# an older kernel\n")
-    mounts.enter_context(read_only(work / "repo"))
-    return run_cli("bundle", "--root", "repo", cwd=work), \
-        [f"repo/{KERNEL_FILE}: cannot write it", "read-only file system" if IS_ROOT else "permission denied"]
 
 
 OS_FAULTS = {f.__name__: f for f in (train_into_read_only_runs, train_into_a_full_disk, model_save_on_a_full_disk,
                                      predict_into_a_missing_folder, kernel_into_read_only_output,
-                                     kernel_into_read_only_parent, bundle_into_read_only_root)}
+                                     kernel_into_read_only_parent)}
 
 
 @pytest.mark.parametrize("case", list(OS_FAULTS))
@@ -298,7 +299,7 @@ def test_operating_system_error(faulty, case):
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     made = {k: v for k, v in after.items() if k not in before}
-    assert all(k.startswith(("disk", "repo", "ro")) for k in made), made  # only what the case set up
+    assert all(k.startswith(("disk", "ro", SCRIPT_NAME)) for k in made), made  # only what the case set up
     assert {k: v for k, v in after.items() if k in before} == before, "an earlier file changed"
     assert not [k for k in after if ".incomplete-" in k or k.endswith(".tmp")], "something half-written was left"
 
@@ -308,7 +309,7 @@ def test_operating_system_error(faulty, case):
 def test_runs_lists_every_run_and_marks_one_with_a_number_too_large_for_a_float(tmp_path):
     good, huge, config = past_run_id("good00", days=1), past_run_id("huge00"), past_run_id("confg0", days=2)
     for run, metrics in ((good, '{"val_accuracy": 0.9}'), (huge, '{"val_accuracy": 1' + "0" * 400 + "}"),
-                         (config, '{"val_accuracy": 0.8, "config": {"epochs": 1' + "0" * 400 + "}}")):
+                         (config, '{"val_accuracy": 0.8, "config": {"folds": 1' + "0" * 400 + "}}")):
         (tmp_path / run).mkdir()
         (tmp_path / run / "metrics.json").write_text(metrics)
     (tmp_path / good / "kaggle_submissions.json").write_text('[{"public_score": 1' + "0" * 400 + "}]")
@@ -342,9 +343,11 @@ def test_a_model_that_claims_to_be_ours_but_is_not_is_one_line(tmp_path, content
 
 # ---------------------------------------------------------------- class 6: interrupts at the edges
 
-def slow_train(data: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out", str(out),
-                             "--optimizer", "adam", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def slow_train(data: Path | None, out: Path, *extra: str) -> subprocess.Popen:
+    """`train` in the background (on the embedded sample when `data` is None)."""
+    where = ["--data", str(data)] if data else []
+    return subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", *where, "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
@@ -369,7 +372,7 @@ def test_a_second_ctrl_c_during_clean_up_is_ignored(tmp_path):
     data, out = write_data(tmp_path / "data"), tmp_path / "runs"
     earlier_run(out)
     before = snapshot(tmp_path)
-    process = slow_train(data, out, "--optimizer", "adam", "--epochs", "100000")
+    process = slow_train(None, out, *SLOW)
     deadline = time.monotonic() + 120
     while not list(out.glob(".incomplete-*")) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -394,11 +397,11 @@ def test_ctrl_c_just_after_the_run_folder_is_published_says_it_was_kept(tmp_path
     earlier_run(out)
     before = set(out.iterdir())
     read_end, write_end = os.pipe()
-    room = 512  # the data line and one epoch line (about 130 bytes) fit; the report (about 1,500) does not
+    room = 512  # the data line and the fit's two progress lines (about 250 bytes) fit; the report (1,500) does not
     filler = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) - room
     os.write(write_end, b"\0" * filler)
     process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data), "--out",
-                                str(out), "--optimizer", "adam", "--epochs", "1"], stdout=write_end, stderr=subprocess.PIPE,
+                                str(out)], stdout=write_end, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     os.close(write_end)
     try:
@@ -419,7 +422,7 @@ def test_ctrl_c_just_after_the_run_folder_is_published_says_it_was_kept(tmp_path
     messages = [line for line in stderr.splitlines() if line.startswith("digit-recognizer")]
     assert messages == [f"digit-recognizer: interrupted; the run folder {run} was complete and is kept; "
                         "earlier runs are untouched"], stderr
-    assert "train epoch 1/1" in stdout and f"run folder: {run}" not in stdout  # cut short in the report
+    assert "train: fitting the model to the optimum by L-BFGS" in stdout and f"run folder: {run}" not in stdout
     assert {p.name for p in run.iterdir()} >= {"submission.csv", "model.pt", "metrics.json"}
 
 
@@ -429,7 +432,7 @@ def test_a_path_that_is_not_utf8_works_and_is_shown_escaped(tmp_path):
     data = write_data(tmp_path / "data")
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/d\xffta"))
     data.rename(odd)
-    result = run_cli("train", "--data", str(odd), "--out", str(tmp_path / "runs"), "--optimizer", "adam", "--epochs", "1")
+    result = run_cli("train", "--data", str(odd), "--out", str(tmp_path / "runs"))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     missing = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data",
                               bytes(tmp_path) + b"/n\xffwhere"], capture_output=True, cwd=tmp_path)
@@ -445,8 +448,8 @@ def test_no_usable_home_still_trains_and_caches_outside_root_and_here(tmp_path, 
     env["HOME"] = home
     env["TMPDIR"] = str(tmp_path / "tmp")
     (tmp_path / "tmp").mkdir()
-    result = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data", "data", "--out", "runs",
-                             "--optimizer", "adam", "--epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "digit_recognizer", "train", "--data", "data", "--out", "runs"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / ".cache").exists() and not Path("/.cache/digit-recognizer").exists()
     assert any((tmp_path / "tmp").glob("digit-recognizer-cache-*/*.entry"))
@@ -470,7 +473,7 @@ def test_runs_through_an_edited_csv_and_a_damaged_entry_give_the_uncached_result
     env = {"DIGIT_RECOGNIZER_CACHE": str(cache_folder)}
 
     def train(*extra: str) -> Path:
-        result = run_cli("train", "--data", "data", "--out", "runs", "--optimizer", "adam", "--epochs", "1", *extra, cwd=tmp_path, env=env)
+        result = run_cli("train", "--data", "data", "--out", "runs", *extra, cwd=tmp_path, env=env)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         return Path(tmp_path / result.stdout.split("run folder: ")[1].split("\n")[0])
 

@@ -9,6 +9,7 @@ import gzip
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from conftest import ROOT, past_run_id, run_cli
 from digit_recognizer.next_steps import push_takes
+from digit_recognizer.notebook import SCRIPT_NAME, SOURCE
 from kaggle_fixtures import kaggle, one_error_line, sample, user_env  # noqa: F401
 
 VENV = Path(sys.executable).parent.parent  # the project's venv: what the README's commands make
@@ -51,10 +53,10 @@ def write_real_data(folder: Path, test_rows: int = TEST_ROWS) -> Path:
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(the working folder, the run folder) of a one-epoch run on real data that is not the sample."""
+    """(the working folder, the run folder) of a run on real data that is not the sample."""
     work = tmp_path_factory.mktemp("first-hour")
     write_real_data(work / "real")
-    done = run_cli("train", "--data", "real", "--optimizer", "adam", "--epochs", "1", cwd=work)
+    done = run_cli("train", "--data", "real", cwd=work)
     assert done.returncode == 0, done.stderr
     return work, work / printed(done.stdout, "run folder: ")
 
@@ -72,7 +74,7 @@ def test_predict_without_data_predicts_what_the_model_was_trained_on(real_run, t
 def test_predict_refuses_when_the_training_data_is_gone_or_unknown(real_run, tmp_path):
     import torch
 
-    from digit_recognizer.core.errors import UserError
+    from digit_recognizer.errors import UserError
     from digit_recognizer.saved_model import trained_on
 
     work, run = real_run
@@ -103,10 +105,10 @@ def test_the_printed_next_steps_run_as_printed_in_a_venv_that_is_not_activated(k
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     env = not_activated(kaggle.env)
     assert shell("digit-recognizer --version", tmp_path, env).returncode == 127  # not on PATH: not activated
-    first = shell(".venv/bin/digit-recognizer train --optimizer adam --epochs 1", tmp_path, env)
+    first = shell(".venv/bin/digit-recognizer train --weight-decay 0.01", tmp_path, env)
     assert first.returncode == 0, first.stderr
     assert printed(first.stdout, "next: ") == ".venv/bin/digit-recognizer download"
-    assert printed(first.stdout, "then: ") == ".venv/bin/digit-recognizer train --data data --epochs 1 --optimizer adam"
+    assert printed(first.stdout, "then: ") == ".venv/bin/digit-recognizer train --data data --weight-decay 0.01"
     download = shell(printed(first.stdout, "next: "), tmp_path, env)
     assert download.returncode == 0, download.stderr
     assert printed(download.stdout, "next: ") == ".venv/bin/digit-recognizer train --data data"
@@ -123,14 +125,14 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
     (data / "test.csv").symlink_to(kaggle_size / "test.csv")
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     env = not_activated(kaggle.env)
-    done = shell(".venv/bin/digit-recognizer train --data data --optimizer adam --epochs 1 --seed 3", tmp_path, env)
+    done = shell(".venv/bin/digit-recognizer train --data data --seed 3 --features normalised", tmp_path, env)
     assert done.returncode == 0, done.stderr
     run = printed(done.stdout, "run folder: ")
     assert printed(done.stdout, "next: ") == f".venv/bin/digit-recognizer submit {run} --wait"
     # with the options it used, which `kernels push` takes (push_takes checks with push's own parser)
     assert printed(done.stdout, "or, on Kaggle's machines: ") == \
-        ".venv/bin/digit-recognizer kernels push --seed 3 --epochs 1 --optimizer adam"
-    assert push_takes(" --seed 3 --epochs 1 --optimizer adam") and not push_takes(" --no-such-flag 1")
+        ".venv/bin/digit-recognizer kernels push --seed 3 --features normalised"
+    assert push_takes(" --seed 3 --features normalised") and not push_takes(" --no-such-flag 1")
     kaggle.score_after = 0
     submitted = shell(printed(done.stdout, "next: "), tmp_path, env)
     assert submitted.returncode == 0, submitted.stderr
@@ -138,7 +140,7 @@ def test_a_run_on_kaggle_sized_test_data_ends_with_its_submit_and_push(kaggle, k
 
 
 def test_run_as_python_dash_m_prints_commands_the_same_way(tmp_path):
-    done = run_cli("train", "--optimizer", "adam", "--epochs", "1", cwd=tmp_path)
+    done = run_cli("train", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert printed(done.stdout, "next: ") == f"{shlex.quote(sys.executable)} -m digit_recognizer download"
     # and what it prints runs: without credentials, the kit's own one-line answer, not `command not found`
@@ -203,36 +205,29 @@ def two_per_digit(folder: Path) -> Path:
 
 def test_folds_on_two_digits_each_is_taken_by_train_and_kernel_alike_and_says_what_it_ignored(tmp_path):
     data = two_per_digit(tmp_path / "tiny")
-    flags = ["--folds", "2", "--val-fraction", "0.5", "--patience", "1", "--optimizer", "adam", "--epochs", "2"]
-    notice = ("note: --val-fraction 0.5 and --patience 1 do not apply here and are ignored: with --folds every "
-              "training image is validated once, by the folds, and each fold fit runs every epoch")
+    flags = ["--folds", "2", "--val-fraction", "0.5", "--refit"]
+    notice = ("note: --val-fraction 0.5 and --refit do not apply with folds and are ignored: every training image "
+              "is validated once, by the folds, and the model submitted is always the refit on all of train.csv")
     trained = run_cli("train", "--data", str(data), *flags, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stderr.splitlines() == [notice]
-    assert "refit on train+validation" not in trained.stdout
-    assert "predictions from the refit on all 20 training images at weight decay 0.003" in trained.stdout
-    kernel = subprocess.run([sys.executable, str(ROOT / "kernel/digit_recognizer_kernel.py"), "--input", str(data),
-                             "--output", str(tmp_path / "out"), *flags], capture_output=True, text=True, timeout=300)
+    assert "refit to the optimum on train+validation" not in trained.stdout
+    assert "predictions from the refit to the optimum on all 20 training images at weight decay 0.003" in trained.stdout
+    script = tmp_path / SCRIPT_NAME
+    shutil.copy(SOURCE, script)
+    kernel = subprocess.run([sys.executable, str(script), "--input", str(data), "--output", str(tmp_path / "out"),
+                             *flags], capture_output=True, text=True, timeout=300)
     assert kernel.returncode == 0, kernel.stderr
     assert notice in kernel.stderr.splitlines()
     table = run_cli("runs", cwd=tmp_path).stdout
-    assert "folds=2" in table and "epochs=2" in table
-    assert "val_fraction" not in table and "patience" not in table  # not shown as settings that were used
+    assert "folds=2" in table
+    assert "val_fraction" not in table and "refit" not in table  # not shown as settings that were used
     # without --folds the hold-out split is what cannot be made, and both say so in the same words
     refused = one_error_line(run_cli("train", "--data", str(data), cwd=tmp_path))
-    kernel = subprocess.run([sys.executable, str(ROOT / "kernel/digit_recognizer_kernel.py"), "--input", str(data),
-                             "--output", str(tmp_path / "out2")], capture_output=True, text=True)
+    kernel = subprocess.run([sys.executable, str(script), "--input", str(data), "--output", str(tmp_path / "out2")],
+                            capture_output=True, text=True)
     assert refused.split("error: ", 1)[1] == kernel.stderr.strip().split("error: ", 1)[1]
     assert "--val-fraction 0.1 leaves digit 0 (2 examples in train.csv) with no validation example" in refused
-
-
-def test_a_run_that_stopped_early_says_so(tmp_path):
-    done = run_cli("train", "--optimizer", "adam", "--epochs", "40", "--patience", "1", "--lr", "0.03", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    epochs = [line for line in done.stdout.splitlines() if line.startswith("train epoch ")]
-    assert len(epochs) < 40  # the premise: this run does stop early
-    best = next(line for line in done.stdout.splitlines() if line.startswith("device: "))
-    assert f"; stopped early after epoch {len(epochs)} of 40 (" in best and "--patience 1)" in best
 
 
 # ---- 8. --help -------------------------------------------------------------------------------------
@@ -243,8 +238,9 @@ def help_text(*command: str) -> str:
 
 def test_help_lists_user_commands_and_says_what_each_flag_is():
     listed = run_cli("--help").stdout
-    assert "\n    bundle " not in listed and "'digit-recognizer bundle' rebuilds the Kaggle kernel" in " ".join(listed.split())
-    assert run_cli("bundle", "--check").returncode == 0  # still runnable
+    assert "\n    bundle " not in listed and "\n    train " in listed and "\n    kernels " in listed
+    assert "training options: any flag of 'digit-recognizer train'" in help_text("kernels", "push")
+    assert "--weight-decay WEIGHT_DECAY L2 penalty on the weights" in help_text("train")
     predict = help_text("predict")
     assert "--model MODEL a run's model.pt --data" in predict and "(default: none)" not in predict
     assert "FILE|RUN_DIR a submission CSV, or a run folder holding submission.csv" in help_text("score")
@@ -260,13 +256,13 @@ def test_help_lists_user_commands_and_says_what_each_flag_is():
 def test_the_old_timeout_spelling_still_works_and_says_its_new_name(capsys):
     from digit_recognizer.cli import build_parser
 
-    assert build_parser().parse_args(["kernels", "status", "--timeout", "5"]).wait_timeout == 5
+    assert build_parser("kernels").parse_args(["kernels", "status", "--timeout", "5"]).wait_timeout == 5
     assert "warning: --timeout is now --wait-timeout" in capsys.readouterr().err
-    assert build_parser().parse_args(["kernels", "run", "--timeout", "600"]).time_limit == 600  # its old meaning
+    assert build_parser("kernels").parse_args(["kernels", "run", "--timeout", "600"]).time_limit == 600  # its old meaning
     assert "warning: --timeout is now --time-limit" in capsys.readouterr().err
 
 
 def test_debug_works_after_the_subcommand_too():
-    late = run_cli("train", "--optimizer", "adam", "--epochs", "0", "--debug")
+    late = run_cli("train", "--folds", "1", "--debug")
     assert late.returncode != 0 and "Traceback" in late.stderr
-    assert "Traceback" not in run_cli("train", "--optimizer", "adam", "--epochs", "0").stderr
+    assert "Traceback" not in run_cli("train", "--folds", "1").stderr

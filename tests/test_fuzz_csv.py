@@ -4,7 +4,7 @@ Hypothesis writes small tables, mostly valid, with malformed cells (empty, signe
 hexadecimal, full-width digits, overlong digit strings...), wrong headers, ragged rows, and random
 BOM / CRLF / blank-line / final-newline choices, then calls csv_bytes.parse_table (the local CLI's
 strict reader) on the bytes. An independent oracle says what the result must be. Any other exception
-fails the test. The kernel's lean core/data.read_csv reads the same file: it may accept what the strict
+fails the test. The kernel's lean read_csv reads the same file: it may accept what the strict
 reader refuses (" 5", "+3", "1.0" are numbers to pandas), but it raises nothing but UserError, never
 returns a table of the wrong width or with a value out of range, and reads a valid table exactly.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from digit_recognizer.core.data import read_csv
+from digit_recognizer import kernel
 from digit_recognizer.csv_bytes import TEST_COLUMNS, TRAIN_COLUMNS, parse_table
 from digit_recognizer.csv_diagnosis import diagnose
-from digit_recognizer.core.errors import UserError
+from digit_recognizer.errors import UserError
 
 NAME = "fuzz/train.csv"
 EXAMPLES = 400
@@ -131,8 +131,8 @@ def check_kernel_parse(table, file: Path) -> None:
     raw, columns, limits, expected, _ = table
     exact_header = raw.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r") == ",".join(columns).encode()
     try:
-        result = read_csv(file, columns)
-    except UserError as exc:
+        result = kernel.read_csv(file, columns)
+    except kernel.UserError as exc:
         message = str(exc)
         assert message.startswith(f"{file}: ") and "\n" not in message and "\r" not in message, message
         assert expected is None or not exact_header, f"valid table rejected by the kernel: {message}"

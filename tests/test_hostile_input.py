@@ -99,7 +99,7 @@ def folder(path: Path) -> Path:
     return path
 
 
-TRAIN = ["train", "--data", "data", "--out", "submissions", "--optimizer", "adam", "--epochs", "1"]
+TRAIN = ["train", "--data", "data", "--out", "submissions"]
 SCORE = ["score", "sub.csv", "--solution", "sol.csv"]
 # case -> (set-up(work) -> (argv, env), fragments the one line must hold)
 CASES = {
@@ -205,7 +205,7 @@ def trained(tmp_path_factory) -> Path:
     (work / "data").mkdir()
     (work / "data" / "train.csv").write_bytes(text(TRAIN_20))
     (work / "data" / "test.csv").write_bytes(text(TEST))
-    result = run_cli("train", "--data", "data", "--out", "runs", "--optimizer", "adam", "--epochs", "1", cwd=work, timeout=120)
+    result = run_cli("train", "--data", "data", "--out", "runs", cwd=work, timeout=120)
     assert result.returncode == 0, result.stderr
     (run,) = (work / "runs").iterdir()
     return run / "model.pt"

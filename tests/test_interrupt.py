@@ -18,7 +18,7 @@ MESSAGE = "digit-recognizer: {}; no run folder was left behind and earlier runs 
 
 @pytest.fixture(scope="module")
 def slow_data(tmp_path_factory) -> Path:
-    """8,000 training images (the sample twice): 200 epochs take far longer than the test waits."""
+    """8,000 training images (the sample twice): 20 folds x 4 strengths take far longer than the test waits."""
     folder = tmp_path_factory.mktemp("slow_data")
     train = gzip.decompress((SAMPLE_DIR / "train.csv.gz").read_bytes())
     header, rows = train.split(b"\n", 1)
@@ -33,7 +33,7 @@ class Training:
     def __init__(self, data: Path, out: Path):
         self.out = out
         self.process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data),
-                                         "--out", str(out), "--optimizer", "adam", "--epochs", "200"],
+                                         "--out", str(out), "--folds", "20", "--weight-decay", "auto"],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
         self.stderr = self.stdout = b""
         self.readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in ("stderr", "stdout")]
@@ -69,9 +69,9 @@ def on_a_clean_line(stderr: str, message: str) -> bool:
     return before == "" or (before.endswith("\r") and before.split("\r")[-2].strip() == "")
 
 
-@pytest.mark.parametrize("signum, word, during", [(signal.SIGINT, "interrupted", "epochs"),
+@pytest.mark.parametrize("signum, word, during", [(signal.SIGINT, "interrupted", "fit"),
                                                   (signal.SIGTERM, "terminated", "setup")],
-                         ids=["SIGINT during the epochs", "SIGTERM during setup"])
+                         ids=["SIGINT during the fit", "SIGTERM during setup"])
 def test_signal_ends_training_cleanly(tmp_path: Path, slow_data: Path, signum: int, word: str, during: str):
     out = tmp_path / "submissions"
     earlier_run(out)
@@ -79,8 +79,8 @@ def test_signal_ends_training_cleanly(tmp_path: Path, slow_data: Path, signum: i
     run = Training(slow_data, out)
     try:
         assert run.wait_for(run.started, 120), f"training never started: {run.stderr[-2000:]!r}"
-        if during == "epochs":  # wait for the per-epoch lines (piped output: one plain line an epoch)
-            run.wait_for(lambda: b"train epoch " in run.stdout and b"/200" in run.stdout, 60)
+        if during == "fit":  # wait for the fit's progress lines (piped output: plain lines)
+            run.wait_for(lambda: b"20-fold CV L-BFGS iteration " in run.stdout, 120)
         assert run.process.poll() is None, "training ended before the signal"
         code, stdout, stderr = run.finish(signum)
     finally:
@@ -90,7 +90,7 @@ def test_signal_ends_training_cleanly(tmp_path: Path, slow_data: Path, signum: i
     assert "Traceback" not in stderr
     assert stderr.replace("\r", "\n").rstrip().rpartition("\n")[2] == message, stderr[-500:]
     assert stderr.count("digit-recognizer:") == 1 and on_a_clean_line(stderr, message), stderr[-500:]
-    if during == "epochs":
-        assert "train epoch " in stdout  # training was under way, and the message still got a line of its own
+    if during == "fit":
+        assert "20-fold CV L-BFGS iteration " in stdout  # the fit was under way, and the message got a line of its own
     assert "run folder:" not in stdout
     assert snapshot(out) == before  # no .incomplete-* folder, no new run, the earlier run untouched

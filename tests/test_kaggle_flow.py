@@ -309,10 +309,10 @@ def test_push_refuses_a_stale_kernel_or_bad_metadata_before_calling_kaggle(kaggl
     metadata = json.loads((project / "kernel-metadata.json").read_text())
     kernel_file = project / metadata["code_file"]
     original = kernel_file.read_bytes()
-    kernel_file.write_bytes(original + b"\n# edited by hand\n")
+    kernel_file.write_bytes(original.replace(b"SETTINGS = dict()", b"SETTINGS = dict(folds=5)"))  # by hand
     line = one_error_line(run("kernels", "push", env=kaggle.env, cwd=project))
-    assert f"{metadata['code_file']} is stale (2 lines differ from a fresh build)" in line, line
-    assert "run `digit-recognizer bundle`" in line
+    assert f"{metadata['code_file']} is not jupytext's conversion of " in line, line
+    assert f"-m jupytext --update --to ipynb --output {metadata['code_file']} " in line and "kernel.py" in line
     kernel_file.write_bytes(original)
     for change, reason in (({"enable_internet": None}, '"enable_internet" to false explicitly'),
                            ({"competition_sources": []}, 'competition_sources lacks "digit-recognizer"'),

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import past_run_id, run_cli
 from test_bad_input import earlier_run, snapshot
-from test_faults import slow_train, write_data
+from test_faults import SLOW, slow_train, write_data
 
 OWNER_FILE = ".digit-recognizer-owner"
 
@@ -44,7 +44,7 @@ def test_the_cache_folder_keeps_the_users_own_files_through_train_and_clear(tmp_
     mine = snapshot(cache)
     env = {"DIGIT_RECOGNIZER_CACHE": str(cache)}
     data = write_data(tmp_path / "data")
-    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"), "--optimizer", "adam", "--epochs", "1", env=env)
+    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"), env=env)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     after = snapshot(cache)
     assert {k: v for k, v in after.items() if k in mine} == mine  # every file of the user's, byte for byte
@@ -69,7 +69,7 @@ def test_train_sweeps_only_staging_folders_whose_owner_is_gone(tmp_path):
         if owner:
             (folder / OWNER_FILE).write_text(json.dumps(owner))
     before = snapshot(runs)
-    result = run_cli("train", "--data", str(data), "--out", str(runs), "--optimizer", "adam", "--epochs", "1")
+    result = run_cli("train", "--data", str(data), "--out", str(runs))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     after = snapshot(runs)
     assert not killed.exists()
@@ -83,7 +83,7 @@ def test_sighup_mid_train_is_one_line_and_leaves_nothing_behind(tmp_path):
     data, runs = write_data(tmp_path / "data"), tmp_path / "runs"
     earlier_run(runs)
     before = snapshot(tmp_path)
-    process = slow_train(data, runs, "--optimizer", "adam", "--epochs", "100000")
+    process = slow_train(None, runs, *SLOW)
     try:
         deadline = time.monotonic() + 120
         while not list(runs.glob(".incomplete-*")) and time.monotonic() < deadline and process.poll() is None:
@@ -106,7 +106,7 @@ def test_an_append_only_runs_folder_is_refused_before_training(tmp_path):
         pytest.skip("chattr +a needs root and a file system that keeps the flag")
     try:
         before = snapshot(tmp_path)
-        result = run_cli("train", "--data", str(data), "--out", str(runs), "--optimizer", "adam", "--epochs", "1", timeout=120)
+        result = run_cli("train", "--data", str(data), "--out", str(runs), timeout=120)
         after = snapshot(tmp_path)
     finally:
         subprocess.run(["chattr", "-a", str(runs)], capture_output=True, timeout=60)

@@ -274,7 +274,7 @@ def run_command(argv: list[str] | None) -> int:
     except Exception as exc:
         if debug or not isinstance(exc, (*user_errors(), OSError)):
             raise
-        return report_error(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
+        return report_error(describe_os_error(exc) if isinstance(exc, OSError) else error_line(exc))
     except KeyboardInterrupt as exc:
         print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
         return interrupt_exit_code(exc)
@@ -293,6 +293,12 @@ def refuse_removed_flags(words: list[str]) -> None:
         raise UserError(f"{removed[0]} no longer exists: the model is fitted to the optimum of its loss "
                         f"by L-BFGS, with no epochs, learning rate, batches or early stopping (runs made with it "
                         f"still list in 'runs', and their model.pt still predicts)")
+
+
+def error_line(exc: Exception) -> str:
+    """A user error as one line; a setting the data cannot take is named by its flag (--val-fraction)."""
+    kernel = sys.modules.get(f"{__package__}.kernel")
+    return kernel.as_flag(exc) if kernel is not None and isinstance(exc, kernel.SettingError) else str(exc)
 
 
 def user_errors() -> tuple[type, ...]:

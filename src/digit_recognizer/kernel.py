@@ -151,8 +151,8 @@ RULES = (
 def training_device(name: str) -> torch.device:
     """The device a run trains on: CUDA when asked for or (auto) when a GPU is attached and works."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda': CUDA is not available here (no GPU, or a CPU-only torch); "
-                        "use 'cpu' or 'auto'")
+        raise SettingError("device", "cuda: CUDA is not available here (no GPU, or a CPU-only torch); use cpu or "
+                           "auto")
     if name == "auto" and torch.cuda.is_available():
         try:  # whether the GPU takes work: a broken driver must not cost a Kaggle run its submission
             torch.zeros(1, device="cuda").add_(1).item()
@@ -253,6 +253,7 @@ def describe_data(data: DigitData) -> str:
 class Picture:
     name: str  # its file name in the output folder
     png: bytes
+    figure: Figure  # what was drawn, for a closer look (its axes, lines and texts)
 
     def _repr_png_(self) -> bytes:  # what Jupyter shows for a cell whose value is a Picture
         return self.png
@@ -264,7 +265,10 @@ class Picture:
 def picture(name: str, figure: Figure) -> Picture:
     buffer = BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
-    return Picture(name, buffer.getvalue())
+    return Picture(name, buffer.getvalue(), figure)
+
+
+GRID_BAND, GRID_GAP = 6, 2  # canvas pixels: a title band above each row of tiles, a gap beside each tile
 
 
 def image_grid(images, titles: list[str], columns: int, heading: str, cmap: str = "gray_r",
@@ -273,7 +277,7 @@ def image_grid(images, titles: list[str], columns: int, heading: str, cmap: str 
     band above it. With the default colour map ink is dark on white paper, as the digits were written."""
     images = np.asarray(images, dtype=np.float32)
     count, height, width = images.shape
-    rows, band, gap = -(-count // columns), 6, 2  # canvas pixels: a title band above each row, a gap beside
+    rows, band, gap = -(-count // columns), GRID_BAND, GRID_GAP
     paper = scale[0] if cmap == "gray_r" else (scale[0] + scale[1]) / 2  # white in either colour map
     canvas = np.full((rows * (height + band), columns * (width + gap) + gap), paper, dtype=np.float32)
     for k, image in enumerate(images):
@@ -541,8 +545,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         n_val = int(round(val_fraction * len(members)))
         if n_val in (0, len(members)):
             side = "validation" if n_val == 0 else "training"
-            raise UserError(f"val_fraction {val_fraction} leaves digit {digit} ({len(members)} examples in "
-                            f"train.csv) with no {side} example; use a larger train.csv or another fraction")
+            raise SettingError("val_fraction", f"{val_fraction} leaves digit {digit} ({len(members)} examples in "
+                               f"train.csv) with no {side} example; use a larger train.csv or another fraction")
         val.append(members[:n_val])
         train.append(members[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
@@ -553,8 +557,8 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
     counts = np.bincount(labels, minlength=10)
     rarest = int(counts.argmin())
     if counts[rarest] < folds:
-        raise UserError(f"folds {folds}: digit {rarest} has only {counts[rarest]} examples in train.csv, so "
-                        f"some fold would hold none; use fewer folds or a larger train.csv")
+        raise SettingError("folds", f"{folds}: digit {rarest} has only {counts[rarest]} examples in train.csv, so "
+                           f"some fold would hold none; use fewer folds or a larger train.csv")
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(np.flatnonzero(labels == digit)) for digit in range(10)])
     # One deal round the folds, digit after digit: the folds' sizes differ by at most one.
@@ -983,13 +987,14 @@ def learning_curve(training: Training) -> Picture:
                                yerr=[g["stderr"] for g in grid], marker="o", capsize=4, color="tab:red",
                                label=f"{training.cv.folds}-fold CV accuracy ± 1 SE")
         accuracy_axes.set_xscale("log")
-        accuracy_axes.set_xlabel("weight decay")
+        accuracy_axes.set_xlabel("weight decay (the L2 strength), each fitted to its optimum")
         low = min(g["accuracy"] - g["stderr"] for g in grid)
         accuracy_axes.set_ylim(max(0.0, low - 0.02), 1.0)
     loss_axes.set_ylim(bottom=0.0)
     loss_axes.set_xlabel("L-BFGS iteration")
     loss_axes.set_title("loss")
-    accuracy_axes.set_title("accuracy")
+    accuracy_axes.set_title(f"{training.cv.folds}-fold CV accuracy by weight decay" if training.cv and
+                            "val_loss" not in history[0] else "accuracy")
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
@@ -1298,8 +1303,15 @@ def write_outputs(out: Path, config: Config, data: DigitData, training: Training
     # "data": what `predict` defaults to, so a model trained on real data never predicts the sample unasked.
     save_model(training.model, out / "model.pt", {"config": asdict(config), "val_accuracy": scores.accuracy,
                                                    "data": data.source})
-    for shown in pictures:
-        write_whole(out / shown.name, lambda temp: temp.write_bytes(shown.png))
+    written = []
+    for shown in pictures:  # a run is worth keeping without its pictures: a failure is a warning
+        try:
+            write_whole(out / shown.name, lambda temp: temp.write_bytes(shown.png))
+        except UserError as exc:
+            pictures_error = str(exc)
+            print(f"warning: could not write the run's pictures ({exc}); the run itself is complete", file=sys.stderr)
+            break
+        written.append(shown.name)
     timings = {**timings, "write": time.perf_counter() - clock}
     fit = training.fit
     record = RunRecord(
@@ -1313,7 +1325,7 @@ def write_outputs(out: Path, config: Config, data: DigitData, training: Training
         cv=asdict(training.cv) if training.cv else None, history=fit.history,
         device=describe_device(training.model.linear.weight.device), torch_version=torch.__version__,
         python_version=platform.python_version(), timings_seconds=timings,
-        pictures=[shown.name for shown in pictures], pictures_error=pictures_error)
+        pictures=written, pictures_error=pictures_error)
     write_whole(out / "metrics.json", lambda temp: temp.write_text(json.dumps(asdict(record), indent=2) + "\n"))
     return record
 
@@ -1425,11 +1437,13 @@ def joined_negative_numbers(argv: list[str]) -> list[str]:
 
 
 def config_from_flags(args: argparse.Namespace, base: Config | None = None) -> Config:
-    """The config the parsed flags make; a value no run could use is one line naming the flag."""
-    try:
-        return replace(base or Config(), **{f.name: getattr(args, f.name) for f in fields(Config)})
-    except SettingError as exc:  # said with the spelling the user typed
-        raise UserError(f"--{exc.name.replace('_', '-')} {exc.problem}") from None
+    """The config the parsed flags make (a value no run could use: SettingError, said with as_flag)."""
+    return replace(base or Config(), **{f.name: getattr(args, f.name) for f in fields(Config)})
+
+
+def as_flag(exc: SettingError) -> str:
+    """A setting's error as the command line says it, with the flag's spelling (--weight-decay)."""
+    return f"--{exc.name.replace('_', '-')} {exc.problem}"
 
 
 def parse_command_line(argv: list[str], settings: dict):
@@ -1440,7 +1454,10 @@ def parse_command_line(argv: list[str], settings: dict):
     parser.add_argument("--output", type=Path, help=f"where submission.csv, model.pt and metrics.json go "
                         f"(default: {KAGGLE_WORKING} on Kaggle, else ./output)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (default: off)")
-    base = Config.from_settings(settings)  # the SETTINGS cell: each flag's default
+    try:
+        base = Config.from_settings(settings)  # the SETTINGS cell: each flag's default
+    except SettingError as exc:  # said as the cell spells it, not as a flag
+        raise UserError(f"SETTINGS: {exc}") from None
     add_settings_flags(parser, base)
     args = parser.parse_args(joined_negative_numbers(argv))
     return args, config_from_flags(args, base)
@@ -1467,7 +1484,8 @@ def main(argv: list[str] | None = None, settings: dict | None = None) -> int:
     except (UserError, OSError) as exc:
         if debug:
             raise
-        print(f"{program_name()}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        message = as_flag(exc) if isinstance(exc, SettingError) else str(exc)
+        print(f"{program_name()}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{program_name()}: interrupted; each output written so far is complete, the others are as they "

@@ -28,14 +28,15 @@ def next_steps(cfg: Config, source: str, data: Path | None, n_test: int, run: Pa
 
 
 def push_takes(options: str) -> bool:
-    """Whether `kernels push` accepts these training flags (so that the printed push runs as printed)."""
+    """Whether `kernels push` accepts these flags (so that the printed push runs as printed): it takes train's
+    settings flags, which it reads with the kernel's own parser."""
     import argparse
     import shlex
 
-    from .kaggle.kernels import push_flags
+    from .kernel import add_settings_flags
 
     parser = argparse.ArgumentParser(add_help=False)
-    push_flags(parser)
+    add_settings_flags(parser)
     _, unknown = parser.parse_known_args(shlex.split(options))
     return not unknown
 

@@ -34,10 +34,15 @@ def shown_path(path: Path) -> str:
 
 
 def convert(source: Path, notebook: Path) -> None:
-    """jupytext's own conversion, as conversion_command runs it, into `notebook` (updated in place)."""
-    from jupytext.cli import jupytext  # jupytext comes with the kaggle client, which converts scripts with it
+    """jupytext's own conversion, as conversion_command runs it, into `notebook` (updated in place).
 
-    jupytext(["--quiet", "--update", "--to", "ipynb", "--output", str(notebook), str(source)])
+    Its notary (which trusts and signs notebooks) is kept in memory: by default it writes a database and a
+    secret into the user's Jupyter data folder, and a check must leave the user's files alone."""
+    from jupytext.cli import jupytext  # jupytext comes with the kaggle client, which converts scripts with it
+    from nbformat.sign import NotebookNotary
+
+    notary = NotebookNotary(db_file=":memory:", secret=b"digit-recognizer: a check, not a signature anyone keeps")
+    jupytext(["--quiet", "--update", "--to", "ipynb", "--output", str(notebook), str(source)], notary=notary)
 
 
 def staleness(root: Path) -> str | None:
