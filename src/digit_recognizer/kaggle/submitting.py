@@ -215,10 +215,17 @@ def find_submission(session: KaggleSession, record: dict):
     return None
 
 
+SHORTENED_MIN = 40  # a listed description at least this long may be the start of a longer message
+
+
 def same_message(listed: str | None, message: str | None) -> bool:
     """Whether Kaggle's listed description is the message sent: the listing comes through the gate (one
-    scrubbed line), so the message is compared in that form too."""
-    return bool(message) and (listed or "") == scrub(message)
+    scrubbed line), so the message is compared in that form too; a long message Kaggle cut short (its
+    start, perhaps with an ellipsis) counts as the same."""
+    if not message or not listed:
+        return False
+    sent, listed = scrub(message), listed.rstrip(".… ")
+    return listed == sent.rstrip(".… ") or (len(listed) >= SHORTENED_MIN and sent.startswith(listed))
 
 
 def list_submissions(session: KaggleSession) -> list:
