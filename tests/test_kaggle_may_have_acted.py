@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import past_run_id
-from kaggle_fixtures import SAMPLE, kaggle, project, run, sample, submitted_column, user_env  # noqa: F401
+from kaggle_fixtures import KERNEL, SAMPLE, kaggle, project, run, sample, submitted_column, user_env  # noqa: F401
 from test_submit_record import the_line
 
 RECORDS = "kaggle_submissions.json"
@@ -141,3 +141,18 @@ def test_a_submission_kaggle_never_received_is_removed_by_the_next_listing(tmp_p
     assert json.loads((folder / RECORDS).read_text()) == []
     runs = run("runs", env=kaggle.env, cwd=tmp_path)
     assert submitted_column(runs.stdout, folder.name) == ("no", "-")  # `runs` no longer counts it as submitted
+
+
+def test_a_code_submission_answered_by_a_502_is_unconfirmed_until_submissions_finds_it(tmp_path, kaggle):
+    kaggle.add_version(1, ["COMPLETE"], {"submission.csv": sample("solution")})
+    kaggle.bad_gateway = {"CreateCodeSubmission"}  # Kaggle has the submission; its answer is lost
+    result = run("submit", "--kernel", KERNEL, "--version", "1", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path)
+    line = the_line(result, 2)
+    assert "HTTP 502" in line and "Kaggle may have taken the submission" in line and "refused" not in line
+    (folder,) = (tmp_path / "submissions").iterdir()
+    (record,) = json.loads((folder / RECORDS).read_text())
+    assert record["status"] == "unconfirmed" and record["via"] == "code submission"
+    kaggle.bad_gateway = set()
+    listed = run("submissions", env=kaggle.env, cwd=tmp_path)
+    assert listed.returncode == 0 and "is on Kaggle (ref 1001)" in listed.stdout, listed.stderr
+    assert json.loads((folder / RECORDS).read_text())[0]["ref"] == 1001

@@ -9,7 +9,6 @@ a log keeps one record per line.
 """
 import base64
 import json
-from pathlib import Path
 
 from conftest import past
 from fake_kaggle import FAKE_KEY, FAKE_USER

@@ -343,7 +343,7 @@ def interrupt_report(exc: KeyboardInterrupt) -> str:
 
     word = "terminated" if isinstance(exc, Terminated) else "interrupted"
     records = sys.modules.get(f"{__package__}.kaggle.records")  # loaded only by the Kaggle commands
-    if records is not None and records.DONE_AT_KAGGLE:  # Kaggle did (or may have done) something: say so, lest it be done twice
+    if records is not None and records.DONE_AT_KAGGLE:  # Kaggle did (or may have) something: lest it be done twice
         return f"{word}; {records.DONE_AT_KAGGLE[-1]}"
     if PUBLISHED:
         return f"{word}; the run folder {PUBLISHED[-1]} was complete and is kept; earlier runs are untouched"

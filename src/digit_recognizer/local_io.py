@@ -64,8 +64,9 @@ def folder_lock(folder: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise UserError(f"{folder}: another digit-recognizer has been writing its records there for "
-                                    f"{LOCK_WAIT_SECONDS:g} s; nothing was changed: try again when it has finished") from None
+                    raise UserError(f"{folder}: another digit-recognizer has been writing its records there "
+                                    f"for {LOCK_WAIT_SECONDS:g} s; nothing was changed: try again when it has "
+                                    f"finished") from None
                 time.sleep(0.01)
             except OSError:  # ENOLCK, EINVAL: this file system keeps no such locks
                 break

@@ -260,10 +260,10 @@ def what_kaggle_sent(exc: BaseException) -> str:
     that failed, scrubbed; for an answer the client could not parse."""
     reply = reply_behind(exc)
     body = exc.doc if isinstance(getattr(exc, "doc", None), str) else _body_read(reply)
-    said = [f"HTTP {reply.status_code}"] if reply is not None else []
-    said.append(f"{len(body.encode('utf-8', 'replace'))} bytes" + (f": {scrub(body[:BODY_SHOWN * 2], limit=BODY_SHOWN)}"
-                                                                    if body.strip() else ", empty"))
-    return ", ".join(said)
+    size = f"{len(body.encode('utf-8', 'replace'))} bytes"
+    start = scrub(body[:BODY_SHOWN * 2], limit=BODY_SHOWN)  # scrubbed, then cut: no cut splits a secret
+    said = f"{size}: {start}" if start else f"{size}, empty"
+    return f"HTTP {reply.status_code}, {said}" if reply is not None else said
 
 
 def _body_read(reply) -> str:
@@ -284,7 +284,8 @@ def may_have_acted(exc: BaseException) -> bool:
     url = getattr(request, "url", None) or ""
     if url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] not in ACTING_REQUESTS:
         return False
-    if isinstance(exc, (json.JSONDecodeError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout)):
+    cut_short = (json.JSONDecodeError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout)
+    if isinstance(exc, cut_short):
         return True
     if isinstance(exc, requests.ConnectionError):  # refused or unresolved: never sent; aborted: sent
         reasons = [*exc.args, *(getattr(arg, "reason", None) for arg in exc.args)]  # MaxRetryError(reason=...)
@@ -381,7 +382,8 @@ def wait_timeout_flag(parser: argparse.ArgumentParser, default: float, what: str
     parser.add_argument("--wait-timeout", type=WAIT_SECONDS, default=default, metavar="SECONDS",
                         help=f"seconds to wait at most {what} (default: {default:g})")
     if "--timeout" not in parser._option_string_actions:  # in `kernels run` it meant Kaggle's limit: it still does
-        parser.add_argument("--timeout", dest="wait_timeout", type=WAIT_SECONDS, action=RenamedFlag, new="--wait-timeout")
+        parser.add_argument("--timeout", dest="wait_timeout", type=WAIT_SECONDS, action=RenamedFlag,
+                            new="--wait-timeout")
 
 
 def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:

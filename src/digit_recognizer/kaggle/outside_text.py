@@ -22,7 +22,8 @@ from datetime import date, datetime, timedelta
 # 8-bit forms (\x9b CSI, \x9d OSC), so that no parameters are left behind as text.
 ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])"
                          r"|\x9b[0-?]*[ -/]*[@-~]|\x9d[^\x07\x1b\x9c]*(?:\x07|\x9c)?")
-AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{16,}", re.IGNORECASE)  # 16+: a credential, not a word
+# Any Basic, Bearer or Token value of 16+ characters (a credential, not a word), whoever's it is.
+AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{16,}", re.IGNORECASE)
 # C1 controls (\x9b is a one-byte escape to many terminals) and the bidirectional overrides that make a
 # terminal show text in another order than it is (U+202A-U+202E, U+2066-U+2069): gone, not spaced.
 INVISIBLE = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -43,7 +43,8 @@ def record_push(root: Path, entry: dict) -> list[str]:
         pushes, said = read_pushes(root), []
         number = entry.get("version")
         if is_version(number):
-            known = {p["version"] for p in pushes if p.get("kernel") == entry["kernel"] and is_version(p.get("version"))}
+            known = {p["version"] for p in pushes
+                     if p.get("kernel") == entry["kernel"] and is_version(p.get("version"))}
             for pending in [p for p in pushes if p.get("kernel") == entry["kernel"] and p.get("pending")]:
                 after = pending.get("after_version")
                 if not is_version(after, zero=True) or not 0 < number - after <= SETTLE_SPAN:
@@ -67,7 +68,8 @@ def confirm_push(root: Path, pending: dict, number: int) -> None:
     with folder_lock(root):
         pushes = read_pushes(root)
         for entry in pushes:
-            if entry.get("pending") and all(entry.get(k) == pending.get(k) for k in ("kernel", "pushed_at", "code_sha256")):
+            same = all(entry.get(k) == pending.get(k) for k in ("kernel", "pushed_at", "code_sha256"))
+            if entry.get("pending") and same:
                 entry.update(version=number, pending=False)
         write_json(root / PUSHES_NAME, pushes)
 

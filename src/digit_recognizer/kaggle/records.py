@@ -245,7 +245,9 @@ def update_record(run: Path, key: RecordKey, status: str, public_score: float | 
         record = next((r for r in reversed(records) if key.matches(r)), None)
         if record is None:
             return False
-        changes = {"status": status, "public_score": public_score, **({"ref": ref} if ref and not record.get("ref") else {})}
+        changes = {"status": status, "public_score": public_score}
+        if ref and not record.get("ref"):  # an unconfirmed record, now found in Kaggle's list
+            changes["ref"] = ref
         if all(record.get(k) == v for k, v in changes.items()):
             return False
         record.update(changes)
