@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -134,8 +135,13 @@ def test_a_submission_kaggle_never_received_is_removed_by_the_next_listing(tmp_p
     kaggle.failing = {"CreateSubmission"}  # a 500 before the submission is made
     line = the_line(run("submit", "--data", str(SAMPLE), env=kaggle.env, cwd=tmp_path), 2)
     assert "HTTP 500" in line and "Kaggle may have taken the submission" in line
-    assert json.loads((folder / RECORDS).read_text())[0]["status"] == "unconfirmed"
+    (record,) = json.loads((folder / RECORDS).read_text())
+    assert record["status"] == "unconfirmed"
     kaggle.failing = set()
+    listed = run("submissions", env=kaggle.env, cwd=tmp_path)  # at once: Kaggle's list may not show it yet
+    assert listed.returncode == 0 and "is not in Kaggle's list yet" in listed.stdout, listed.stderr
+    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)  # the same listing, an hour later
+    (folder / RECORDS).write_text(json.dumps([{**record, "submitted_at": an_hour_ago.isoformat(timespec="seconds")}]))
     listed = run("submissions", env=kaggle.env, cwd=tmp_path)
     assert listed.returncode == 0 and "never reached Kaggle" in listed.stdout, listed.stderr
     assert json.loads((folder / RECORDS).read_text()) == []

@@ -255,8 +255,9 @@ def settle_unconfirmed(items: list, index: LocalRecords) -> list[str]:
     list: the oldest listed submission from its time on with its message that no other record claims
     is the one it made, and the record takes its ref (an ordinary record from then on); when the list
     reaches back past the record's time without one, Kaggle never received it, and the record is
-    removed. Returns the lines saying what was settled."""
-    lines, claimed = [], set(index.by_ref)
+    removed (once it is older than CLOCK_MARGIN: a list made just after may not show it yet). Returns the
+    lines saying what was settled."""
+    lines, claimed, now = [], set(index.by_ref), datetime.now(timezone.utc)
     for run, record in sorted(index.unconfirmed, key=lambda pair: str(pair[1].get("submitted_at"))):
         key, made = RecordKey.of(record), _utc(record.get("submitted_at"))
         what = f"the upload of {run.name}/{record.get('file', 'submission.csv')} at {record.get('submitted_at')}"
@@ -268,7 +269,8 @@ def settle_unconfirmed(items: list, index: LocalRecords) -> list[str]:
             update_record(run, key, status_name(match), score_value(match.public_score), ref=match.ref)
             index.by_ref[match.ref] = (run, RecordKey(key.submitted_at, key.message, match.ref))
             lines.append(f"{what}, whose answer was lost, is on Kaggle (ref {match.ref}); its record is confirmed")
-        elif made and (not items or any(item.date and _utc(item.date) < made - CLOCK_MARGIN for item in items)):
+        elif made and made < now - CLOCK_MARGIN and (  # old enough for Kaggle to list it, and the list reaches back
+                not items or any(item.date and _utc(item.date) < made - CLOCK_MARGIN for item in items)):
             remove_record(run, key)
             lines.append(f"{what}, whose answer was lost, never reached Kaggle (it is not in the list); its "
                          f"unconfirmed record is removed")
