@@ -64,9 +64,14 @@ def test_six_submits_at_once_record_all_six(tmp_path, kaggle):
 
 
 def test_six_pushes_at_once_record_every_version(kaggle, project):
+    # A long history (of another kernel) makes each read-modify-write take long enough to overlap.
+    history = [{"kernel": "alice/an-older-kernel", "version": v, "pushed_at": "2020-01-01T00:00:00+00:00",
+                "code_sha256": f"{v:064x}", "options": {}, "no_run": False} for v in range(1, 5001)]
+    (project / "kernel-pushes.json").write_text(json.dumps(history, indent=2))
     all_at_once(kaggle, "SaveKernel", [["kernels", "push", "--no-run"]] * 6, project)
     pushes = json.loads((project / "kernel-pushes.json").read_text())
-    assert sorted(p["version"] for p in pushes) == [1, 2, 3, 4, 5, 6]
+    assert pushes[:len(history)] == history
+    assert sorted(p["version"] for p in pushes[len(history):]) == [1, 2, 3, 4, 5, 6]
     assert json.loads((project / "kernel-metadata.json").read_text())["id"] == "alice/digit-recognizer-logistic-regression"
 
 
