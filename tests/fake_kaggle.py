@@ -10,6 +10,7 @@ be bound, the server takes a free port and the client is sent there through HTTP
 import base64
 import io
 import json
+import re
 import threading
 import zipfile
 import time
@@ -109,6 +110,11 @@ class FakeKaggle:
         self.echo_auth: set[str] = set()  # methods that answer 400 quoting the request's Authorization header
         self.key_at_end: set[str] = set()  # methods that answer 400 with a long message ending in the key
         self.messages: dict[str, str] = {}  # method -> a 400 answer with this message (escapes, line breaks)
+        # Misbehaviours (issue 28): each does the method's work first, then answers badly, as a proxy in front
+        # of Kaggle can after Kaggle has acted.
+        self.truncated: set[str] = set()  # the JSON answer cut off halfway (as a dropped connection leaves it)
+        self.bad_gateway: set[str] = set()  # 502 with an HTML page instead of the answer
+        self.not_json: dict[str, bytes] = {}  # method -> a 200 answer of these bytes, as text/html
         self._lock = threading.RLock()  # API methods run under it and may read `requests`
         self._server = None
         self._thread = None
@@ -184,9 +190,10 @@ class FakeKaggle:
             return 404, {"code": 404, "message": "Kernel version not found"}
         files = []
         tag = body.get("versionLabel") or "latest"
-        for name, data in version.output_files.items():
-            self.blobs[f"{tag}/{name}"] = data
-            files.append({"fileName": name, "url": f"http://localhost/blob/{tag}/{name}"})
+        for i, (name, data) in enumerate(version.output_files.items()):
+            key = name if re.fullmatch(r"[\w.-]+", name) else f"file-{i}"  # a name may hold anything: no URL
+            self.blobs[f"{tag}/{key}"] = data
+            files.append({"fileName": name, "url": f"http://localhost/blob/{tag}/{key}"})
         return 200, {"files": files, "log": version.output_log}
 
     def log_stream(self, owner: str, slug: str, query: dict) -> list[str] | None:
@@ -384,6 +391,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.held[name].wait(timeout=60)
         if status == 302:
             return self._send(302, b"", "text/plain", {"Location": reply})
+        if name in self.fake.truncated:
+            whole = json.dumps(reply).encode()
+            return self._send(status, whole[:len(whole) // 2], "application/json")
+        if name in self.fake.bad_gateway:
+            return self._send(502, b"<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>",
+                              "text/html")
+        if name in self.fake.not_json:
+            return self._send(200, self.fake.not_json[name], "text/html")
         self._json(status, reply)
 
     def do_PUT(self):

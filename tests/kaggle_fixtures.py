@@ -69,3 +69,12 @@ def project(tmp_path) -> Path:
     shutil.copy(ROOT / "kernel-metadata.json", folder)
     shutil.copytree(ROOT / "kernel", folder / "kernel")
     return folder
+
+
+def submitted_column(runs_table: str, run_name: str) -> tuple[str, str]:
+    """(submitted, public score) of a run in `runs`' table, read under the header's own columns."""
+    lines = runs_table.splitlines()
+    header = next(line for line in lines if line.startswith("run "))
+    (row,) = [line for line in lines if line.startswith(run_name)]
+    submitted, score = row[header.index("submitted"):].split()[:2]
+    return submitted, score

@@ -272,8 +272,11 @@ def run_command(argv: list[str] | None) -> int:
         debug = args.debug
         return stdout.outcome(args.handler(args))
     except Exception as exc:
-        if debug or not isinstance(exc, (*user_errors(), OSError)):
+        if not isinstance(exc, (*user_errors(), OSError)):
             raise
+        if debug:
+            return report_traceback(exc)
+        # Not caught nearer its cause: still one line, naming the path and the reason for an OS error.
         return report_error(describe_os_error(exc) if isinstance(exc, OSError) else error_line(exc))
     except KeyboardInterrupt as exc:
         print(f"{PROG}: {interrupt_report(exc)}", file=sys.stderr)
@@ -352,11 +355,20 @@ class GuardedStdout:
 def report_error(message: str) -> int:
     # One line, whatever text from the user's file the message quotes.
     message = ' '.join(message.splitlines())
-    client = sys.modules.get(f"{__package__}.kaggle.client")  # loaded once credentials were read
-    if client is not None:  # a secret quoted in any form never reaches the terminal
-        message = client.scrub(message)
+    gate = sys.modules.get(f"{__package__}.kaggle.outside_text")  # loaded with the Kaggle client
+    if gate is not None:  # a secret quoted in any form never reaches the terminal
+        message = gate.scrub(message)
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
+
+
+def report_traceback(exc: BaseException) -> int:
+    """--debug: the whole traceback, chained exceptions included, through the gate for text from outside
+    (an exception behind a scrubbed line may quote a server's answer, the key in it), line by line."""
+    from .kaggle.outside_text import traceback_text
+
+    sys.stderr.write(traceback_text(exc))
+    return 1
 
 
 def interrupt_report(exc: KeyboardInterrupt) -> str:
@@ -366,8 +378,8 @@ def interrupt_report(exc: KeyboardInterrupt) -> str:
 
     word = "terminated" if isinstance(exc, Terminated) else "interrupted"
     records = sys.modules.get(f"{__package__}.kaggle.records")  # loaded only by the Kaggle commands
-    if records is not None and records.SUBMITTED:  # Kaggle said yes: say so, lest it be submitted again
-        return f"{word}; {records.SUBMITTED[-1]}"
+    if records is not None and records.DONE_AT_KAGGLE:  # Kaggle did (or may have) something: lest it be done twice
+        return f"{word}; {records.DONE_AT_KAGGLE[-1]}"
     if PUBLISHED:
         return f"{word}; the run folder {PUBLISHED[-1]} was complete and is kept; earlier runs are untouched"
     return f"{word}; no run folder was left behind and earlier runs are untouched"

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .kaggle.client import scrub
+from .kaggle.outside_text import scrub
 
 METRICS_NAME = "metrics.json"
 # metrics.json's "data" for a run on the embedded sample, which Kaggle cannot score (submit refuses it).

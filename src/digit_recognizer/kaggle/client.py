@@ -4,16 +4,17 @@ The kaggle package prints an authentication banner and may call the network as s
 modules is imported, and its HTTP calls have no timeout. So credentials are checked here first, the
 client is imported only inside `connect`, every call runs in a daemon thread that is abandoned at a
 deadline, the client's own printing is swallowed (with VERBOSE set it would print the auth header),
-and every failure becomes one UserError line that names what to do.
+every reply is handed out through the gate for text from outside (outside_text.Reply), and every
+failure becomes one UserError line that names what to do; a failure after which Kaggle may have acted
+anyway (no answer, a server error or an unreadable answer to a request that makes something) is an
+OutcomeUnknown, which the commands that make things turn into a pending record.
 """
 import argparse
-import base64
 import contextlib
 import io
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from .outside_text import KNOWN, safe_value, scrub  # noqa: F401  (scrub: the gate, also imported from here)
 
 COMPETITION = "digit-recognizer"
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
@@ -30,6 +32,10 @@ POLL_ENV = "DIGIT_RECOGNIZER_POLL_SECONDS"
 POLL_FIRST, POLL_MAX, POLL_GROWTH = 10.0, 60.0, 1.5
 CALL_SECONDS = 60.0
 TRANSFER_SECONDS = 600.0  # the competition zip is ~15 MB; a slow link needs minutes
+# The API requests that make something on Kaggle (a submission, a kernel version): when one of them
+# fails after reaching Kaggle, Kaggle may have made the thing anyway.
+ACTING_REQUESTS = {"CreateSubmission", "CreateCodeSubmission", "SaveKernel"}
+BODY_SHOWN = 80  # characters of an unreadable answer quoted in the message
 
 
 @dataclass(frozen=True)
@@ -42,40 +48,6 @@ class Credentials:
     def __post_init__(self):
         if self.secret:
             KNOWN.append(self)  # every line the kit prints is scrubbed of it (cli.report_error, scrub)
-
-
-KNOWN: list[Credentials] = []  # the credentials this process has read
-ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Token)(\s+|%20)[A-Za-z0-9+/=._~%-]{16,}", re.IGNORECASE)  # 16+: a credential, not a word
-
-
-def scrub(text: str, credentials: "Credentials | None" = None, limit: int | None = None) -> str:
-    """Text from a server (or an exception) made safe to print, then cut to `limit` characters: every
-    form of a secret replaced by ***, the key itself, base64 of 'user:key' (an echoed Basic header) and
-    any Basic or Bearer value, a secret's start left at the end of a message the server cut, terminal
-    escapes removed and line breaks made spaces. Scrubbing comes first, so no cut can split a secret."""
-    text = ANSI_ESCAPE.sub("", str(text))
-    text = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
-    text = AUTH_VALUE.sub(lambda m: f"{m.group(1)} ***", text)
-    for form in _secret_forms([credentials] if credentials else KNOWN):
-        text = text.replace(form, "***")
-        for size in range(len(form) - 1, 5, -1):  # a secret cut short by the server (6+ characters of it), at the end
-            if text.endswith(form[:size]):
-                text = text[:-size] + "***"
-                break
-    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _secret_forms(known: list) -> list[str]:
-    forms = []
-    for credentials in known:
-        if not credentials.secret or len(credentials.secret) < 4:
-            continue
-        forms.append(credentials.secret)
-        if credentials.username:
-            pair = f"{credentials.username}:{credentials.secret}".encode()
-            forms += [base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()]
-    return sorted(set(forms), key=len, reverse=True)
 
 
 def kaggle_config_dir() -> Path:
@@ -172,8 +144,9 @@ def timeout_seconds(default: float) -> float:
     return seconds
 
 
-class NoAnswer(UserError):
-    """A call abandoned at its deadline: whether Kaggle acted on it is not known."""
+class OutcomeUnknown(UserError):
+    """A call after which Kaggle may have acted: abandoned at its deadline, or a request that makes
+    something (ACTING_REQUESTS) answered by a server error, cut short, or with an unreadable answer."""
 
 
 def run_with_deadline(what: str, seconds: float, fn, *args, **kwargs):
@@ -191,7 +164,7 @@ def run_with_deadline(what: str, seconds: float, fn, *args, **kwargs):
         worker.start()
         worker.join(seconds)
     if worker.is_alive():
-        raise NoAnswer(f"{what}: no answer from Kaggle within {seconds:g} s; check your network "
+        raise OutcomeUnknown(f"{what}: no answer from Kaggle within {seconds:g} s; check your network "
                         f"connection (or set {TIMEOUT_ENV} to a longer deadline)")
     if "error" in outcome:
         raise outcome["error"]
@@ -207,13 +180,16 @@ class KaggleSession:
         self.username = api.config_values.get("username") or credentials.username
 
     def call(self, what: str, method: str, *args, transfer: bool = False, **kwargs):
+        """The client's `method`, bounded in time; its reply comes through the gate (a Reply, or a
+        string returned whole as safe text)."""
         seconds = timeout_seconds(TRANSFER_SECONDS if transfer else CALL_SECONDS)
         try:
-            return run_with_deadline(what, seconds, getattr(self.api, method), *args, **kwargs)
+            reply = run_with_deadline(what, seconds, getattr(self.api, method), *args, **kwargs)
         except UserError:
             raise
         except (Exception, SystemExit) as exc:  # the client calls exit() on some failures
             raise explain(what, exc, self.credentials) from exc
+        return safe_value(reply, text=True)
 
 
 def connect(credentials: Credentials | None = None) -> KaggleSession:
@@ -240,11 +216,14 @@ def _authenticated_api():
 
 
 def explain(what: str, exc: BaseException, credentials: Credentials) -> UserError:
-    """One line for a failed client call; the secret is scrubbed from anything quoted."""
+    """One line for a failed client call; the secret is scrubbed from anything quoted. An
+    OutcomeUnknown when Kaggle may have acted on the request all the same."""
     import requests
 
     http = exc if isinstance(exc, requests.HTTPError) else exc.__context__
-    if isinstance(http, requests.HTTPError) and http.response is not None:
+    if isinstance(exc, json.JSONDecodeError):  # requests' own JSONDecodeError is one too
+        text = f"{what}: Kaggle's answer is not readable JSON ({what_kaggle_sent(exc)})"
+    elif isinstance(http, requests.HTTPError) and http.response is not None:
         text = _http_problem(what, http.response.status_code, _server_message(http, credentials), credentials)
     elif isinstance(exc, requests.ConnectionError):
         text = (f"{what}: cannot reach Kaggle ({_connection_reason(exc)}); check your network connection "
@@ -255,7 +234,63 @@ def explain(what: str, exc: BaseException, credentials: Credentials) -> UserErro
         text = f"{what}: {_first_text_line(str(exc))}"
     else:
         text = f"{what}: the kaggle client failed ({type(exc).__name__}: {_first_text_line(str(exc))})"
-    return UserError(scrub(text, credentials))
+    kind = OutcomeUnknown if may_have_acted(exc) else UserError
+    return kind(scrub(text, credentials))
+
+
+def reply_behind(exc: BaseException):
+    """The HTTP reply (requests.Response) a failed call was reading: the error's own, else the innermost
+    one held by a frame the exception passed through (the client parses its replies in its own code)."""
+    import requests
+
+    for error in (exc, exc.__cause__, exc.__context__):
+        if isinstance(getattr(error, "response", None), requests.Response):
+            return error.response
+    found, frame = None, exc.__traceback__
+    while frame is not None:
+        for value in frame.tb_frame.f_locals.values():
+            if isinstance(value, requests.Response):
+                found = value
+        frame = frame.tb_next
+    return found
+
+
+def what_kaggle_sent(exc: BaseException) -> str:
+    """'HTTP 200, 41 bytes: {"message": "Successf...': the status and first characters of the answer
+    that failed, scrubbed; for an answer the client could not parse."""
+    reply = reply_behind(exc)
+    body = exc.doc if isinstance(getattr(exc, "doc", None), str) else _body_read(reply)
+    size = f"{len(body.encode('utf-8', 'replace'))} bytes"
+    start = scrub(body[:BODY_SHOWN * 2], limit=BODY_SHOWN)  # scrubbed, then cut: no cut splits a secret
+    said = f"{size}: {start}" if start else f"{size}, empty"
+    return f"HTTP {reply.status_code}, {said}" if reply is not None else said
+
+
+def _body_read(reply) -> str:
+    """The text of a reply already read; a streamed one not yet read is not read now (it may be large)."""
+    if reply is None or not getattr(reply, "_content_consumed", False):
+        return ""
+    return reply.content.decode("utf-8", "replace") if reply.content else ""
+
+
+def may_have_acted(exc: BaseException) -> bool:
+    """Whether the failed request makes something on Kaggle and failed after Kaggle had it: a server
+    error (5xx), an unreadable or cut-short answer, or the connection dropped once the request was sent."""
+    import requests
+    import urllib3
+
+    reply = reply_behind(exc)
+    request = reply.request if reply is not None else getattr(exc, "request", None)
+    url = getattr(request, "url", None) or ""
+    if url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] not in ACTING_REQUESTS:
+        return False
+    cut_short = (json.JSONDecodeError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout)
+    if isinstance(exc, cut_short):
+        return True
+    if isinstance(exc, requests.ConnectionError):  # refused or unresolved: never sent; aborted: sent
+        reasons = [*exc.args, *(getattr(arg, "reason", None) for arg in exc.args)]  # MaxRetryError(reason=...)
+        return any(isinstance(reason, urllib3.exceptions.ProtocolError) for reason in reasons)
+    return reply is not None and reply.status_code >= 500
 
 
 def _http_problem(what: str, status: int, message: str, credentials: Credentials) -> str:
@@ -274,11 +309,13 @@ def _http_problem(what: str, status: int, message: str, credentials: Credentials
 
 
 def _server_message(http, credentials: Credentials) -> str:
+    """Kaggle's own words for an HTTP error: its JSON message, else the start of what it sent."""
     try:
         body = http.response.json()
         message = body.get("message", "") if isinstance(body, dict) else ""
     except ValueError:
-        message = ""
+        sent = _body_read(http.response).strip()
+        message = f"not JSON: {sent}" if sent else ""
     return scrub(message or str(http.args[0] if http.args else ""), credentials, limit=200)  # scrubbed, then cut
 
 
@@ -311,12 +348,42 @@ class RenamedFlag(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class Bounded:
+    """An argparse type for a number a Kaggle command sends (or waits by): `kind` from `low` to `high`,
+    checked before any request, else one line naming the flag (argparse adds it) and the range."""
+
+    def __init__(self, kind: type, low: float, high: float, what: str):
+        self.kind, self.low, self.high, self.what = kind, low, high, what
+        self.__name__ = kind.__name__  # argparse's name for the type in its own messages
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high:  # NaN compares false: refused too
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {self.what} from {_shown(self.low)} to "
+                                             f"{_shown(self.high)}")
+        return value
+
+
+def _shown(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+KAGGLE_RUN_LIMIT = 12 * 3600  # a kernel session's longest run on Kaggle, in seconds
+TIME_LIMIT = Bounded(int, 1, KAGGLE_RUN_LIMIT, "whole seconds of run time on Kaggle")
+VERSION_NUMBER = Bounded(int, 1, 2**31 - 1, "a kernel version number")
+WAIT_SECONDS = Bounded(float, 1e-3, 7 * 86400, "a number of seconds to wait")
+
+
 def wait_timeout_flag(parser: argparse.ArgumentParser, default: float, what: str) -> None:
     """--wait-timeout SECONDS: how long a command waits here, for whatever it waits for (`what`)."""
-    parser.add_argument("--wait-timeout", type=float, default=default, metavar="SECONDS",
+    parser.add_argument("--wait-timeout", type=WAIT_SECONDS, default=default, metavar="SECONDS",
                         help=f"seconds to wait at most {what} (default: {default:g})")
     if "--timeout" not in parser._option_string_actions:  # in `kernels run` it meant Kaggle's limit: it still does
-        parser.add_argument("--timeout", dest="wait_timeout", type=float, action=RenamedFlag, new="--wait-timeout")
+        parser.add_argument("--timeout", dest="wait_timeout", type=WAIT_SECONDS, action=RenamedFlag,
+                            new="--wait-timeout")
 
 
 def poll(check, timeout: float, label: str, resume: str, detail=None) -> str:

@@ -11,6 +11,7 @@ import sys
 from shlex import quote
 import tempfile
 from contextlib import suppress
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..errors import UserError
@@ -20,11 +21,12 @@ from ..runs import runs_flag
 from ..errors import os_reason
 from ..interrupt_hold import interrupts_deferred
 from ..local_io import make_folder
-from .client import COMPETITION, connect, find_credentials, wait_timeout_flag
-from .records import (ORIGIN_NAME, default_message, is_run_folder, local_index, prepare_records, read_json_object,
-                      read_records, score_value, submission_target, trained_on_sample, update_record, utc_now)
+from .client import COMPETITION, VERSION_NUMBER, connect, find_credentials, wait_timeout_flag
+from .records import (ORIGIN_NAME, LocalRecords, RecordKey, default_message, find_record, is_run_folder, local_index,
+                      prepare_records, read_json_object, remove_record, score_value, submission_target,
+                      trained_on_sample, update_record, utc_now)
 from .submitting import (after_submit, check_file, check_limits, check_wait, count_rows, expected_rows,
-                         list_submissions, refuse_invalid, sample_fix, status_name, upload_and_record)
+                         list_submissions, refuse_invalid, same_message, sample_fix, status_name, upload_and_record)
 
 DATA_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 SUBMIT_FAILED = "Could not submit to competition"  # what the client returns when the upload failed
@@ -74,9 +76,10 @@ def install_as_one(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
             try:
                 for name in files:
                     if os.path.lexists(folder / name):
-                        kept[name] = f"{name}.before-download-{stamp}"
-                        moved.append((folder / name, folder / kept[name]))
-                        os.rename(*moved[-1])
+                        aside = keep_aside(folder / name, f"{name}.before-download-{stamp}")
+                        if aside is not None:
+                            kept[name] = aside.name
+                            moved.append((folder / name, aside))
                 for name in files:
                     moved.append((stage / name, folder / name))
                     os.rename(*moved[-1])
@@ -91,6 +94,30 @@ def install_as_one(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return kept
+
+
+def keep_aside(path: Path, name: str) -> Path | None:
+    """Rename `path` to `name` beside it (NAME-2, NAME-3, ... when taken) without ever replacing a file:
+    the new name is claimed first by creating it exclusively, so that two downloads at once (in the
+    same second) cannot both pick it and the second rename destroy the first kept copy. None when
+    `path` went away meanwhile (another download moved it aside: nothing left to keep here)."""
+    number = 1
+    while True:
+        claimed = path.with_name(name if number == 1 else f"{name}-{number}")
+        try:
+            os.close(os.open(claimed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            break
+        except FileExistsError:
+            number += 1
+    try:
+        os.replace(path, claimed)  # replaces only the empty file claimed above
+    except FileNotFoundError:
+        claimed.unlink(missing_ok=True)
+        return None
+    except OSError:
+        claimed.unlink(missing_ok=True)
+        raise
+    return claimed
 
 
 def _competition_files(temp: Path) -> dict[str, bytes]:
@@ -186,13 +213,15 @@ def cmd_submissions(args: argparse.Namespace) -> int:
 
     session = connect()
     items = list_submissions(session)
+    index = local_index(args.runs)
+    for line in settle_unconfirmed(items, index):
+        print(line)
     if not items:
         print(f"no submissions to {COMPETITION} yet")
         return 0
     scored = any(score_value(i.public_score) is not None for i in items)
     board, board_problem = read_board(session) if scored else (None, "")
     team = next((i.team_name for i in items if i.team_name), None)
-    index = local_index(args.runs)
     rows, gaps, updated = [], [], 0
     for item in items:
         state, score = status_name(item), score_value(item.public_score)
@@ -219,14 +248,58 @@ def cmd_submissions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_run(item, index: tuple, runs: Path) -> tuple[Path | None, tuple | None]:
+CLOCK_MARGIN = timedelta(minutes=10)  # between this machine's clock and the dates Kaggle lists
+
+
+def settle_unconfirmed(items: list, index: LocalRecords) -> list[str]:
+    """Each unconfirmed record (kept when Kaggle's answer to a submission was lost) set against Kaggle's
+    list: the oldest listed submission from its time on with its message that no other record claims
+    is the one it made, and the record takes its ref (an ordinary record from then on); when the list
+    reaches back past the record's time without one, Kaggle never received it, and the record is
+    removed (once it is older than CLOCK_MARGIN: a list made just after may not show it yet). Returns the
+    lines saying what was settled."""
+    lines, claimed, now = [], set(index.by_ref), datetime.now(timezone.utc)
+    for run, record in sorted(index.unconfirmed, key=lambda pair: str(pair[1].get("submitted_at"))):
+        key, made = RecordKey.of(record), _utc(record.get("submitted_at"))
+        what = f"the upload of {run.name}/{record.get('file', 'submission.csv')} at {record.get('submitted_at')}"
+        match = next((item for item in reversed(items) if item.ref not in claimed
+                      and same_message(item.description, record.get("message"))
+                      and not (made and item.date and _utc(item.date) < made - CLOCK_MARGIN)), None)
+        if match is not None:
+            claimed.add(match.ref)
+            update_record(run, key, status_name(match), score_value(match.public_score), ref=match.ref)
+            index.by_ref[match.ref] = (run, RecordKey(key.submitted_at, key.message, match.ref))
+            lines.append(f"{what}, whose answer was lost, is on Kaggle (ref {match.ref}); its record is confirmed")
+        elif made and made < now - CLOCK_MARGIN and (  # old enough for Kaggle to list it, and the list reaches back
+                not items or any(item.date and _utc(item.date) < made - CLOCK_MARGIN for item in items)):
+            remove_record(run, key)
+            lines.append(f"{what}, whose answer was lost, never reached Kaggle (it is not in the list); its "
+                         f"unconfirmed record is removed")
+        else:
+            lines.append(f"{what}, whose answer was lost, is not in Kaggle's list yet; its record stays unconfirmed")
+    return lines
+
+
+def _utc(value) -> datetime | None:
+    """A record's ISO time or a listed date as an aware UTC datetime (None when it is neither)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _local_run(item, index: LocalRecords, runs: Path) -> tuple[Path | None, tuple | None]:
     """The run folder a Kaggle submission came from: by its record (ref or message), else by a run id
-    in its description; and where its record is, when it has one."""
-    by_ref, by_message, run_ids = index
-    where = by_ref.get(item.ref) or by_message.get(item.description)
+    in its description; and where its record is (run, RecordKey), when it has one."""
+    where = index.by_ref.get(item.ref) or next(
+        (place for message, place in index.by_message.items() if same_message(item.description, message)), None)
     if where:
         return where[0], where
-    name = next((w.strip(",") for w in (item.description or "").split() if w.strip(",") in run_ids), "")
+    name = next((w.strip(",") for w in (item.description or "").split() if w.strip(",") in index.run_ids), "")
     return (runs / name if name else None), None
 
 
@@ -247,7 +320,7 @@ def cv_summary(gaps: list[tuple[float, float]]) -> str:
 
 def kernel_version_of(run: Path | None, where) -> str:
     origin = read_json_object(run / ORIGIN_NAME) if run else {}
-    record = read_records(where[0])[where[1]] if where else {}
+    record = (find_record(*where) or {}) if where else {}
     version = record.get("kernel_version") or origin.get("version")
     push = origin.get("push") if isinstance(origin.get("push"), dict) else {}
     if not version or not isinstance(push.get("options"), dict) or not push["options"]:
@@ -285,7 +358,7 @@ def submit_flags(submit: argparse.ArgumentParser) -> None:
     submit.add_argument("--kernel", nargs="?", const="", metavar="OWNER/SLUG",
                         help="submit a kernel version's submission.csv where Kaggle made it (default kernel: "
                              "the id in kernel-metadata.json)")
-    submit.add_argument("--version", type=int, metavar="N",
+    submit.add_argument("--version", type=VERSION_NUMBER, metavar="N",
                         help="with --kernel: the kernel version (default: the one last pushed)")
     submit.add_argument("-p", "--path", type=Path, default=Path("."), metavar="DIR",
                         help="with --kernel: folder holding kernel-metadata.json and kernel-pushes.json (default: .)")

@@ -2,8 +2,10 @@
 (the live stream while it runs): as text, its tail, its last line while waiting, or followed live.
 
 Kaggle keeps a log as a JSON list of {"stream_name", "time", "data"} events; the client hands it
-over as it came, so it is turned into plain text here. The stream is read in a daemon thread so that
-every wait on it is bounded.
+over as it came, so it is turned into plain text here, and every event's text passes the gate for text
+from outside (outside_text.clean_lines: no escapes, no secret, one record per line) in `_event_text`,
+which the saved log, the live stream and the waits' last line all go through. The stream is read in a
+daemon thread so that every wait on it is bounded.
 """
 import json
 import queue
@@ -11,28 +13,28 @@ import threading
 import time
 
 from ..errors import UserError
-from .client import KaggleSession, explain, scrub
+from .client import KaggleSession, explain
+from .outside_text import clean_lines, scrub
 
 TAIL_LINES = 20
 STREAM_RETRY_SECONDS = 10.0
 
 
 def log_text(raw: str) -> str:
-    """Kaggle's log as the kernel printed it (a JSON event list becomes its `data`, joined)."""
+    """Kaggle's log as the kernel printed it (a JSON event list becomes its `data`, joined), made safe."""
     try:
         events = json.loads(raw)
     except (TypeError, ValueError, RecursionError):  # nested too deep, or an int past 4,300 digits
-        return raw or ""
+        return clean_lines(raw or "")
     if not isinstance(events, list):
-        return raw
+        return clean_lines(raw)
     return "".join(_event_text(e) for e in events)
 
 
 def _event_text(event) -> str:
+    """One log event's text, through the gate: its lines, each ending in a line break."""
     data = event.get("data") if isinstance(event, dict) else None
-    if not isinstance(data, str):
-        return ""
-    return data if data.endswith("\n") else data + "\n"
+    return clean_lines(data) if isinstance(data, str) else ""
 
 
 def last_line(text: str) -> str:
@@ -57,7 +59,7 @@ def print_log_tail(session: KaggleSession, ref: str, what: str, lines: int = TAI
         print(f"the log of {what} is empty")
         return
     print(f"last {len(tail)} lines of the log of {what}:")
-    for line in tail:  # Kaggle's text: no terminal escapes, no secret in any form
+    for line in tail:  # already through the gate (log_text); only cut here
         print(f"  {scrub(line, session.credentials, limit=500)}")
 
 
@@ -79,7 +81,7 @@ class LogFollower:
                 for event in session.api.kernels_logs_stream(ref):
                     line = last_line(_event_text(event))
                     if line:
-                        self.line = scrub(line, session.credentials)
+                        self.line = line
                 return  # the stream said the session ended
             except Exception:  # no stream (yet) only costs the live line; the status decides
                 self._stopped.wait(STREAM_RETRY_SECONDS)

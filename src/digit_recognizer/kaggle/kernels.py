@@ -19,14 +19,18 @@ from pathlib import Path
 from ..errors import UserError
 from ..invocation import command
 from ..runs import runs_flag
+from ..interrupt_hold import interrupts_deferred
 from ..local_io import write_json, write_text
 from ..notebook import NOTEBOOK_FILE, SCRIPT_NAME, pushed_copy, staleness
 from ..run_folders import publish_name, run_folder
-from .client import (COMPETITION, KaggleSession, RenamedFlag, connect, find_credentials, http_status,
-                     kaggle_config_dir, poll, scrub, wait_timeout_flag)
+from .client import (COMPETITION, KAGGLE_RUN_LIMIT, TIME_LIMIT, VERSION_NUMBER, KaggleSession, OutcomeUnknown,
+                     RenamedFlag, connect, find_credentials, http_status, kaggle_config_dir, poll, scrub,
+                     wait_timeout_flag)
 from .kernel_logs import LogFollower, follow_log, print_log_tail, read_log
-from .pushes import PUSHES_NAME, file_sha256, latest_push, push_of, read_pushes, record_push
-from .records import ORIGIN_NAME, utc_now
+from .outside_text import clean_name, safe_value
+from .pushes import (PUSHES_NAME, confirm_push, file_sha256, is_version, known_versions, latest_push, next_unknown,
+                     push_of, read_pushes, record_push, unsettled)
+from .records import DONE_AT_KAGGLE, KIT_RECORDS, ORIGIN_NAME, utc_now
 
 METADATA_NAME = "kernel-metadata.json"
 ID_PLACEHOLDER = "YOUR_KAGGLE_USERNAME"
@@ -82,13 +86,26 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
             print(f"digit-recognizer: error: {root / METADATA_NAME}: {line}", file=sys.stderr)
         raise UserError(f"{root / METADATA_NAME}: {errors[0]}")
     read_pushes(root)  # a damaged record is said now, not after Kaggle has made the version
-    if args.time_limit is not None and args.time_limit < 1:
-        raise UserError(f"--time-limit {args.time_limit}: expected the kernel's run-time limit on Kaggle in whole "
-                        f"seconds (>= 1)")
     session = connect(credentials)
     kernel = kernel_ref(metadata, session)
     if wants_gpu(metadata, args.accelerator) and not args.no_run:
         check_gpu_quota(session, args.ignore_quota)
+    pushed = send_push(session, args, root, metadata, kernel, options)
+    verb = "saved (not run)" if args.no_run else "pushed; Kaggle runs it now"
+    number = pushed["version"]
+    print(f"{Version(kernel, number)} {verb}" if number else f"{kernel} {verb} (Kaggle sent no version number)")
+    print(f"as a {metadata['kernel_type']}, with {option_flags(options) or 'the default options'}")
+    print(f"kernel: {pushed['url']}")
+    print(f"recorded in {root / PUSHES_NAME}")
+    return session, Version(kernel, number)
+
+
+def send_push(session: KaggleSession, args: argparse.Namespace, root: Path, metadata: dict, kernel: str,
+              options: dict) -> dict:
+    """Push, and record which version Kaggle made of which code, with Ctrl-C and SIGTERM held from the
+    request's start until the record is on disk (as for a submission), so that a version Kaggle made is
+    never unrecorded. When Kaggle may have made one although its answer was lost, a pending entry is
+    kept instead, and the one line says so and how to check. Returns the entry recorded."""
     with tempfile.TemporaryDirectory(prefix="digit-recognizer-push-") as stage:
         # The committed notebook with the options in its settings cell (the stale check above made sure it
         # is today's kernel.py), or its script form; the client reads the code file's text itself.
@@ -96,28 +113,42 @@ def push_kernel(args: argparse.Namespace) -> tuple[KaggleSession, Version]:
         code_file = Path(stage) / (SCRIPT_NAME if script else NOTEBOOK_FILE.name)
         write_text(code_file, pushed_copy(root, options, script=script))
         write_json(Path(stage) / METADATA_NAME, {**metadata, "id": kernel, "code_file": code_file.name})
-        code_sha256 = file_sha256(code_file)
-        response = session.call("pushing the kernel", "kernels_push", stage, args.time_limit, args.accelerator,
-                                no_run=args.no_run)
-    problem = scrub(_push_problem(response) or "", limit=300)  # server text: scrubbed first, then cut
+        entry = {"kernel": kernel, "version": None, "pushed_at": utc_now(), "url": None,
+                 "code_file": metadata["code_file"], "code_sha256": file_sha256(code_file),
+                 "kernel_type": metadata["kernel_type"], "options": options,
+                 "accelerator": args.accelerator or metadata.get("machine_shape"),
+                 "timeout_seconds": args.time_limit, "no_run": args.no_run}
+        with interrupts_deferred():
+            after = max(known_versions(root, kernel), default=0)
+            try:
+                response = session.call("pushing the kernel", "kernels_push", stage, args.time_limit,
+                                        args.accelerator, no_run=args.no_run)
+            except OutcomeUnknown as exc:
+                record_push(root, {**entry, "pending": True, "after_version": after, "problem": str(exc)})
+                said = (f"Kaggle may have made a new version of {kernel}: check '{kernels_cli()} status' (a "
+                        f"pending record is kept in {root / PUSHES_NAME}; that command settles it) before "
+                        f"pushing again")
+                DONE_AT_KAGGLE.append(said)
+                raise UserError(f"{exc}; {said}") from None
+            return record_pushed(response, root, metadata, kernel, entry)
+
+
+def record_pushed(response, root: Path, metadata: dict, kernel: str, entry: dict) -> dict:
+    """Kaggle's answer to a push: refused (one line), or the version it made, recorded."""
+    problem = scrub(_push_problem(response) or "", limit=300)  # the reply is through the gate; cut here
     if problem:
         raise UserError(f"Kaggle refused the push of {kernel}: {problem}")
     if metadata["id"] != kernel:
         _record_kernel_id(root / METADATA_NAME, metadata["id"], kernel)
         print(f"{root / METADATA_NAME}: id set to {kernel}")
-    number = getattr(response, "version_number", None) or None
-    url = response.url or f"https://www.kaggle.com/code/{kernel}"
-    record_push(root, {"kernel": kernel, "version": number, "pushed_at": utc_now(), "url": url,
-                       "code_file": metadata["code_file"], "code_sha256": code_sha256,
-                       "kernel_type": metadata["kernel_type"], "options": options,
-                       "accelerator": args.accelerator or metadata.get("machine_shape"),
-                       "timeout_seconds": args.time_limit, "no_run": args.no_run})
-    verb = "saved (not run)" if args.no_run else "pushed; Kaggle runs it now"
-    print(f"{Version(kernel, number)} {verb}" if number else f"{kernel} {verb} (Kaggle sent no version number)")
-    print(f"as a {metadata['kernel_type']}, with {option_flags(options) or 'the default options'}")
-    print(f"kernel: {url}")
-    print(f"recorded in {root / PUSHES_NAME}")
-    return session, Version(kernel, number)
+    number = response.version_number
+    entry.update(version=number if is_version(number) else None,
+                 url=response.url or f"https://www.kaggle.com/code/{kernel}")
+    for line in record_push(root, entry):
+        print(line)
+    made = Version(kernel, entry["version"]) if entry["version"] else f"a new version of {kernel}"
+    DONE_AT_KAGGLE.append(f"Kaggle made {made}, recorded in {root / PUSHES_NAME}")
+    return entry
 
 
 def pushable_code_file(root: Path, code_file: str) -> Path:
@@ -299,10 +330,30 @@ def resolve_version(args: argparse.Namespace, session: KaggleSession) -> Version
         if args.version < 1:
             raise UserError(f"--version {args.version}: expected a kernel version number (1, 2, ...)")
         return Version(kernel, args.version)
+    settle_pending(session, args.path, kernel)
     pushed = latest_push(args.path, kernel)
     if pushed:
         return Version(kernel, pushed["version"])
     return Version(kernel, None)  # not pushed from here: Kaggle's latest, and every line says so
+
+
+def settle_pending(session: KaggleSession, root: Path, kernel: str) -> None:
+    """Each push from here whose answer was lost, and that no later push has settled: ask Kaggle for the
+    version after the ones accounted for; when it has one, that push made it, and the entry records it.
+    Otherwise it stays pending, and a line says so (the status shown is then of the version before)."""
+    for pending in unsettled(root, kernel):
+        number = next_unknown(pending["after_version"], known_versions(root, kernel))
+        try:
+            kernel_state(session, Version(kernel, number))
+        except UserError as exc:
+            if http_status(exc) != 404:
+                raise
+            print(f"the push at {pending.get('pushed_at')}, whose answer was lost, may still have made a version: "
+                  f"Kaggle has no session for version {number} (yet); its record stays pending", file=sys.stderr)
+            continue
+        confirm_push(root, pending, number)
+        print(f"the push at {pending.get('pushed_at')}, whose answer was lost, made {Version(kernel, number)}; "
+              f"recorded in {root / PUSHES_NAME}", file=sys.stderr)
 
 
 def kernel_state(session: KaggleSession, version: Version, waiting: bool = False) -> tuple[str, str]:
@@ -393,16 +444,65 @@ def fetch_output(session: KaggleSession, version: Version, status: str, runs: Pa
         if not fetched:
             raise UserError(f"{version} has no output files on Kaggle (status {status})")
         with run_folder(runs) as folder:
-            for path in fetched:
-                target = folder / path.relative_to(temp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(path, target)
+            set_aside = [place_fetched(path, Path(temp), folder, session) for path in fetched]
             write_json(folder / ORIGIN_NAME, origin_record(version, status, root))
             final = publish_name(folder)
     names = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
     print(f"run folder: {final} (from Kaggle kernel {version}, status {status}{pushed_with(root, version)})")
     print("files: " + ", ".join(names))
+    for line in filter(None, set_aside):
+        print(line)
     return final
+
+
+FROM_KERNEL = "from-kernel."  # the prefix a kernel's file named like one of the kit's records is kept under
+
+
+def place_fetched(path: Path, temp: Path, folder: Path, session: KaggleSession) -> str:
+    """Move one fetched output file into the run folder under a safe name: each part of its name through
+    the gate, and never one of the kit's own records (kaggle_submissions.json, origin.json), which only
+    the kit writes: a kernel's file of that name is kept as from-kernel.NAME and never read as the run's
+    record. Returns a line saying what was renamed, or ''."""
+    parts = [clean_name(part, session.credentials) for part in path.relative_to(temp).parts]
+    note = ""
+    if len(parts) == 1 and parts[0] in KIT_RECORDS:
+        note = (f"the kernel's output holds {parts[0]}, which only the kit writes; kept as {FROM_KERNEL}{parts[0]}, "
+                f"not used as this run's record")
+        parts[0] = FROM_KERNEL + parts[0]
+    target = unused_name(folder.joinpath(*parts))  # two names the same once made safe: neither is lost
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(path, target)
+    if not note and target.relative_to(folder).parts != path.relative_to(temp).parts:
+        note = f"an output file's name held characters that are not safe to show; kept as {target.relative_to(folder)}"
+    if target == folder / "metrics.json" and make_strings_safe(target):
+        note = (f"the kernel's metrics.json held text that is not safe to show; its strings are made safe there "
+                f"(the file as fetched: {FROM_KERNEL}metrics.json)")
+    return note
+
+
+def make_strings_safe(path: Path) -> bool:
+    """Rewrite a fetched JSON file (the kernel's metrics.json, which `runs`, `submit` and `submissions`
+    read and print) with every string through the gate, keeping the original beside it as
+    from-kernel.NAME; True when anything had to change. A file that is not JSON is left as it is (its
+    readers call it damaged)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    safe = safe_value(value)
+    if json.dumps(safe) == json.dumps(value):  # compared as written: a NaN equals itself there
+        return False
+    shutil.copyfile(path, unused_name(path.with_name(FROM_KERNEL + path.name)))
+    write_json(path, safe)
+    return True
+
+
+def unused_name(path: Path) -> Path:
+    """`path`, or NAME-2.EXT, NAME-3.EXT, ... when it is taken."""
+    candidate, number = path, 2
+    while candidate.exists():
+        candidate, number = path.with_name(f"{path.stem}-{number}{path.suffix}"), number + 1
+    return candidate
 
 
 def origin_record(version: Version, status: str, root: Path, files: str = "all") -> dict:
@@ -528,9 +628,9 @@ def _path_argument(parser: argparse.ArgumentParser) -> None:
 
 def _push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerator", metavar="SHAPE", help="Kaggle machine shape, e.g. NvidiaTeslaT4 (default: the metadata's)")
-    parser.add_argument("--time-limit", type=int, metavar="SECONDS",
-                        help="the run's time limit on Kaggle (default: Kaggle's own limit)")
-    parser.add_argument("--timeout", dest="time_limit", type=int, action=RenamedFlag, new="--time-limit")
+    parser.add_argument("--time-limit", type=TIME_LIMIT, metavar="SECONDS",
+                        help=f"the run's time limit on Kaggle, 1 to {KAGGLE_RUN_LIMIT} (default: Kaggle's own limit)")
+    parser.add_argument("--timeout", dest="time_limit", type=TIME_LIMIT, action=RenamedFlag, new="--time-limit")
     parser.add_argument("--ignore-quota", action="store_true",
                         help="push a GPU run even when the weekly GPU quota reads as used up (default: off)")
     parser.add_argument("--script", action="store_true",
@@ -545,7 +645,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
 def _version_arguments(parser: argparse.ArgumentParser) -> None:
     _path_argument(parser)
     parser.add_argument("--kernel", metavar="OWNER/SLUG", help=f"OWNER/SLUG (default: the id in {METADATA_NAME})")
-    parser.add_argument("--version", type=int, metavar="N",
+    parser.add_argument("--version", type=VERSION_NUMBER, metavar="N",
                         help=f"the kernel version (default: the one last pushed, from {PUSHES_NAME})")
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..invocation import command
-from .client import COMPETITION, KaggleSession, connect
+from .client import COMPETITION, Bounded, KaggleSession, connect
+
+TOP_TEAMS = Bounded(int, 1, 100, "a number of teams")  # one page of Kaggle's leaderboard
 from ..runs import score_value
 
 
@@ -83,5 +85,6 @@ def rank_of(board: list[dict], score: float, team: str | None, username: str | N
 
 
 def leaderboard_flags(board: argparse.ArgumentParser) -> None:
-    board.add_argument("--top", type=int, default=5, metavar="N", help="how many of the top teams to show (default: 5)")
+    board.add_argument("--top", type=TOP_TEAMS, default=5, metavar="N",
+                       help=f"how many of the top teams to show, 1 to {TOP_TEAMS.high:g} (default: 5)")
     board.set_defaults(handler=cmd_leaderboard)

@@ -1,13 +1,19 @@
-"""Local run folders as the Kaggle commands see them: what to submit, and what was submitted from where."""
+"""Local run folders as the Kaggle commands see them: what to submit, and what was submitted from where.
+
+A run's kaggle_submissions.json is written only by the kit's own `submit` (a file of that name in a
+kernel's output is kept under another name by `kernels output`), and every change to it is a
+read-modify-write under folder_lock, so that submits side by side each keep their record. A record is
+found again by its RecordKey, not by its place in the list.
+"""
 import json
 import os
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import UserError
-from ..errors import os_reason
-from ..local_io import write_json
+from ..errors import UserError, os_reason
+from ..local_io import folder_lock, write_json
 from ..invocation import command
 from ..run_folders import RUN_ID_PATTERN, published_runs
 from ..run_record import SAMPLE_SOURCE, float_sized_int, read_json, read_run, settings_text
@@ -16,8 +22,32 @@ from ..runs import score_value
 RECORDS_NAME = "kaggle_submissions.json"
 ORIGIN_NAME = "origin.json"
 FALLBACK_NAME = "unfiled_kaggle_submissions.json"  # where a record goes when its run folder refuses it
-# What this process has submitted, for an interrupt's truthful message ("Kaggle has ...").
-SUBMITTED: list[str] = []
+# The kit's own records: a kernel's output may not bring files of these names into a run folder.
+KIT_RECORDS = (RECORDS_NAME, ORIGIN_NAME)
+# A record kept when Kaggle may have the submission but its answer was lost (no answer, a server error,
+# an unreadable answer); `submissions` resolves it against Kaggle's list.
+UNCONFIRMED = "unconfirmed"
+# What this process has had Kaggle do (or may have), for an interrupt's truthful message ("Kaggle has ...").
+DONE_AT_KAGGLE: list[str] = []
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """Which record of a run's list is meant: Kaggle's ref when it gave one, else when it was made and
+    its message (records are only ever appended, changed or removed under the lock, so no index holds)."""
+    submitted_at: str | None
+    message: str | None
+    ref: object = None
+
+    @classmethod
+    def of(cls, record: dict) -> "RecordKey":
+        return cls(record.get("submitted_at"), record.get("message"), record.get("ref") or None)
+
+    def matches(self, record: dict) -> bool:
+        if self.ref:
+            return record.get("ref") == self.ref
+        return (not record.get("ref") and record.get("submitted_at") == self.submitted_at
+                and record.get("message") == self.message)
 
 
 def utc_now() -> str:
@@ -114,17 +144,18 @@ def prepare_records(run: Path | None) -> None:
     if path.exists() and not path.is_file():
         raise UserError(f"{path}: not a file, so the submission record could not be written; nothing was "
                         f"uploaded: move it aside")
-    try:
-        read_records(run)
-    except UserError:
-        aside = run / f"{RECORDS_NAME}.damaged-{utc_now().replace(':', '')}"
+    with folder_lock(run):
         try:
-            os.rename(path, aside)
-        except OSError as exc:
-            raise UserError(f"{path}: damaged, and it cannot be moved aside ({os_reason(exc)}); "
-                            f"nothing was uploaded") from None
-        print(f"digit-recognizer: warning: {path}: not a JSON list of submission records; kept as "
-              f"{aside.name}, and a new record list is started", file=sys.stderr)
+            read_records(run)
+        except UserError:
+            aside = run / f"{RECORDS_NAME}.damaged-{utc_now().replace(':', '')}-{os.getpid()}"
+            try:
+                os.rename(path, aside)
+            except OSError as exc:
+                raise UserError(f"{path}: damaged, and it cannot be moved aside ({os_reason(exc)}); "
+                                f"nothing was uploaded") from None
+            print(f"digit-recognizer: warning: {path}: not a JSON list of submission records; kept as "
+                  f"{aside.name}, and a new record list is started", file=sys.stderr)
     probe = run / f".{RECORDS_NAME}.{os.getpid()}.probe"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -135,9 +166,9 @@ def prepare_records(run: Path | None) -> None:
 
 
 def keep_record(run: Path, record: dict) -> str:
-    """Write an accepted submission's record; never raises. Returns where it went: the run folder's
-    record file, else (that write failed after all) a fallback file under the user's state folder,
-    else the record itself as text, so that the one line saying Kaggle has it also says what it was."""
+    """Write a submission's record; never raises. Returns where it went: the run folder's record file,
+    else (that write failed after all) a fallback file under the user's state folder, else the record
+    itself as text, so that the one line saying Kaggle has it also says what it was."""
     try:
         add_record(run, record)
         return str(run / RECORDS_NAME)
@@ -146,8 +177,9 @@ def keep_record(run: Path, record: dict) -> str:
     fallback = fallback_records_path()
     try:
         fallback.parent.mkdir(parents=True, exist_ok=True)
-        kept = read_records(fallback.parent, FALLBACK_NAME)
-        write_json(fallback, kept + [{**record, "run": str(run)}])
+        with folder_lock(fallback.parent):
+            kept = read_records(fallback.parent, FALLBACK_NAME)
+            write_json(fallback, kept + [{**record, "run": str(run)}])
         return f"{fallback} (not the run folder: {problem})"
     except (UserError, OSError):
         return f"nowhere on disk ({problem}); the record: {json.dumps(record)}"
@@ -158,48 +190,73 @@ def fallback_records_path() -> Path:
     return Path(state) / "digit-recognizer" / FALLBACK_NAME
 
 
-def add_record(run: Path, record: dict) -> int:
-    """Append a submission record to the run's list; return its index there."""
-    records = read_records(run) + [record]
-    write_json(run / RECORDS_NAME, records)
-    return len(records) - 1
+def add_record(run: Path, record: dict) -> None:
+    """Append a submission record to the run's list (under the lock: nobody else's is lost)."""
+    with folder_lock(run):
+        write_json(run / RECORDS_NAME, read_records(run) + [record])
 
 
-def local_index(runs: Path) -> tuple[dict, dict, set]:
+@dataclass
+class LocalRecords:
+    """The submission records under a --runs folder, as a listing of Kaggle's submissions matches them."""
+    by_ref: dict  # Kaggle's ref -> (run, RecordKey)
+    by_message: dict  # message -> (run, RecordKey), for records Kaggle gave no ref (the newest kept)
+    unconfirmed: list  # [(run, record)]: kept when Kaggle's answer was lost; the listing resolves them
+    run_ids: set
+
+
+def local_index(runs: Path) -> LocalRecords:
     """Submission records by Kaggle ref and by message (records without a ref), and the local run ids."""
-    by_ref, by_message, run_ids = {}, {}, set()
+    index = LocalRecords({}, {}, [], set())
     for run in published_runs(runs):
-        run_ids.add(run.name)
+        index.run_ids.add(run.name)
         try:
             records = read_records(run)
         except UserError:
             continue
-        for i, record in enumerate(records):
-            if record.get("ref"):
-                by_ref[record["ref"]] = (run, i)
+        for record in records:
+            if record.get("status") == UNCONFIRMED:
+                index.unconfirmed.append((run, record))
+            elif record.get("ref"):
+                index.by_ref[record["ref"]] = (run, RecordKey.of(record))
             elif record.get("message"):
-                by_message.setdefault(record["message"], (run, i))
-    return by_ref, by_message, run_ids
+                index.by_message.setdefault(record["message"], (run, RecordKey.of(record)))
+    return index
 
 
-def record_index(run: Path, record: dict) -> int | None:
-    """Where `record` (as written by keep_record) is in the run's list, newest match first."""
+def find_record(run: Path, key: RecordKey) -> dict | None:
+    """The newest record in the run's list that `key` names."""
     try:
         records = read_records(run)
     except UserError:
         return None
-    for i in range(len(records) - 1, -1, -1):
-        if all(records[i].get(k) == record.get(k) for k in ("submitted_at", "message", "ref")):
-            return i
-    return None
+    return next((r for r in reversed(records) if key.matches(r)), None)
 
 
-def update_record(run: Path, index: int, status: str, public_score: float | None) -> bool:
-    """Store what Kaggle says about a submission; True when the record changed."""
-    records = read_records(run)
-    record = records[index]
-    if record.get("status") == status and record.get("public_score") == public_score:
-        return False
-    record["status"], record["public_score"] = status, public_score
-    write_json(run / RECORDS_NAME, records)
+def update_record(run: Path, key: RecordKey, status: str, public_score: float | None, ref=None) -> bool:
+    """Store what Kaggle says about a submission (and its ref, for a record kept without one); True when
+    the record changed."""
+    with folder_lock(run):
+        records = read_records(run)
+        record = next((r for r in reversed(records) if key.matches(r)), None)
+        if record is None:
+            return False
+        changes = {"status": status, "public_score": public_score}
+        if ref and not record.get("ref"):  # an unconfirmed record, now found in Kaggle's list
+            changes["ref"] = ref
+        if all(record.get(k) == v for k, v in changes.items()):
+            return False
+        record.update(changes)
+        write_json(run / RECORDS_NAME, records)
+    return True
+
+
+def remove_record(run: Path, key: RecordKey) -> bool:
+    """Drop the record `key` names (an unconfirmed one Kaggle's list shows it never received)."""
+    with folder_lock(run):
+        records = read_records(run)
+        kept = [r for r in records if not key.matches(r)]
+        if len(kept) == len(records):
+            return False
+        write_json(run / RECORDS_NAME, kept)
     return True

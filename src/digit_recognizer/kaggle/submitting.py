@@ -18,8 +18,8 @@ from ..local_io import describe_os_error
 from ..interrupt_hold import interrupts_deferred
 from ..invocation import command
 from ..run_record import SAMPLE_SOURCE
-from .client import COMPETITION, KaggleSession, NoAnswer, poll, scrub, wait_settings
-from .records import (SUBMITTED, keep_record, record_index, score_value, update_record, utc_now,
+from .client import COMPETITION, KaggleSession, OutcomeUnknown, poll, scrub, wait_settings
+from .records import (DONE_AT_KAGGLE, UNCONFIRMED, RecordKey, keep_record, score_value, update_record, utc_now,
                       validation_accuracy)
 
 KAGGLE_TEST_ROWS = 28000
@@ -120,25 +120,41 @@ def upload_and_record(session: KaggleSession, what: str, method: str, call_args:
                       accepted, run: Path | None, fields: dict) -> dict:
     """Make the submission (the client's `method`) and write its record, with Ctrl-C and SIGTERM held
     from the upload's start until the record is on disk: an accepted submission is never unrecorded.
-    accepted(response) raises UserError when Kaggle did not take it. Returns the record."""
+    accepted(response) raises UserError when Kaggle did not take it. When Kaggle may have it although
+    its answer was lost (OutcomeUnknown), an unconfirmed record is kept that `submissions` resolves,
+    and the one line says so and how to check. Returns the record."""
     submitted_at = utc_now()
     with interrupts_deferred():
         try:
             response = session.call(what, method, *call_args, **call_kwargs)
-        except NoAnswer as exc:
-            raise UserError(f"{exc}; Kaggle may have taken the submission: check '{command('submissions')}' "
-                            f"before submitting again") from None
+        except OutcomeUnknown as exc:
+            raise UserError(f"{exc}; {keep_unconfirmed(run, submitted_at, fields, str(exc))}") from None
         accepted(response)
         ref = getattr(response, "ref", None) or None
         record = {"submitted_at": submitted_at, **fields, "ref": ref, "status": "pending", "public_score": None}
         said = "Kaggle has the submission" + (f" (ref {ref})" if ref else "")
         if run is None:
-            SUBMITTED.append(f"{said} (do not submit it again); no record was kept (the file is outside any "
+            DONE_AT_KAGGLE.append(f"{said} (do not submit it again); no record was kept (the file is outside any "
                              f"run folder)")
         else:
             record["recorded_in"] = keep_record(run, dict(record))
-            SUBMITTED.append(f"{said} (do not submit it again), recorded in {record['recorded_in']}")
+            DONE_AT_KAGGLE.append(f"{said} (do not submit it again), recorded in {record['recorded_in']}")
     return record
+
+
+def keep_unconfirmed(run: Path | None, submitted_at: str, fields: dict, problem: str) -> str:
+    """Kaggle may have the submission: keep a record saying so (in the run folder), and the words that
+    say it and how to check; also what an interrupt arriving now reports."""
+    check = f"check '{command('submissions')}' before submitting again"
+    if run is None:
+        said = f"Kaggle may have taken the submission: {check} (no record was kept: the file is outside any run folder)"
+    else:
+        record = {"submitted_at": submitted_at, **fields, "ref": None, "status": UNCONFIRMED, "public_score": None,
+                  "problem": problem}
+        said = (f"Kaggle may have taken the submission: {check}; an unconfirmed record is kept in "
+                f"{keep_record(run, record)}, and '{command('submissions')}' settles it")
+    DONE_AT_KAGGLE.append(said)
+    return said
 
 
 @contextmanager
@@ -148,9 +164,9 @@ def after_acceptance() -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        raise UserError(f"{exc}; {SUBMITTED[-1]}") from None
+        raise UserError(f"{exc}; {DONE_AT_KAGGLE[-1]}") from None
     except OSError as exc:
-        raise UserError(f"{describe_os_error(exc)}; {SUBMITTED[-1]}") from None
+        raise UserError(f"{describe_os_error(exc)}; {DONE_AT_KAGGLE[-1]}") from None
 
 
 def after_submit(session: KaggleSession, args: argparse.Namespace, record: dict, run: Path | None,
@@ -178,9 +194,8 @@ def await_score(session: KaggleSession, timeout: float, record: dict, run: Path 
 
     state = poll(check, timeout, "submission", command("submissions"))
     found = latest["found"]
-    index = record_index(run, record) if run is not None else None
-    if index is not None:
-        update_record(run, index, state, score_value(found.public_score))
+    if run is not None:
+        update_record(run, RecordKey.of(record), state, score_value(found.public_score))
     if state == "error":
         print(f"Kaggle could not score the submission: {scrub(found.error_description or 'no reason given', limit=300)}")
         return 1
@@ -194,9 +209,22 @@ def find_submission(session: KaggleSession, record: dict):
     for item in list_submissions(session):
         if record["ref"] and item.ref == record["ref"]:
             return item
-        if not record["ref"] and item.description == record["message"]:
+        if not record["ref"] and same_message(item.description, record["message"]):
             return item  # newest first: the one just made
     return None
+
+
+SHORTENED_MIN = 40  # a listed description at least this long may be the start of a longer message
+
+
+def same_message(listed: str | None, message: str | None) -> bool:
+    """Whether Kaggle's listed description is the message sent: the listing comes through the gate (one
+    scrubbed line), so the message is compared in that form too; a long message Kaggle cut short (its
+    start, perhaps with an ellipsis) counts as the same."""
+    if not message or not listed:
+        return False
+    sent, listed = scrub(message), listed.rstrip(".… ")
+    return listed == sent.rstrip(".… ") or (len(listed) >= SHORTENED_MIN and sent.startswith(listed))
 
 
 def list_submissions(session: KaggleSession) -> list:
