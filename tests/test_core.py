@@ -239,8 +239,8 @@ def test_piped_train_prints_plain_progress_lines_and_no_carriage_returns(tmp_pat
 
 @pytest.mark.parametrize("flags, expected", [
     (["--seed", "-1"], "--seed must be an integer from 0 to 2**64-1, got -1"),
-    (["--weight-decay", "-1e-3"], "--weight-decay must be 'auto' or a number from 0 to 10000"),
-    (["--weight-decay", "1e39"], "--weight-decay must be 'auto' or a number from 0 to 10000"),
+    (["--weight-decay", "-1e-3"], "--weight-decay must be 'scaled', 'auto' or a number from 0 to 10000"),
+    (["--weight-decay", "1e39"], "--weight-decay must be 'scaled', 'auto' or a number from 0 to 10000"),
     (["--val-fraction", "nan"], "--val-fraction must be a number between 0 and 1 (exclusive), got nan"),
     (["--folds", "101"], "--folds must be 0 (one hold-out split) or an integer from 2 to 100, got 101"),
     (["--epochs", "10"], "--epochs no longer exists: the model is fitted to the optimum of its loss"),

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from digit_recognizer.kernel import (Config, Folds, UserError, cross_validate, fit_to_optimum, image_features, minimise,
-                                     standardiser, stratified_folds)
+from digit_recognizer.kernel import (Config, Folds, Penalty, UserError, cross_validate, fit_to_optimum, image_features,
+                                     minimise, standardiser, stratified_folds)
 from digit_recognizer.local_data import load_data
 
 
@@ -59,8 +59,8 @@ def test_batched_strengths_train_independently(sample):
     differ in their last bits and both stop within a gradient of 1e-4 of one optimum: the same model up to
     that tolerance: its held-out probabilities within a few thousandths, its predictions the same.)"""
     _, _, folds = fold_data(*sample)
-    both = fit_to_optimum(folds, [1e-3, 1e-1], "both")
-    alone = fit_to_optimum(folds, [1e-1], "alone")
+    both = fit_to_optimum(folds, [Penalty(fixed=1e-3), Penalty(fixed=1e-1)], "both")
+    alone = fit_to_optimum(folds, [Penalty(fixed=1e-1)], "alone")
     batched = folds.scores(both.weight[..., 10:], both.bias[..., 10:])[0].softmax(-1)
     single = folds.scores(alone.weight, alone.bias)[0].softmax(-1)
     torch.testing.assert_close(batched, single, rtol=0, atol=5e-3)
@@ -77,8 +77,13 @@ def test_auto_weight_decay_picks_the_best_mean_accuracy(sample):
     grid = summary.grid
     accuracies = [g["accuracy"] for g in grid]
     chosen = accuracies.index(max(accuracies))  # the first of equals: the weaker strength
-    assert summary.weight_decay == grid[chosen]["weight_decay"] and summary.accuracy == accuracies[chosen]
+    assert summary.penalty == grid[chosen]["penalty"] and summary.accuracy == accuracies[chosen]
+    # The refit's weight decay is the chosen C's for all 1,500 images; each fold's, for its own 1,000.
+    assert summary.weight_decay == pytest.approx(1 / (grid[chosen]["c"] * len(labels)))
+    assert grid[chosen]["weight_decay"] == pytest.approx(1 / (grid[chosen]["c"] * 1000), rel=1e-3)
+    assert [g["c"] for g in grid] == [1.0, 0.32, 0.1, 0.032, 0.01]  # the weakest penalty first
     assert min(accuracies) < max(accuracies), grid  # a real choice: a wrong pick would show
+    assert (summary.edge is not None) == (chosen in (0, len(grid) - 1))
     # The grid's numbers are held-out accuracies: each fold's is a whole count of its own held-out images,
     # and the chosen strength's grid entry is the mean over the folds.
     sizes = [len(val) for _, val in splits]
@@ -122,8 +127,9 @@ def test_train_with_folds_submits_the_refit_model_and_says_refit_is_moot(tmp_pat
     cv = metrics["cv"]
     assert cv["folds"] == 3 and metrics["refit"] == {"examples": 4000}
     assert metrics["settings_changed"] == {"folds": 3}  # the settings it ignored are no difference
-    assert f"predictions from the refit to the optimum on all 4000 training images at weight decay " \
-           f"{cv['weight_decay']:g}" in result.stdout
+    assert f"predictions from the refit to the optimum on all 4000 training images at {cv['penalty']} (weight decay " \
+           f"{cv['weight_decay']:.3g})" in result.stdout and cv["penalty"] == "C = 0.1"
+    assert cv["weight_decay"] == pytest.approx(1 / (0.1 * 4000))  # the refit's own size
     assert "refit: fitting the model to the optimum by L-BFGS" in result.stdout
     predicted = run_cli("predict", "--model", str(run / "model.pt"), "--out", str(tmp_path / "again.csv"))
     assert predicted.returncode == 0, predicted.stderr
@@ -177,14 +183,15 @@ def penalised_gradient(features, labels, weight, bias, decay):
 def test_auto_fits_every_fold_and_strength_to_its_optimum(sample):
     """Convex loss: a vanishing gradient of the penalised objective certifies each batched model's optimum."""
     prepared, splits, folds = fold_data(*sample)
-    decays = [1e-3, 1e-1]
-    result = fit_to_optimum(folds, decays, "auto")
+    result = fit_to_optimum(folds, [Penalty(fixed=1e-3), Penalty(c=0.1)], "auto")
+    decays = result.weight_decays[0]
+    assert decays[1] == pytest.approx(1 / (0.1 * len(splits[0][0])), rel=1e-3)  # C follows the fold's size
     weight, bias, history = result.weight, result.bias, result.history
     assert result.converged and result.largest_gradient <= 1e-4
     for f in range(3):
         rows = folds.train[f][folds.train_mask[f]]
         features = (prepared[rows] - folds.mean[f]) / folds.std[f]
-        for s, decay in enumerate(decays):
+        for s, decay in enumerate(result.weight_decays[f]):
             block = slice(10 * s, 10 * s + 10)
             grad = penalised_gradient(features, sample[1].long()[rows], weight[f][:, block], bias[f][0, block], decay)
             assert grad.abs().max() < 2e-4, (f, decay)

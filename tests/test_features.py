@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from digit_recognizer.kernel import (BLUR_SIGMA, CHUNK, DIRECTIONS, FEATURE_RUNGS, N_PIXELS, POOLED, SIDE, SIZE, Folds,
-                                     blur, feature_blocks, feature_count, fit_to_optimum, image_features,
+                                     Penalty, blur, feature_blocks, feature_count, fit_to_optimum, image_features,
                                      orientation_planes, standardiser, stratified_folds, upright)
 from digit_recognizer.local_data import load_data
 
@@ -120,11 +120,25 @@ def test_an_images_features_do_not_depend_on_the_rest_of_its_batch(rung):
 
 
 def test_the_ladder_has_the_sizes_and_blocks_it_promises():
-    assert [feature_count(r) for r in FEATURE_RUNGS] == [784, 784, 784, 784 + 8 * 7 * 7]
-    assert feature_blocks("orientations") == [slice(0, 784), slice(784, 1176)]
+    assert [feature_count(r) for r in FEATURE_RUNGS] == [784, 784, 784, 784 + 8 * 7 * 7, 784 + 8 * 7 * 7]
+    assert feature_blocks("orientations") == feature_blocks("sqrt-orientations") == [slice(0, 784), slice(784, 1176)]
     assert feature_blocks("deskew") == [slice(0, 784)]
     pixels = as_pixels(sheared_bar(0.2, 12.0, 13.0)[None])
     assert torch.equal(image_features(pixels, "pixels"), pixels.float() / 255)  # the first rung is the raw ink
+
+
+def test_sqrt_orientations_are_the_square_roots_of_the_pooled_cells_and_the_pixels_unchanged():
+    """The Hellinger map: each pooled cell's square root, so that a thick stroke's few large cells no
+    longer outweigh the many small ones; the normalised pixels stay as they are."""
+    data = load_data(None)
+    pixels = torch.from_numpy(data.train_images[:50])
+    plain, rooted = image_features(pixels, "orientations"), image_features(pixels, "sqrt-orientations")
+    assert torch.equal(rooted[:, :N_PIXELS], plain[:, :N_PIXELS])
+    assert (plain[:, N_PIXELS:] >= 0).all()  # sums of gradient magnitudes: a square root is defined
+    torch.testing.assert_close(rooted[:, N_PIXELS:], plain[:, N_PIXELS:].sqrt())
+    # The large cells shrink relative to the small: the planes' spread (max over mean) falls.
+    spread = [(f[:, N_PIXELS:].amax(1) / f[:, N_PIXELS:].mean(1)).mean() for f in (plain, rooted)]
+    assert spread[1] < spread[0] / 2
 
 
 @pytest.mark.parametrize("rung", ["pixels", "orientations"])
@@ -134,7 +148,7 @@ def test_each_blocks_statistics_come_from_the_training_split_only(rung):
     val_pixels = torch.full((50, 784), 255, dtype=torch.uint8)  # nothing like the training digits
     splits = [(np.arange(600), np.arange(600, 650))]
     folds = Folds(rung, image_features(torch.cat([pixels, val_pixels]), rung), torch.cat([labels, labels[:50]]), splits)
-    fit = fit_to_optimum(folds, [0.003], "train")
+    fit = fit_to_optimum(folds, [Penalty(fixed=0.003)], "train")
     model = folds.model(fit.weight, fit.bias)
     prepared = image_features(pixels, rung)
     torch.testing.assert_close(model.mean, prepared.mean(0))

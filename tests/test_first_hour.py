@@ -212,7 +212,8 @@ def test_folds_on_two_digits_each_is_taken_by_train_and_kernel_alike_and_says_wh
     assert trained.returncode == 0, trained.stderr
     assert trained.stderr.splitlines() == [notice]
     assert "refit to the optimum on train+validation" not in trained.stdout
-    assert "predictions from the refit to the optimum on all 20 training images at weight decay 0.003" in trained.stdout
+    assert "predictions from the refit to the optimum on all 20 training images at C = 0.1 (weight decay 0.5)" \
+        in trained.stdout  # 1 / (C n): the penalty follows the 20 images it is fitted on
     script = tmp_path / SCRIPT_NAME
     shutil.copy(SOURCE, script)
     kernel = subprocess.run([sys.executable, str(script), "--input", str(data), "--output", str(tmp_path / "out"),

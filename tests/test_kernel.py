@@ -162,9 +162,10 @@ def test_an_attached_gpu_whose_cuda_fails_to_start_costs_one_line_not_the_run(mo
     ({"refit": "False"}, "refit must be True or False, got 'False'"),
     ({"folds": True}, "folds must be 0 (one hold-out split) or an integer from 2 to 100, got True"),
     ({"folds": 5.0}, "folds must be 0 (one hold-out split) or an integer from 2 to 100, got 5.0"),
-    ({"weight_decay": "0.01"}, "weight_decay must be 'auto' or a number from 0 to 10000 (beyond it every weight "
-                               "stays zero), got '0.01'"),
-    ({"features": "hog"}, "features must be one of pixels, deskew, normalised, orientations, got 'hog'"),
+    ({"weight_decay": "0.01"}, "weight_decay must be 'scaled', 'auto' or a number from 0 to 10000 (beyond it every "
+                               "weight stays zero), got '0.01'"),
+    ({"features": "hog"}, "features must be one of pixels, deskew, normalised, orientations, sqrt-orientations, "
+                          "got 'hog'"),
     ({"epochs": 20}, "SETTINGS has no setting 'epochs'; the settings are seed, val_fraction, weight_decay, "
                      "features, refit, folds, device"),
 ])
@@ -185,7 +186,7 @@ def test_settings_are_the_flags_defaults_and_a_flag_overrides_its_setting():
     assert (config.folds, config.weight_decay, config.refit) == (5, 0.01, True)
     with pytest.raises(kernel.SettingError) as refused:  # a negative number is the flag's value, refused
         parse_command_line(["--weight-decay", "-1e-3"], {})
-    assert kernel.as_flag(refused.value).startswith("--weight-decay must be 'auto' or a number from 0 to 10000")
+    assert kernel.as_flag(refused.value).startswith("--weight-decay must be 'scaled', 'auto' or a number from 0 to 10000")
 
 
 def sample_csv_lines(name: str, rows: int) -> list[str]:

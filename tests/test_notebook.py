@@ -15,7 +15,7 @@ import jupytext
 import pytest
 
 from conftest import ROOT, run_cli
-from digit_recognizer.kernel import WEIGHT_DECAY_GRID
+from digit_recognizer.kernel import AUTO_C_GRID
 from digit_recognizer.notebook import NOTEBOOK_FILE, SOURCE, staleness
 from kaggle_fixtures import SAMPLE, kaggle, one_error_line, project, run, user_env  # noqa: F401
 
@@ -236,7 +236,7 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
     assert "5-fold CV: fitted to the optimum by L-BFGS" in printed(cell(executed, "training = train("))
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["folds"] == 5 and metrics["config"]["weight_decay"] == "auto"
-    assert [g["weight_decay"] for g in metrics["cv"]["grid"]] == list(WEIGHT_DECAY_GRID)
+    assert [g["c"] for g in metrics["cv"]["grid"]] == list(AUTO_C_GRID)
 
     # The version's status and its fetched output name the options it was pushed with.
     kaggle.versions[1].output_files = {name: (working / name).read_bytes() for name in ("submission.csv",

@@ -198,7 +198,7 @@ def test_the_data_picture_labels_each_digit(sample):
 
 def test_the_cv_folds_used_by_the_chart_are_the_runs_own(auto, sample):
     """The chart's numbers are the CV's: the chosen strength's mean over the folds."""
-    chosen = [g for g in auto.cv.grid if g["weight_decay"] == auto.cv.weight_decay]
+    chosen = [g for g in auto.cv.grid if g["penalty"] == auto.cv.penalty]
     assert len(chosen) == 1 and chosen[0]["accuracy"] == pytest.approx(np.mean(auto.cv.fold_accuracies))
     sizes = [len(val) for _, val in stratified_folds(sample.train_labels[:1500], 3, 0)]
     assert [round(a * n) / n for a, n in zip(auto.cv.fold_accuracies, sizes)] == \
