@@ -233,8 +233,9 @@ def test_piped_train_prints_plain_progress_lines_and_no_carriage_returns(tmp_pat
     progress = [line for line in result.stdout.splitlines() if line.startswith("train")]
     assert progress[0] == "train: fitting the model to the optimum by L-BFGS (stops when every gradient entry " \
                           "is at most 0.0001)"
-    # The last line of the fit is always printed: the iteration it stopped at, and its gradient.
-    assert re.fullmatch(r"train L-BFGS iteration \d+: largest gradient \d\.\d\de-0[5-9]", progress[-1]), progress
+    # The last line of the fit is always printed: the iteration it stopped at, its gradient, and that it is done.
+    assert re.fullmatch(r"train L-BFGS iteration \d+: largest gradient \d\.\d\de-0[5-9]; \d+ s elapsed, done",
+                        progress[-1]), progress
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -232,7 +232,7 @@ def test_push_with_training_options_runs_them_on_kaggle_and_says_so(kaggle, proj
 
     # Executed (on a 1,000-row train.csv, to keep the test short), it cross-validates with those options.
     executed, working = execute_on_kaggle(sent, tmp_path / "run", train_rows=1000)
-    assert "expected public score 0." in printed(executed) and "(5-fold CV), weight decay" in printed(executed)
+    assert "expected public score 0." in printed(executed) and "(5-fold CV), C = " in printed(executed)
     assert "5-fold CV: fitted to the optimum by L-BFGS" in printed(cell(executed, "training = train("))
     metrics = json.loads((working / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["folds"] == 5 and metrics["config"]["weight_decay"] == "auto"
