@@ -108,8 +108,8 @@ def test_another_users_planted_entry_is_ignored_said_once_listed_and_left_alone(
     assert fingerprint(planted) == before  # neither used nor replaced nor deleted
 
     # A real run on it: the same result as a run that parses, and one warning line.
-    parsed = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"), "--no-cache")
-    cached = run_cli("train", "--data", str(data), "--out", str(tmp_path / "runs"))
+    parsed = run_cli("train", "--data", str(data), "--runs", str(tmp_path / "runs"), "--no-cache")
+    cached = run_cli("train", "--data", str(data), "--runs", str(tmp_path / "runs"))
     assert parsed.returncode == 0 and cached.returncode == 0, cached.stderr
     assert validation_accuracy(cached.stdout) == validation_accuracy(parsed.stdout)
     lines = [line for line in cached.stderr.splitlines() if line.startswith("digit-recognizer")]

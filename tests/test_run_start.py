@@ -2,10 +2,11 @@
 message says truthfully what was left, and whatever a kill leaves, a later run sweeps.
 
 The moments are driven, not hoped for: each `train` below is a real process (forked from one that has
-imported the kit once, so that forty of them take seconds, not minutes) in which a trace function counts
-the lines `run_folders.run_folder` executes before it hands the staging folder to the run, and at line K
-sends the process the signal itself: a real signal, handled by the kit's real handlers, for every K in
-turn. Nothing in the kit knows it is being tested.
+imported the kit once, so that dozens of them take seconds, not minutes) in which a trace function counts
+the lines the run's setup executes (`run_folders.run_folder` up to the moment it hands the staging folder
+to the run, with the steps it calls to make that folder) and at line K sends the process the signal
+itself: a real signal, handled by the kit's real handlers, for every K in turn. Nothing in the kit knows
+it is being tested.
 """
 import json
 import os
@@ -75,7 +76,7 @@ def child(target, signum, data, runs, log):
         return lines if started and seen < target and frame.f_code.co_filename in counted and not in_the_sweep(frame) \
             else None
 
-    sys.argv = ["digit-recognizer", "train", "--data", data, "--out", runs]
+    sys.argv = ["digit-recognizer", "train", "--data", data, "--runs", runs]
     sys.settrace(calls)
     digit_recognizer.start.run()  # ends the process with the command's status
 
@@ -166,7 +167,7 @@ def test_what_a_kill_at_the_start_leaves_is_swept_by_the_next_run_and_nothing_el
         aged(folder)
     os.chown(others, 65534, 65534)
     before = snapshot(runs)
-    result = run_cli("train", "--data", str(data), "--out", str(runs))
+    result = run_cli("train", "--data", str(data), "--runs", str(runs))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert [tag for tag, folder in swept.items() if folder.exists()] == []
     assert [name for name, folder in kept.items() if not folder.exists()] == []
@@ -190,7 +191,7 @@ def test_a_kill_at_any_line_of_a_runs_start_is_swept_by_the_next_run(tmp_path):
     assert list(runs.glob(".incomplete-*")), "no kill left anything to sweep"
     for staging in runs.glob(".incomplete-*"):
         aged(staging)
-    done = run_cli("train", "--data", str(tmp_path / "data"), "--out", str(runs))
+    done = run_cli("train", "--data", str(tmp_path / "data"), "--runs", str(runs))
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     after = snapshot(runs)
     assert [k for k in after if k.startswith(".incomplete-")] == []

@@ -474,6 +474,5 @@ def megabytes(n: int) -> str:
 
 
 def cache_flags(cache: argparse.ArgumentParser) -> None:
-    cache.add_argument("--clear", action="store_true",
-                       help="remove every entry of yours (another user's file in a shared folder is left alone)")
+    cache.add_argument("--clear", action="store_true", help="remove every entry")
     cache.set_defaults(handler=cmd_cache)
