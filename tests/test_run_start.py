@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import past_run_id, run_cli
 from digit_recognizer.run_folders import OWNER_FILE
 from test_bad_input import earlier_run, snapshot
@@ -196,3 +198,48 @@ def test_a_kill_at_any_line_of_a_runs_start_is_swept_by_the_next_run(tmp_path):
     after = snapshot(runs)
     assert [k for k in after if k.startswith(".incomplete-")] == []
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_staging_folder_the_clean_up_cannot_remove_is_named_not_denied(tmp_path):
+    """When Ctrl-C's clean-up cannot remove the staging folder (here a file in it made immutable while
+    the run was stopped, so that not even root may delete it), the message names the folder left behind
+    instead of saying that none was."""
+    data, runs = write_data(tmp_path / "data"), tmp_path / "runs"
+    earlier_run(runs)
+    for attempt in range(5):
+        process = subprocess.Popen([sys.executable, "-m", "digit_recognizer", "train", "--data", str(data),
+                                    "--runs", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pinned = None
+        try:
+            deadline = time.monotonic() + 120
+            while not list(runs.glob(".incomplete-*")) and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGSTOP)
+            while process.poll() is None and not stopped(process.pid):
+                time.sleep(0.001)
+            [staging] = list(runs.glob(".incomplete-*")) or [None]
+            if staging is not None:  # stopped before it was published: the clean-up is still to come
+                pinned = staging / "pinned"
+                pinned.write_text("cannot be removed\n")
+                if subprocess.run(["chattr", "+i", str(pinned)], capture_output=True).returncode:
+                    pytest.skip("chattr +i needs root and a file system that keeps the flag")
+                process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGCONT)
+            stderr = process.communicate(timeout=120)[1]
+        finally:
+            process.kill()
+            if pinned is not None:
+                subprocess.run(["chattr", "-i", str(pinned)], capture_output=True)
+        if pinned is None:
+            continue  # published before it could be stopped: try again
+        assert process.returncode == 130 and "Traceback" not in stderr, stderr
+        assert stderr.splitlines()[-1] == (f"digit-recognizer: interrupted; the unfinished folder {staging} could not "
+                                           f"be removed (delete it by hand); earlier runs are untouched"), stderr
+        assert staging.exists()
+        return
+    pytest.fail("in 5 runs the run was never stopped before it was published")
