@@ -7,6 +7,11 @@ It must never change a result, fail a run, or grow without bound:
   the CSV is parsed again;
 - a write goes to a temporary file that is removed whatever happens; temporary files that a killed
   run left are swept after a minute, once their writer is gone;
+- only the user's own entries are used: the folder may be shared and writable by others, and an entry
+  planted there by another user, with the right name and checksum, would decide what a run trains on;
+  such a file is ignored (one warning line), listed by `digit-recognizer cache` with the reason, and
+  never replaced or deleted;
+- an entry's array is checked as a parse checks a CSV (shape, dtype, labels 0-9) before it is used;
 - nothing is deleted that the kit did not make (entries and temporary files are recognised by name,
   owner and contents), since the folder may be one the user named and keeps other files in;
 - a cache that cannot be written costs only speed, with at most one warning line;
@@ -14,6 +19,7 @@ It must never change a result, fail a run, or grow without bound:
   entries dropped first; `digit-recognizer cache` lists it and `cache --clear` empties it.
 """
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -23,10 +29,11 @@ import stat
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # numpy is imported where entries are read or written, not when `cache` lists them
+if TYPE_CHECKING:  # numpy is imported only where an entry's array is checked, read or written
     import numpy as np
 
 
@@ -123,6 +130,119 @@ def cached_table(path: Path, columns: list[str], parse) -> "np.ndarray":
     return values
 
 
+@dataclass
+class Examined:
+    """A file with an entry's name, as the kit sees it: an array it uses, or a reason it ignores the file."""
+    path: Path
+    size: int
+    used: float  # its modification time: when it was last written or used
+    values: "np.ndarray | None" = None  # the array, when the kit would use it
+    ignored: str | None = None  # why the kit does not use it; None when it does
+    own_file: bool = False  # a regular file of the user's: a run may replace it with the parse it makes
+    removable: bool = False  # the user's own and the kit's, usable or not: the cap and `cache --clear` count it
+    header: dict | None = None  # only for the user's own entries: another user's text is not shown
+
+
+def examine(path: Path, key: dict | None = None, n_columns: int | None = None) -> Examined | None:
+    """What the file at `path` is to the kit (None: nothing there). With `key` and `n_columns`, an entry for
+    exactly those bytes and that table; without (for `cache`), any entry the kit could use.
+
+    Every check a use needs is here, so that `cache` lists as ignored exactly what a run would ignore.
+    """
+    try:
+        # O_NOFOLLOW: a symbolic link is nothing the kit wrote; O_NONBLOCK: a FIFO does not hang the open.
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        reason = "a symbolic link, not a file the kit wrote" if exc.errno == errno.ELOOP or stat.S_ISLNK(info.st_mode) \
+            else f"cannot be read ({exc.strerror or exc})"
+        return Examined(path, info.st_size, info.st_mtime, ignored=reason)
+    with os.fdopen(handle, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        found = Examined(path, info.st_size, info.st_mtime)
+        if not stat.S_ISREG(info.st_mode):
+            found.ignored = "not a regular file"
+        elif not _mine(info):
+            found.ignored = f"another user's file ({owner_name(info.st_uid)}): only your own entries are used"
+        else:
+            found.own_file = True
+            _examine_contents(found, stream, key, n_columns)
+    return found
+
+
+def _examine_contents(found: Examined, stream, key: dict | None, n_columns: int | None) -> None:
+    """The checks of the user's own file: the kit's header, the key, the size, the checksum, the values."""
+    start = stream.read(len(MAGIC))
+    if start != MAGIC:
+        if found.path.suffix == ".npy" and start.startswith(NPY_MAGIC):
+            found.ignored, found.removable = "an older kit's entry, no longer read", True
+        else:
+            found.ignored = "not made by the kit (it does not start with the kit's header)"
+        return
+    found.removable = True
+    try:
+        header = json.loads(stream.readline(1 << 16))
+        rows, columns = header["shape"]
+        ok_fields = header.get("dtype") == "uint8" and isinstance(rows, int) and isinstance(columns, int) \
+            and rows > 0 and columns > 0 and isinstance(header.get("sha256"), str)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):  # not JSON, or not the kit's fields
+        ok_fields = False
+    if not ok_fields:
+        found.ignored = "damaged: its header cannot be read"
+        return
+    found.header = header
+    if (key is not None and header.get("key") != key) or (n_columns is not None and columns != n_columns):
+        found.ignored = "made for other bytes or another table than its name says"
+        return
+    table = kaggle_table(columns)
+    if table is None:
+        found.ignored = f"a table of {columns} columns, which no Kaggle CSV has"
+        return
+    if found.size - stream.tell() != rows * columns:  # checked before memory is set aside for it
+        found.ignored = "damaged: not the size its header says"
+        return
+    data = bytearray(rows * columns)  # a bytearray: the array is writable, like a parsed one
+    if stream.readinto(data) != len(data) or stream.read(1):
+        found.ignored = "damaged: not the size its header says"
+        return
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        found.ignored = "damaged: its checksum does not match its contents"
+        return
+    import numpy as np
+
+    from .csv_bytes import beyond_limits
+
+    values = np.frombuffer(data, dtype=np.uint8).reshape(rows, columns)
+    problem = beyond_limits(values, *table)
+    if problem:
+        found.ignored = f"holds {problem}, which no parse of a Kaggle CSV gives"
+        return
+    found.values = values
+
+
+def kaggle_table(n_columns: int) -> tuple[list[str], dict[str, int]] | None:
+    """The columns and each column's largest value of the Kaggle table with that many columns (train.csv
+    or test.csv): what a parse allows, and so what a cached array must keep to."""
+    from .csv_bytes import PIXEL_LIMITS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_LIMITS
+
+    tables = {len(TRAIN_COLUMNS): (TRAIN_COLUMNS, TRAIN_LIMITS), len(TEST_COLUMNS): (TEST_COLUMNS, PIXEL_LIMITS)}
+    return tables.get(n_columns)
+
+
+def owner_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
 def entry_name(path: Path, n_columns: int, key: dict) -> str:
     # <which file>-<which version of it>: a new version replaces the old entry instead of piling up.
     which = hashlib.sha256(os.fsencode(path.resolve()) + f"|{n_columns}".encode()).hexdigest()[:16]
@@ -131,30 +251,25 @@ def entry_name(path: Path, n_columns: int, key: dict) -> str:
 
 
 def read_entry(entry: Path, key: dict, n_columns: int) -> "np.ndarray | None":
-    """The cached array, or None when anything about the entry is not exactly as written for this file."""
-    try:
-        with open(entry, "rb") as handle:
-            header = read_header(handle)
-            if header is None or header.get("key") != key or header.get("dtype") != "uint8":
-                return None
-            rows, columns = header["shape"]
-            if columns != n_columns or rows <= 0:
-                return None
-            data = bytearray(rows * columns)  # a bytearray: the array is writable, like a parsed one
-            if handle.readinto(data) != len(data) or handle.read(1):
-                return None
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+    """The cached array, or None when anything about the entry is not exactly as written for this file
+    by this user and as a parse would give it. The user's own damaged entry is removed (or, not even
+    starting as an entry, replaced), so that the parse's result takes its place; another user's file, or
+    what is not a file, is left where it is, and said once."""
+    found = examine(entry, key, n_columns)
+    if found is None:
         return None
-    if hashlib.sha256(data).hexdigest() != header.get("sha256"):
-        entry.unlink(missing_ok=True)  # damaged: parse again and rewrite it
+    if found.values is None:
+        if found.removable:
+            entry.unlink(missing_ok=True)  # damaged: parse again and rewrite it
+        elif not found.own_file:
+            warn(f"parse cache {entry.parent}: ignoring {entry.name}, {found.ignored}; the CSV was parsed instead "
+                 f"(`digit-recognizer cache` lists what the cache holds)")
         return None
     try:
         os.utime(entry)  # least recently used goes first when the cache is full
     except OSError:
         pass
-    import numpy as np
-
-    return np.frombuffer(data, dtype=np.uint8).reshape(rows, columns)
+    return found.values
 
 
 def read_header(handle) -> dict | None:
@@ -176,11 +291,14 @@ def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> N
     limit = max_bytes()
     if len(MAGIC) + len(header) + values.nbytes > limit:
         return  # larger than the whole cache may be
+    if os.path.lexists(entry) and not _the_users_file(entry):
+        return  # another user's file, or not a file: never replaced (read_entry said so)
     temp = entry.with_name(f".{entry.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         sweep_temp_files(entry.parent)
-        with open(temp, "wb") as handle:
+        # "x": a new file only, so that a link planted at the temporary name (a shared folder) is not followed.
+        with open(temp, "xb") as handle:
             handle.write(MAGIC + header)
             handle.write(values.data)
         os.replace(temp, entry)
@@ -192,7 +310,9 @@ def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> N
         warn(f"parse cache {entry.parent}: cannot write it ({exc.strerror or exc}); continuing without it")
     finally:
         try:
-            temp.unlink(missing_ok=True)
+            info = temp.lstat()
+            if stat.S_ISREG(info.st_mode) and _mine(info):  # not a file someone else put at that name first
+                temp.unlink()
         except OSError:
             pass
 
@@ -207,11 +327,28 @@ def entries(folder: Path) -> list[tuple[Path, os.stat_result]]:
     for path in names:
         try:
             info = path.lstat()
-            if stat.S_ISREG(info.st_mode) and _mine(info) and _starts_as_an_entry(path):
+            if _the_users_entry(path, info):
                 found.append((path, info))
         except OSError:
             pass
     return sorted(found, key=lambda item: item[1].st_mtime_ns)
+
+
+def _the_users_file(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and _mine(info)
+
+
+def _the_users_entry(path: Path, info: os.stat_result | None = None) -> bool:
+    """A regular file of this user's that starts as the kit's entries do: the kit may replace or delete it."""
+    try:
+        info = info or path.lstat()
+        return stat.S_ISREG(info.st_mode) and _mine(info) and _starts_as_an_entry(path)
+    except OSError:
+        return False
 
 
 def _mine(info: os.stat_result) -> bool:
@@ -266,32 +403,69 @@ def _alive(pid: int) -> bool:
 
 
 def describe_entry(path: Path) -> str:
+    """The CSV the user's own entry holds, from its header."""
     try:
         with open(path, "rb") as handle:
-            header = read_header(handle)
-        rows, columns = header["shape"]
-        return f"{header['source']} ({rows} rows x {columns} columns)"
+            return describe_header(read_header(handle))
     except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return "(an older kit's or unreadable entry)"
 
 
+def describe_header(header: dict) -> str:
+    rows, columns = header["shape"]
+    return f"{header['source']} ({rows} rows x {columns} columns)"
+
+
+def every_entry(folder: Path) -> list[Examined]:
+    """Every file in the folder with an entry's name, whoever made it and whatever it holds, each examined
+    as a run would examine it; most recently used first."""
+    try:
+        names = [path for path in folder.iterdir() if ENTRY_NAME.fullmatch(path.name)]
+    except OSError:
+        return []
+    found = [examine(path) for path in names]
+    return sorted((item for item in found if item is not None), key=lambda item: item.used, reverse=True)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     folder = cache_dir()
+    return clear_cache(folder) if args.clear else list_cache(folder)
+
+
+def list_cache(folder: Path) -> int:
+    """One line for every file a run would look at, with the reason for each one it would not use."""
+    found = every_entry(folder)
+    for item in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.used))
+        if item.ignored is None:
+            what = describe_header(item.header)
+        else:  # another user's file is named by its file name only: its contents are not the kit's text
+            fate = "`cache --clear` removes it" if item.removable else "`cache --clear` leaves it alone"
+            what = f"ignored: {item.path.name}: {item.ignored}; {fate}"
+        print(f"{megabytes(item.size):>9}  {used}  {what}")
+    usable = [item for item in found if item.ignored is None]
+    total = sum(item.size for item in usable)
+    ignored = len(found) - len(usable)
+    note = f"; {ignored} more file{'' if ignored == 1 else 's'} ignored (listed above)" if ignored else ""
+    print(f"{len(usable)} entr{'y' if len(usable) == 1 else 'ies'}, {megabytes(total)} of at most "
+          f"{megabytes(max_bytes())} ({MAX_BYTES_ENV}) in {folder}{note}")
+    return 0
+
+
+def clear_cache(folder: Path) -> int:
+    """Delete the user's own entries (usable or not) and dead writers' temporary files; nothing else."""
     found = entries(folder)
     total = sum(info.st_size for _, info in found)
-    if args.clear:
-        for path, _ in found:
-            path.unlink(missing_ok=True)
-        sweep_temp_files(folder, min_age=0)
-        others = len(list(folder.iterdir())) if folder.is_dir() else 0
-        kept = f"; {others} other file(s) there were not made by the kit and are left alone" if others else ""
-        print(f"removed {len(found)} entr{'y' if len(found) == 1 else 'ies'} ({megabytes(total)}) from {folder}{kept}")
-        return 0
-    for path, info in reversed(found):  # most recently used first
-        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.st_mtime))
-        print(f"{megabytes(info.st_size):>9}  {used}  {describe_entry(path)}")
-    print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}, {megabytes(total)} of at most "
-          f"{megabytes(max_bytes())} ({MAX_BYTES_ENV}) in {folder}")
+    for path, _ in found:
+        path.unlink(missing_ok=True)
+    sweep_temp_files(folder, min_age=0)
+    others = len(list(folder.iterdir())) if folder.is_dir() else 0
+    kept = f"; {others} other file(s) there were not made by the kit and are left alone" if others else ""
+    theirs = len(every_entry(folder))  # what is left with an entry's name: not the user's, or not the kit's
+    if theirs:
+        kept += (f" ({theirs} of them named as entries but not yours or not the kit's, so never used; "
+                 f"`digit-recognizer cache` says why)")
+    print(f"removed {len(found)} entr{'y' if len(found) == 1 else 'ies'} ({megabytes(total)}) from {folder}{kept}")
     return 0
 
 

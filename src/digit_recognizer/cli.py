@@ -373,7 +373,7 @@ def report_traceback(exc: BaseException) -> int:
 
 def interrupt_report(exc: KeyboardInterrupt) -> str:
     """What the interrupt stopped and, truthfully, what was kept."""
-    from .run_folders import PUBLISHED
+    from .run_folders import LEFT_BEHIND, PUBLISHED
     from .interrupts import Terminated
 
     word = "terminated" if isinstance(exc, Terminated) else "interrupted"
@@ -382,4 +382,7 @@ def interrupt_report(exc: KeyboardInterrupt) -> str:
         return f"{word}; {records.DONE_AT_KAGGLE[-1]}"
     if PUBLISHED:
         return f"{word}; the run folder {PUBLISHED[-1]} was complete and is kept; earlier runs are untouched"
+    if LEFT_BEHIND:
+        return (f"{word}; the unfinished folder {LEFT_BEHIND[-1]} could not be removed (delete it by hand); "
+                f"earlier runs are untouched")
     return f"{word}; no run folder was left behind and earlier runs are untouched"

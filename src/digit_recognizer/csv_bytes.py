@@ -16,7 +16,7 @@ import numpy as np
 from .errors import UserError
 
 __all__ = ["PIXELS", "TEST_COLUMNS", "TRAIN_COLUMNS", "PIXEL_LIMITS", "TRAIN_LIMITS", "MAX_CSV_BYTES", "parse_table",
-           "read_bytes", "read_raw", "gunzip"]
+           "beyond_limits", "read_bytes", "read_raw", "gunzip"]
 # Kaggle's columns, as the kernel's read_csv expects them too.
 TEST_COLUMNS = [f"pixel{i}" for i in range(784)]
 TRAIN_COLUMNS = ["label", *TEST_COLUMNS]
@@ -66,11 +66,23 @@ def parse_table(name: str, raw: bytes, columns: list[str], limits: dict[str, int
         diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV ({exc})") from None
     values = table.to_numpy()
-    maxima = np.array([limits[c] for c in columns])
-    if values.shape[1] != len(columns) or (values > maxima).any():
+    if beyond_limits(values, columns, limits):
         diagnosed()
         raise UserError(f"{name}: could not be parsed as a Kaggle digit CSV")  # never silently wrong
     return np.ascontiguousarray(values)
+
+
+def beyond_limits(values: np.ndarray, columns: list[str], limits: dict[str, int]) -> str | None:
+    """What in a (rows, columns) table no Kaggle CSV holds ("a label of 200"), or None: the rule for a
+    parse and for a parse-cache entry alike."""
+    if values.dtype != np.uint8 or values.ndim != 2 or values.shape[1] != len(columns):
+        return f"a {values.dtype} table of shape {values.shape}, not uint8 with {len(columns)} columns"
+    for index, name in enumerate(columns):
+        if limits[name] < 255 and len(values):  # uint8 holds nothing above 255: only the label is looked at
+            largest = int(values[:, index].max())
+            if largest > limits[name]:
+                return f"a {name} of {largest} (at most {limits[name]})"
+    return None
 
 
 def _body(name: str, raw: bytes, columns: list[str], diagnose) -> bytes:

@@ -188,7 +188,7 @@ SETTINGS = dict()
 # Kaggle's `train.csv` has a `label` column and 784 pixel columns (a 28x28 image, row by row, ink
 # from 0 to 255); `test.csv` has the pixels only. Attached competition data appears below
 # `/kaggle/input` (newer notebooks see it one folder deeper than older ones), so we look for the
-# folder that holds both files. pandas reads each file straight into `uint8`, a quarter of the memory
+# folder that holds both files. pandas reads each file straight into `uint8`, an eighth of the memory
 # of its default `int64`, and anything that is not an integer from 0 to 255 is refused.
 
 # %%
@@ -735,9 +735,64 @@ def two_loop(grad: torch.Tensor, pairs: list, dot) -> torch.Tensor:
 # the folds stack into one tensor) and standardises each fold on its own rows; the objective folds the
 # standardisation into the weights, so the big matrix is never rewritten:
 # $W (x - \mu) / \sigma + b = x (W / \sigma) + (b - \mu (W / \sigma))$.
-#
-# In a terminal a progress bar shows the iterations; in a log (Kaggle's, a notebook, a pipe) a plain
-# line every 3 seconds.
+
+# %%
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+class Folds:
+    """Each fold's training and validation rows of the prepared images, padded to one length so that the
+    folds stack into one batched tensor (the masks mark a fold's own rows), and its standardiser."""
+
+    def __init__(self, rung: str, prepared: torch.Tensor, labels: torch.Tensor, splits: list):
+        device, targets = prepared.device, labels.long()
+        self.rung, self.count = rung, len(splits)
+        self.train, self.train_mask = padded([to_device(rows, device) for rows, _ in splits])
+        self.val, self.val_mask = padded([to_device(rows, device) for _, rows in splits])
+        self.train_features, self.train_targets = prepared[self.train], targets[self.train]  # (folds, n, d)
+        self.val_features, self.val_targets = prepared[self.val], targets[self.val]
+        own = [self.train_features[f, :len(rows)] for f, (rows, _) in enumerate(splits)]
+        self.mean, self.std = (torch.stack(s) for s in zip(*(standardiser(x, rung) for x in own)))
+
+    def logits(self, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """W (x - m) / s + b for each fold's rows (folds, b, d) and weights (folds, d, k), as (W / s) x +
+        (b - (W / s) m): the standardiser is folded into the weights, and the rows are never rewritten."""
+        scaled = weight / self.std[..., None]
+        return torch.baddbmm(bias - torch.bmm(self.mean[:, None, :], scaled), rows, scaled)
+
+    @torch.no_grad()
+    def scores(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple:
+        """Held-out logits (folds, v, strengths, 10), and accuracy and loss (folds, strengths)."""
+        logits = self.logits(self.val_features, weight, bias).view(*self.val.shape, -1, N_CLASSES)
+        targets, own = self.val_targets[..., None].expand(logits.shape[:3]), self.val_mask[..., None]
+        size = self.val_mask.sum(1, keepdim=True)
+        correct = ((logits.argmax(-1) == targets) & own).sum(1)
+        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
+        # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
+        return logits, correct.double() / size, losses.sum(1) / size
+
+    @torch.no_grad()
+    def model(self, weight: torch.Tensor, bias: torch.Tensor, fold: int = 0) -> SoftmaxRegression:
+        """One fold's (the hold-out's) model at the first strength of weight (folds, d, 10...)."""
+        model = SoftmaxRegression(self.rung).to(self.train_features.device)
+        model.load_state_dict({"mean": self.mean[fold], "std": self.std[fold],
+                               "linear.weight": weight[fold, :, :N_CLASSES].T,
+                               "linear.bias": bias[fold, 0, :N_CLASSES]})
+        return model.eval()
+
+
+def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index rows of one length (each padded with its own first entries), and which entries are its own."""
+    length, device = max(map(len, rows)), rows[0].device
+    own = torch.arange(length, device=device) < torch.tensor([[len(r)] for r in rows], device=device)
+    return torch.stack([torch.cat([r, r[:length - len(r)]]) for r in rows]), own
+
+
+# %% [markdown]
+# A fit says how far it is: in a terminal a progress bar shows the iterations; in a log (Kaggle's, a
+# notebook, a pipe) a plain line every 3 seconds. Both give the time so far and an estimate of the time
+# left.
 
 # %%
 class Progress:
@@ -804,58 +859,13 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
 
 
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+# %% [markdown]
+# `fit_to_optimum` runs the L-BFGS above on every fold x strength model at once. Its objective, value and
+# gradient together, is two matrix products per fold: the logits, and the gradient's $G^T X$. It is
+# written out by hand (autograd's backward product runs several times slower on the CPU for so few
+# columns), and a converged model drops out of both products, so it costs nothing more.
 
-
-class Folds:
-    """Each fold's training and validation rows of the prepared images, padded to one length so that the
-    folds stack into one batched tensor (the masks mark a fold's own rows), and its standardiser."""
-
-    def __init__(self, rung: str, prepared: torch.Tensor, labels: torch.Tensor, splits: list):
-        device, targets = prepared.device, labels.long()
-        self.rung, self.count = rung, len(splits)
-        self.train, self.train_mask = padded([to_device(rows, device) for rows, _ in splits])
-        self.val, self.val_mask = padded([to_device(rows, device) for _, rows in splits])
-        self.train_features, self.train_targets = prepared[self.train], targets[self.train]  # (folds, n, d)
-        self.val_features, self.val_targets = prepared[self.val], targets[self.val]
-        own = [self.train_features[f, :len(rows)] for f, (rows, _) in enumerate(splits)]
-        self.mean, self.std = (torch.stack(s) for s in zip(*(standardiser(x, rung) for x in own)))
-
-    def logits(self, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """W (x - m) / s + b for each fold's rows (folds, b, d) and weights (folds, d, k), as (W / s) x +
-        (b - (W / s) m): the standardiser is folded into the weights, and the rows are never rewritten."""
-        scaled = weight / self.std[..., None]
-        return torch.baddbmm(bias - torch.bmm(self.mean[:, None, :], scaled), rows, scaled)
-
-    @torch.no_grad()
-    def scores(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple:
-        """Held-out logits (folds, v, strengths, 10), and accuracy and loss (folds, strengths)."""
-        logits = self.logits(self.val_features, weight, bias).view(*self.val.shape, -1, N_CLASSES)
-        targets, own = self.val_targets[..., None].expand(logits.shape[:3]), self.val_mask[..., None]
-        size = self.val_mask.sum(1, keepdim=True)
-        correct = ((logits.argmax(-1) == targets) & own).sum(1)
-        losses = F.cross_entropy(logits.permute(0, 3, 1, 2), targets, reduction="none") * own
-        # In float64: a fold's accuracy is then exactly its count over its size, as the report prints it.
-        return logits, correct.double() / size, losses.sum(1) / size
-
-    @torch.no_grad()
-    def model(self, weight: torch.Tensor, bias: torch.Tensor, fold: int = 0) -> SoftmaxRegression:
-        """One fold's (the hold-out's) model at the first strength of weight (folds, d, 10...)."""
-        model = SoftmaxRegression(self.rung).to(self.train_features.device)
-        model.load_state_dict({"mean": self.mean[fold], "std": self.std[fold],
-                               "linear.weight": weight[fold, :, :N_CLASSES].T,
-                               "linear.bias": bias[fold, 0, :N_CLASSES]})
-        return model.eval()
-
-
-def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index rows of one length (each padded with its own first entries), and which entries are its own."""
-    length, device = max(map(len, rows)), rows[0].device
-    own = torch.arange(length, device=device) < torch.tensor([[len(r)] for r in rows], device=device)
-    return torch.stack([torch.cat([r, r[:length - len(r)]]) for r in rows]), own
-
-
+# %%
 @dataclass
 class Fit:
     """Every fold x strength model fitted: weight (folds, d, strengths * 10: a 10-column block per
@@ -1371,6 +1381,12 @@ def flag(name: str, value) -> str:
     return f"{spelled} {value}"
 
 
+# %% [markdown]
+# `metrics.json` is the run's record: the settings, the scores, how the fit ended and which penalty it
+# used, the CV estimate, the device and the timings. `write_outputs` writes every file of a run, the
+# record last; a picture that cannot be drawn is a warning in the record, never a lost submission.
+
+# %%
 @dataclass
 class RunRecord:
     """metrics.json: the run's one record (written last, so that its presence means a finished run)."""
@@ -1449,6 +1465,11 @@ def write_outputs(out: Path, config: Config, data: DigitData, training: Training
     return record
 
 
+# %% [markdown]
+# `run` is the whole notebook in one call, for the script and for `digit-recognizer train`; the summary
+# it prints ends with the validation accuracy and, with folds, the expected public score.
+
+# %%
 def run(config: Config, data: DigitData, out: Path, timings: dict | None = None) -> RunRecord:
     """One training run: the steps of sections 1 to 8 as the notebook runs them, then the outputs."""
     timings = dict(timings or {})  # the caller's own, e.g. import and load seconds

@@ -2,6 +2,7 @@
 
 Local only (the kernel writes into Kaggle's working folder), so kept out of core/.
 """
+import errno
 import json
 import os
 import re
@@ -10,22 +11,26 @@ import shutil
 import socket
 import stat
 import sys
+import time
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from itertools import takewhile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
-from .errors import os_reason
+from .errors import UserError, os_reason
+from .interrupt_hold import interrupts_deferred
 
 INCOMPLETE_PREFIX = ".incomplete-"
 # Run folders published by this process, for an interrupt's truthful "what was kept" message.
 PUBLISHED: list[Path] = []
+# Staging folders this process could not remove after a failure, for the same message.
+LEFT_BEHIND: list[Path] = []
 # new_run_id's names: UTC time to the second, then six hex digits; they sort in time order.
 RUN_ID_PATTERN = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}")
 STAGING_NAME = re.compile(re.escape(INCOMPLETE_PREFIX) + RUN_ID_PATTERN.pattern)
 OWNER_FILE = ".digit-recognizer-owner"  # in a staging folder while its run writes it: pid, start time, host
+DEAD_START_SECONDS = 60  # how long a staging folder without a whole owner file must be still to be swept
 
 
 def new_run_id() -> str:
@@ -36,10 +41,35 @@ def new_run_id() -> str:
 def run_folder(root: Path) -> Iterator[Path]:
     """Yield an empty hidden folder to write a run into; publish it under its final name on success.
 
-    On any failure (an exception, Ctrl-C, SIGTERM) the hidden folder is removed, so `root` holds
-    exactly what it held before. A finished run's name is never reused.
+    On any failure (an exception, Ctrl-C, SIGTERM, SIGHUP), from the first step on, the hidden folder
+    is removed, so `root` holds exactly what it held before. A finished run's name is never reused.
     """
     created = list(takewhile(lambda folder: not folder.exists(), (root, *root.parents)))  # deepest first
+    staging: list[Path] = []  # the hidden folder once it exists: from then on, any failure removes it
+    try:
+        temp = _make_staging_folder(root, staging)
+        final = publish_name(temp)
+        yield temp
+        (temp / OWNER_FILE).unlink()
+        os.rename(temp, final)
+        PUBLISHED.append(final)
+    except BaseException as exc:
+        if staging and not staging[0].exists() and publish_name(staging[0]).exists():
+            PUBLISHED.append(publish_name(staging[0]))  # interrupted just after the rename: it is published
+            raise
+        with interrupts_deferred():  # a Ctrl-C now must not cut the clean-up short: it comes after
+            if staging:
+                _remove_staging(staging[0])
+            _remove_empty(created)  # nor the folders made for it
+        if isinstance(exc, UserError) and staging:  # name the run's files as the user knows them
+            temp = staging[0]
+            message = str(exc).replace(str(temp), str(publish_name(temp)))
+            raise UserError(message.replace("nothing was written", "no run folder was kept")) from None
+        raise
+
+
+def _make_staging_folder(root: Path, staging: list[Path]) -> Path:
+    """Make `root` (if need be) and in it the hidden folder with its owner file; append it to `staging`."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, or a folder we may not write in
@@ -48,30 +78,56 @@ def run_folder(root: Path) -> Iterator[Path]:
     run_id = new_run_id()
     while (root / run_id).exists():
         run_id = new_run_id()
-    temp, final = root / f"{INCOMPLETE_PREFIX}{run_id}", root / run_id
+    temp = root / f"{INCOMPLETE_PREFIX}{run_id}"
     sweep_leftovers(root)
     try:
-        temp.mkdir()
-        (temp / OWNER_FILE).write_text(json.dumps(_owner()))  # so a later run may sweep it, if this one is killed
+        # Ctrl-C, SIGTERM and SIGHUP are held back across these three steps and delivered after them, so
+        # that the folder is never there without its owner file or unknown to the clean-up (an interrupt
+        # between mkdir and the owner file's write used to leave the folder behind, never swept, under
+        # a message saying nothing was left). A kill cannot be held: what it can leave here, the folder
+        # alone or with an owner file not yet written, is what sweep_leftovers knows as a dead start.
+        with interrupts_deferred():
+            temp.mkdir()
+            staging.append(temp)
+            _write_owner_file(temp)
     except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
-        _remove_empty(created)
         raise UserError(f"{root}: cannot write a run folder there ({os_reason(exc)})") from None
+    return temp
+
+
+def _write_owner_file(folder: Path) -> None:
+    """The owner file, so that a later run may sweep the folder if this one is killed. One write() of a
+    few bytes to a new file: a kill leaves it whole or empty, never half written."""
+    content = json.dumps(_owner()).encode()
+    handle = os.open(folder / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        yield temp
-        (temp / OWNER_FILE).unlink()
-        os.rename(temp, final)
-        PUBLISHED.append(final)
-    except BaseException as exc:
-        if not temp.exists() and final.exists():  # interrupted just after the rename: it is published
-            PUBLISHED.append(final)
-            raise
-        shutil.rmtree(temp, ignore_errors=True)
-        _remove_empty(created)  # nor the folders made for it
-        if isinstance(exc, UserError):  # name the run's files as the user knows them, not by the hidden name
-            message = str(exc).replace(str(temp), str(final)).replace("nothing was written", "no run folder was kept")
-            raise UserError(message) from None
-        raise
+        if os.write(handle, content) != len(content):
+            raise OSError(errno.EIO, "the owner file was written short")
+    finally:
+        os.close(handle)
+
+
+def _remove_staging(folder: Path) -> None:
+    """Remove this run's staging folder; one that cannot be removed is noted in LEFT_BEHIND."""
+    if not _remove_owner_file_last(folder):
+        LEFT_BEHIND.append(folder)
+
+
+def _remove_owner_file_last(folder: Path) -> bool:
+    """Remove a staging folder, its owner file last: a kill in the middle leaves a folder that a later run
+    can still prove is the kit's, and sweep. Whether it is gone."""
+    try:
+        for part in folder.iterdir():
+            if part.name != OWNER_FILE:
+                if part.is_dir() and not part.is_symlink():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
+        (folder / OWNER_FILE).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        pass
+    return not os.path.lexists(folder)
 
 
 def refuse_append_only(root: Path) -> None:
@@ -97,8 +153,9 @@ def refuse_append_only(root: Path) -> None:
 
 def sweep_leftovers(root: Path) -> None:
     """Remove the staging folders that killed runs left in root (SIGKILL, SIGUSR1, a power cut). Only
-    provably the kit's: a staging name with a run id, this user's, holding the owner file that names a
-    process that is gone (a pid alone is not enough: pids are reused, so its start time must match)."""
+    provably the kit's: a staging name with a run id, this user's, and either holding the owner file that
+    names a process that is gone (a pid alone is not enough: pids are reused, so its start time must
+    match), or a start that was killed (see _dead_start)."""
     try:
         candidates = [p for p in root.iterdir() if STAGING_NAME.fullmatch(p.name)]
     except OSError:
@@ -106,12 +163,41 @@ def sweep_leftovers(root: Path) -> None:
     for folder in candidates:
         try:
             info = folder.lstat()
-            owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue  # no owner file: not provably the kit's, so not ours to delete
-        if stat.S_ISDIR(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == os.getuid()) \
-                and isinstance(owner, dict) and _gone(owner):
-            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            continue
+        owner = _read_owner(folder)
+        if (isinstance(owner, dict) and _gone(owner)) or (owner is None and _dead_start(folder)):
+            _remove_owner_file_last(folder)
+
+
+def _read_owner(folder: Path):
+    """The owner file's JSON, or None where there is no owner file or it is not (yet) written whole."""
+    try:
+        return json.loads((folder / OWNER_FILE).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _dead_start(folder: Path) -> bool:
+    """A run killed as it started, between making its folder and writing the owner file: the folder holds
+    nothing, or nothing but an owner file that is empty or not JSON, and neither has changed for a minute
+    (a live run is past this step within microseconds). Nothing of anyone's is in it, so removing it loses
+    nothing; anything else in it, and it is kept."""
+    try:
+        parts = list(folder.iterdir())
+        if [part.name for part in parts] not in ([], [OWNER_FILE]):
+            return False
+        last_change = folder.lstat().st_mtime
+        if parts:
+            owner = parts[0].lstat()
+            if not stat.S_ISREG(owner.st_mode) or _read_owner(folder) is not None:
+                return False  # not a file, or whole JSON: not what a killed start leaves
+            last_change = max(last_change, owner.st_mtime)
+    except OSError:
+        return False
+    return time.time() - last_change >= DEAD_START_SECONDS
 
 
 def _owner() -> dict:
