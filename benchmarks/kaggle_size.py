@@ -10,8 +10,9 @@ program pays. With a GPU, every command runs with `--device cpu` and `--device c
     python benchmarks/kaggle_size.py                      # about 5 minutes on 2 CPU cores
     python benchmarks/kaggle_size.py --data data --out results.json
 
-The machine should be quiet: the load average before and after is printed, and a warning when it was
-busy (timings on a busy machine say little).
+The machine should be quiet: the cores other processes kept busy just before the timings start is
+printed, with a warning when it was not near zero (timings on a busy machine say little). (The load
+average is no use here: it lags by a minute, and after the runs it counts the benchmark's own.)
 """
 import argparse
 import json
@@ -46,6 +47,21 @@ def devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
+def busy_cores(seconds: float = 3.0) -> float:
+    """How many cores were busy, on average, over the next `seconds` (Linux's /proc/stat; nan elsewhere)."""
+    def totals() -> tuple[int, int]:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, and idle + iowait
+
+    try:
+        all_before, idle_before = totals()
+        time.sleep(seconds)
+        all_after, idle_after = totals()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return (os.cpu_count() or 1) * (1 - (idle_after - idle_before) / max(1, all_after - all_before))
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -63,7 +79,6 @@ def main() -> int:
     parser.add_argument("--auto-repeats", type=int, default=3, help="runs of the auto command (default: 3)")
     parser.add_argument("--out", type=Path, help="also write the raw seconds as JSON here")
     args = parser.parse_args()
-    load_before = os.getloadavg()
     env = {**os.environ, "TQDM_DISABLE": "1"}
     rows = []
     with tempfile.TemporaryDirectory(prefix="digit-kaggle-size-") as tmp:
@@ -74,6 +89,7 @@ def main() -> int:
 
             print("building Kaggle-size stand-in data from the embedded sample (not timed) ...", flush=True)
             data = write_kaggle_size(Path(tmp) / "kaggle-size")
+        busy = busy_cores()  # measured last, just before the first timed run
         floor = whole_process([sys.executable, "-c", "import torch"], args.repeats, env)
         rows.append(("python -c 'import torch'", "-", floor))
         for device in devices():
@@ -84,12 +100,11 @@ def main() -> int:
                 repeats = args.auto_repeats if flags else args.repeats
                 print(f"timing {name} on {device} ({repeats} runs) ...", flush=True)
                 rows.append((name, device, whole_process(argv, repeats, env)))
-    load_after = os.getloadavg()
     floor_median = statistics.median(floor)
     print(f"\n{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; data: "
           f"{args.data or 'Kaggle-size stand-in (42,000 / 28,000 rows)'}")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    if max(load_before[0], load_after[0]) > 0.5:
+    print(f"cores kept busy by other processes just before the timings: {busy:.2f}")
+    if not busy < 0.2:
         print("warning: the machine was not quiet; these timings say little")
     print("\n| command (whole process) | device | runs | fastest s | median s | median / import torch |")
     print("|---|---|---|---|---|---|")
@@ -103,7 +118,7 @@ def main() -> int:
         print(f"{device}: auto takes {by_name['train --folds 5 --weight-decay auto'] / by_name['train']:.1f}x "
               "the default train (medians)")
     if args.out:
-        args.out.write_text(json.dumps({"cpu": cpu_model(), "load": [load_before, load_after],
+        args.out.write_text(json.dumps({"cpu": cpu_model(), "busy_cores_before": busy,
                                         "rows": [{"command": n, "device": d, "seconds": s} for n, d, s in rows]},
                                        indent=2) + "\n")
     return 0

@@ -12,19 +12,25 @@ torch.optim, batches of 256, a cosine learning-rate schedule, a fixed number of 
 held-out fold must not choose anything it then scores), the model submitted refitted the same way on all
 4,000 digits.
 
-With --kaggle-size, a last table times one hold-out fit per rung (one model on 37,800 images, features
+With --data, the rows cross-validate on that folder's train.csv instead (Kaggle's own, say: the test
+column is then empty, since Kaggle keeps its test labels). With --kaggle-size, a last table times one hold-out fit per rung (one model on 37,800 images, features
 included) on Kaggle-size stand-in data.
 
     python benchmarks/tune.py [--kaggle-size]      # several minutes on 2 CPU cores
+    python benchmarks/tune.py --data data          # Kaggle's train.csv: tens of minutes on 2 CPU cores
 """
 import argparse
 import dataclasses
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import digit_recognizer  # noqa: F401  (before torch loads, as in the kit's own commands: threads sleep, not spin)
+# The kit's progress lines would interleave with the tables (they cost well under a millisecond each).
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import digit_recognizer  # noqa: F401,E402  (before torch loads, as in the kit's own commands: threads sleep, not spin)
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,10 +57,9 @@ VARIANTS = [
 ]
 
 
-def evaluate(changes: dict, folds: int, seed: int) -> dict:
-    """One row: K-fold CV of the kit's fit at these settings (or of epochs of an optimiser, for comparison)."""
-    data = load_data(None)
-    truth = read_submission(SAMPLE_DIR / "solution.csv.gz", None)
+def evaluate(changes: dict, folds: int, seed: int, data, truth: np.ndarray | None) -> dict:
+    """One row: K-fold CV of the kit's fit at these settings (or of epochs of an optimiser, for comparison),
+    and the accuracy of its submitted model on the test set when its true labels are known."""
     settings = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(Config)}}
     config = Config(folds=folds, seed=seed, **settings)
     pixels, labels = torch.from_numpy(data.train_images), torch.from_numpy(data.train_labels)
@@ -68,12 +73,13 @@ def evaluate(changes: dict, folds: int, seed: int) -> dict:
         mean = float(np.mean(fold_accuracies))
         estimate = {"accuracy": mean, "stderr": float(np.std(fold_accuracies, ddof=1) / math.sqrt(folds)),
                     "fold_accuracies": fold_accuracies, "weight_decay": changes["weight_decay"]}
-        test_logits = model(standardised_test(changes, prepared, data))
-        test = float((test_logits.argmax(1).numpy() == truth).mean())
+        with torch.no_grad():
+            predicted = model(standardised_test(changes, prepared, data)).argmax(1).numpy()
     else:
         trained = cross_validate(config, prepared, labels, splits)
         estimate = dataclasses.asdict(trained.cv)
-        test = float((predict(trained.model, torch.from_numpy(data.test_images)).argmax(1).numpy() == truth).mean())
+        predicted = predict(trained.model, torch.from_numpy(data.test_images)).argmax(1).numpy()
+    test = float((predicted == truth).mean()) if truth is not None else float("nan")
     return {**estimate, "test_accuracy": test, "seconds": time.perf_counter() - started}
 
 
@@ -112,21 +118,29 @@ def epochs_fit(changes: dict, prepared: torch.Tensor, labels: torch.Tensor, trai
     return model, float((predicted == labels[val_idx]).double().mean())
 
 
-def ladder_table(folds: int, seed: int) -> None:
-    print(f"defaults: {dataclasses.asdict(Config())}; {folds}-fold CV, seed {seed}")
-    print("| change from the defaults | CV accuracy ± SE | difference from defaults ± SE | weight decay | "
-          f"sample test accuracy | s ({folds} folds + refit) |")
+def ladder_table(folds: int, seed: int, folder: Path | None) -> None:
+    data = load_data(folder)
+    # The sample comes with its test labels; Kaggle keeps its own, so with --data that column is empty.
+    truth = read_submission(SAMPLE_DIR / "solution.csv.gz", None) if folder is None else None
+    print(f"defaults: {dataclasses.asdict(Config())}; {folds}-fold CV, seed {seed}; data: {data.source} "
+          f"({len(data.train_labels)} training images)")
+    print("| change from the defaults | CV accuracy ± SE | difference from defaults ± SE | weight decay "
+          f"(submitted model) | test accuracy | s ({folds} folds + refit) |")
     print("|---|---|---|---|---|---|")
     base = None
     for changes in VARIANTS:
-        row = evaluate(changes, folds, seed)
+        row = evaluate(changes, folds, seed, data, truth)
         accuracies = np.array(row["fold_accuracies"])
         base = accuracies if base is None else base
         diff = accuracies - base
         diff_se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
         name = ", ".join(f"{k}={v}" for k, v in changes.items()) or "(defaults)"
         print(f"| {name} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {diff.mean():+.4f} ± {diff_se:.4f} | "
-              f"{row['weight_decay']:g} | {row['test_accuracy']:.4f} | {row['seconds']:.1f} |", flush=True)
+              f"{row['weight_decay']:g} | {test_column(row['test_accuracy'])} | {row['seconds']:.1f} |", flush=True)
+
+
+def test_column(accuracy: float) -> str:
+    return "—" if math.isnan(accuracy) else f"{accuracy:.4f}"
 
 
 def kaggle_size_times(seed: int) -> None:
@@ -146,9 +160,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="a Kaggle-format folder to cross-validate on instead of the "
+                        "embedded sample (Kaggle's own train.csv: the evidence at Kaggle's size)")
     parser.add_argument("--kaggle-size", action="store_true", help="also time one fit per rung at Kaggle size")
     args = parser.parse_args()
-    ladder_table(args.folds, args.seed)
+    ladder_table(args.folds, args.seed, args.data)
     if args.kaggle_size:
         kaggle_size_times(args.seed)
 

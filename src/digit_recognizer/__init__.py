@@ -1,7 +1,11 @@
 """digit-recognizer: a Kaggle Digit Recognizer kit built on multinomial logistic regression."""
 import os
+import time
 
 __version__ = "0.1.0"
+# When the package began to load: `train` reports the imports (torch's above all) from here, since its
+# flags come from the kernel, which imports torch before the command itself starts.
+IMPORT_STARTED = time.perf_counter()
 
 # Before torch loads (kernel.py imports it): its OpenMP threads spin at every barrier, stealing a busy
 # machine's time (with one of two cores busy, `train` at Kaggle size took twice as long). A user's own
