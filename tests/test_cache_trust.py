@@ -22,20 +22,11 @@ from conftest import run_cli
 from digit_recognizer import cache
 from digit_recognizer.csv_bytes import TRAIN_COLUMNS
 from digit_recognizer.local_data import load_data
-from test_bad_input import TEST, TRAIN_20, text
+from test_cache import data  # noqa: F401  (the fixture: a 20-row Kaggle-format folder)
 
 OTHER_USER = 65534  # nobody
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="giving a file to another user (os.chown) needs root")
-
-
-@pytest.fixture
-def data(tmp_path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "train.csv").write_bytes(text(TRAIN_20))
-    (folder / "test.csv").write_bytes(text(TEST))
-    return folder
 
 
 def shared_folder(path: Path, mode: int) -> Path:
