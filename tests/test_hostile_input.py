@@ -211,19 +211,58 @@ def trained(tmp_path_factory) -> Path:
     return run / "model.pt"
 
 
-def test_predict_refuses_a_model_whose_weights_are_nan(work, trained):
+def nan_everywhere(state: dict) -> None:
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+
+
+def zero_scale(state: dict) -> None:
+    state["std"].zero_()
+
+
+def enormous_weights(state: dict) -> None:  # finite, but every score overflows to infinity
+    state["linear.weight"].fill_(3e38)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (nan_everywhere, "NaN or infinite"),
+    (zero_scale, "its std holds zeros or negative values, so it cannot standardise"),
+    (enormous_weights, "(the largest weight is 3e+38), so it cannot predict"),
+], ids=["NaN weights", "a zero scale", "weights of 3e38"])
+def test_predict_refuses_a_model_that_cannot_make_predictions(work, trained, damage, expected):
+    """A degenerate model.pt wrote 1,000 labels of 0 and exited 0 (issue 28, item 5): refused in one line."""
     import torch
 
     saved = torch.load(trained, weights_only=True)
-    for tensor in saved["state_dict"].values():
-        if tensor.is_floating_point():
-            tensor.fill_(float("nan"))
+    damage(saved["state_dict"])
     torch.save(saved, work / "model.pt")
     before = snapshot(work)
     result = run_cli("predict", "--model", "model.pt", "--data", "data", cwd=work, timeout=120)
     line = the_line(result)
-    assert "model.pt" in line and "NaN or infinite" in line
+    assert "model.pt" in line and expected in line, line
     assert snapshot(work) == before
+
+
+def test_a_fit_that_cannot_reach_the_optimum_says_so_and_ends_soon(work):
+    """400 copies of one image under ten labels: no model can do better than chance, and the objective stops
+    falling at float32's precision far from a zero gradient. It ran to the 1,000-iteration cap for 55 s and
+    then said "fitted to the optimum" (issue 28, item 5); now it stops once the objective stalls and says
+    where it stopped, in the progress, the summary and metrics.json."""
+    pixels = TRAIN_20[1].split(",", 1)[1]
+    (work / "same").mkdir()
+    (work / "same" / "train.csv").write_bytes(text([TRAIN_20[0], *(f"{i % 10},{pixels}" for i in range(400))]))
+    (work / "same" / "test.csv").write_bytes(text(TEST))
+    result = run_cli("train", "--data", "same", "--runs", "runs", cwd=work, timeout=240)
+    assert result.returncode == 0, result.stderr  # a run worth keeping: its numbers say what happened
+    progress = [line for line in result.stdout.splitlines() if line.startswith("train L-BFGS iteration")]
+    assert progress[-1].endswith("stopped short of the optimum"), progress
+    (summary,) = [line for line in result.stdout.splitlines() if line.startswith("device:")]
+    assert "NOT at the optimum" in summary and "fitted to the optimum" not in summary, summary
+    assert re.search(r"largest gradient entry \d\.\d\de-0[1-3] \(the optimum's is at most 0\.0001\)", summary)
+    (run,) = (work / "runs").iterdir()
+    fit = json.loads((run / "metrics.json").read_text())["fit"]
+    assert fit["converged"] is False and fit["largest_gradient"] > 1e-4 and fit["iterations"] < 1000
 
 
 def complete_runs(runs: Path) -> list[Path]:

@@ -833,8 +833,10 @@ class Progress:
             self.bar.refresh()
         elif not self.quiet and (not moving or self.printed is None or elapsed - self.printed >= self.every):
             self.printed = elapsed
-            estimate = "done" if not moving else f"about {duration(left)} left" if left is not None else \
-                "time left not known yet"
+            if not moving:  # converged, or stalled short of the tolerance (the summary then says so too)
+                estimate = "done" if largest <= self.tol else "stopped short of the optimum"
+            else:
+                estimate = f"about {duration(left)} left" if left is not None else "time left not known yet"
             print(f"{self.desc} {step}: {status}; {duration(elapsed)} elapsed, {estimate}", flush=True)
 
     def seconds_left(self, elapsed: float, moving: int) -> float | None:

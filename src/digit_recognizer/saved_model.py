@@ -41,7 +41,7 @@ def predictions(path: Path, model: SoftmaxRegression, pixels: torch.Tensor) -> n
     probabilities = predict(model, pixels)
     if not bool(torch.isfinite(probabilities).all()):
         raise UserError(f"{path}: its weights give scores that are not finite numbers for these images (the "
-                        f"largest weight is {float(model.linear.weight.abs().max()):.3g}), so it cannot predict; "
+                        f"largest weight is {float(model.linear.weight.detach().abs().max()):.3g}), so it cannot predict; "
                         f"train the model again")
     return probabilities.argmax(1).cpu().numpy()
 
