@@ -40,9 +40,9 @@ def predictions(path: Path, model: SoftmaxRegression, pixels: torch.Tensor) -> n
     (finite but enormous weights overflow them, and every label would come out 0)."""
     probabilities = predict(model, pixels)
     if not bool(torch.isfinite(probabilities).all()):
+        largest = float(model.linear.weight.detach().abs().max())  # detached: no autograd warning before the line
         raise UserError(f"{path}: its weights give scores that are not finite numbers for these images (the "
-                        f"largest weight is {float(model.linear.weight.detach().abs().max()):.3g}), so it cannot predict; "
-                        f"train the model again")
+                        f"largest weight is {largest:.3g}), so it cannot predict; train the model again")
     return probabilities.argmax(1).cpu().numpy()
 
 
