@@ -118,7 +118,7 @@ def test_without_a_usable_home_the_cache_never_lands_in_root_or_here(monkeypatch
 
 def cached_sources() -> list[str]:
     """The CSV each cache entry holds, as `digit-recognizer cache` names it."""
-    return sorted(cache.describe_entry(p).split(" (")[0] for p in entries())
+    return sorted(cache.describe_header(cache.examine(p).header).split(" (")[0] for p in entries())
 
 
 def after_the_last_write(folder: Path) -> None:
@@ -152,7 +152,7 @@ def test_the_cache_stays_under_its_cap_and_drops_the_least_recently_used(tmp_pat
     shutil.copytree(one, first)
     load_data(first)
     for p in entries():
-        if str(one) in cache.describe_entry(p):
+        if str(one) in cache.describe_header(cache.examine(p).header):
             p.unlink()  # only data0's two entries from here on
     first_csvs = [str((first / name).resolve()) for name in ("test.csv", "train.csv")]
     for k in range(1, 20):

@@ -83,10 +83,9 @@ def test_sample_is_real_and_kaggle_shaped():
 
 def cached_array(entry):
     """The array a parse-cache entry holds (its format: cache.py)."""
-    from digit_recognizer.cache import read_entry, read_header
+    from digit_recognizer.cache import examine, read_entry
 
-    with open(entry, "rb") as handle:
-        header = read_header(handle)
+    header = examine(entry).header
     return read_entry(entry, header["key"], header["shape"][1])
 
 

@@ -272,13 +272,6 @@ def read_entry(entry: Path, key: dict, n_columns: int) -> "np.ndarray | None":
     return found.values
 
 
-def read_header(handle) -> dict | None:
-    if handle.read(len(MAGIC)) != MAGIC:
-        return None
-    header = json.loads(handle.readline(1 << 16))
-    return header if isinstance(header, dict) else None
-
-
 def write_entry(entry: Path, values: "np.ndarray", key: dict, source: Path) -> None:
     """Best effort, never leaving a temporary file: a cache that cannot be written only costs speed."""
     import numpy as np
@@ -400,15 +393,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         pass  # alive, another user's
     return True
-
-
-def describe_entry(path: Path) -> str:
-    """The CSV the user's own entry holds, from its header."""
-    try:
-        with open(path, "rb") as handle:
-            return describe_header(read_header(handle))
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
-        return "(an older kit's or unreadable entry)"
 
 
 def describe_header(header: dict) -> str:
