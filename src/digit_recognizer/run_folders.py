@@ -1,6 +1,6 @@
 """Run folders: each run is written into a hidden folder and published under its final name when complete.
 
-Local only (the kernel writes into Kaggle's working folder), so kept out of core/.
+Local only: the kernel writes into Kaggle's working folder instead, so none of this is in kernel.py.
 """
 import errno
 import json
