@@ -27,7 +27,8 @@ def cuda_works() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(cuda_works() is not None, reason=str(cuda_works()))]
+CUDA_PROBLEM = cuda_works()  # asked once: it starts CUDA, where there is one
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(CUDA_PROBLEM is not None, reason=str(CUDA_PROBLEM))]
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
